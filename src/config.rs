@@ -1,0 +1,265 @@
+//! The one configuration of a distillation run, with the reference code's defaults
+//! (SsnL/dataset-distillation `base_options.py` and the soft-label fork) and its validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which functional network is trained on the distilled data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetKind {
+    /// LeNet-5 as in the reference code (conv 6, conv 16, fc 120, fc 84), adapted to the image size.
+    LeNet,
+    /// A small ConvNet: `depth` blocks of 3×3 conv, ReLU and 2×2 average pooling, then a linear layer.
+    ConvNet,
+}
+
+/// How the distilled images start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageInit {
+    /// N(0, 1) in normalised space (the reference default).
+    Noise,
+    /// Randomly chosen real training images of each class (their pixels start the optimisation).
+    Real,
+}
+
+/// How the learnable label values enter the inner loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelMode {
+    /// The raw values weight the log-probabilities (as in the soft-label fork).
+    Raw,
+    /// The values are passed through a softmax first, so each label is a distribution.
+    Softmax,
+}
+
+/// Every setting of a distillation run and of its evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Network trained on the distilled data.
+    pub net: NetKind,
+    /// Channels of every ConvNet block.
+    pub convnet_width: usize,
+    /// ConvNet blocks (each halves the image size).
+    pub convnet_depth: usize,
+    /// Images are resized to `image_size × image_size`.
+    pub image_size: usize,
+    /// Distilled steps (each step is one batch of distilled images).
+    pub steps: usize,
+    /// Distilled images of each class in each step.
+    pub images_per_class_per_step: usize,
+    /// How often the step sequence is replayed.
+    pub epochs: usize,
+    /// Initialisation of the distilled images.
+    pub init: ImageInit,
+    /// Whether the labels are learned (otherwise they stay one-hot).
+    pub learn_labels: bool,
+    /// How label values weight the inner loss.
+    pub label_mode: LabelMode,
+    /// Initial value of every inner learning rate (the raw parameter is its softplus inverse).
+    pub lr_init: f64,
+    /// Keep one fixed initial network instead of sampling fresh weights every iteration.
+    pub known_init: bool,
+    /// Real minibatch size of the outer loss (capped by the training set).
+    pub batch_size: usize,
+    /// Adam learning rate of the outer optimisation.
+    pub outer_lr: f64,
+    /// Adam beta1.
+    pub beta1: f64,
+    /// Adam beta2.
+    pub beta2: f64,
+    /// Multiply the outer learning rate by `decay_factor` every `decay_epochs` passes.
+    pub decay_epochs: usize,
+    /// Factor of the step decay.
+    pub decay_factor: f64,
+    /// Passes over the real training data.
+    pub epochs_outer: usize,
+    /// Stop after this many outer iterations, whatever `epochs_outer` says.
+    pub max_iterations: Option<usize>,
+    /// Fresh networks the distilled program is evaluated on.
+    pub eval_nets: usize,
+    /// Learning rates tried for the random-real-subset baseline (the best on training data wins).
+    pub baseline_lrs: Vec<f64>,
+    /// Networks trained on all training data for the full-data baseline (0 skips it).
+    pub full_data_nets: usize,
+    /// Epochs of the full-data baseline (Adam, lr 1e-3, batch 64).
+    pub full_data_epochs: usize,
+    /// Share of each class held out as the test split when a folder is split.
+    pub test_fraction: f64,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            net: NetKind::LeNet,
+            convnet_width: 32,
+            convnet_depth: 3,
+            image_size: 28,
+            steps: 10,
+            images_per_class_per_step: 1,
+            epochs: 3,
+            init: ImageInit::Noise,
+            learn_labels: true,
+            label_mode: LabelMode::Raw,
+            lr_init: 0.02,
+            known_init: false,
+            batch_size: 1024,
+            outer_lr: 0.01,
+            beta1: 0.5,
+            beta2: 0.999,
+            decay_epochs: 40,
+            decay_factor: 0.5,
+            epochs_outer: 400,
+            max_iterations: None,
+            eval_nets: 10,
+            baseline_lrs: vec![0.001, 0.003, 0.01, 0.03, 0.1, 0.3],
+            full_data_nets: 3,
+            full_data_epochs: 10,
+            test_fraction: 0.2,
+            seed: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every value; the message names the field and its allowed range.
+    pub fn validate(&self) -> Result<()> {
+        fn range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, lo: T, hi: T) -> Result<()> {
+            if v >= lo && v <= hi {
+                Ok(())
+            } else {
+                Err(Error::Config(format!("{name} = {v} is outside [{lo}, {hi}]")))
+            }
+        }
+        range("image_size", self.image_size, 8, 256)?;
+        range("steps", self.steps, 1, 1000)?;
+        range("images_per_class_per_step", self.images_per_class_per_step, 1, 1000)?;
+        range("epochs", self.epochs, 1, 100)?;
+        range("convnet_width", self.convnet_width, 1, 1024)?;
+        range("convnet_depth", self.convnet_depth, 1, 6)?;
+        range("batch_size", self.batch_size, 1, 1 << 20)?;
+        range("epochs_outer", self.epochs_outer, 1, 1_000_000)?;
+        range("decay_epochs", self.decay_epochs, 1, 1_000_000)?;
+        range("eval_nets", self.eval_nets, 1, 1000)?;
+        range("full_data_nets", self.full_data_nets, 0, 1000)?;
+        range("full_data_epochs", self.full_data_epochs, 1, 10_000)?;
+        if let Some(n) = self.max_iterations {
+            range("max_iterations", n, 1, 100_000_000)?;
+        }
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::Config(format!("{name} = {v} must be a positive finite number")))
+            }
+        };
+        positive("lr_init", self.lr_init)?;
+        positive("outer_lr", self.outer_lr)?;
+        positive("decay_factor", self.decay_factor)?;
+        for lr in &self.baseline_lrs {
+            positive("baseline_lrs", *lr)?;
+        }
+        if self.baseline_lrs.is_empty() {
+            return Err(Error::Config("baseline_lrs must name at least one learning rate".into()));
+        }
+        let unit = |name: &str, v: f64| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::Config(format!("{name} = {v} is outside [0, 1)")))
+            }
+        };
+        unit("beta1", self.beta1)?;
+        unit("beta2", self.beta2)?;
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return Err(Error::Config(format!(
+                "test_fraction = {} is outside (0, 1)",
+                self.test_fraction
+            )));
+        }
+        if self.decay_factor > 1.0 {
+            return Err(Error::Config(format!("decay_factor = {} is above 1", self.decay_factor)));
+        }
+        if self.net == NetKind::ConvNet && self.image_size >> self.convnet_depth == 0 {
+            return Err(Error::Config(format!(
+                "image_size {} is too small for a ConvNet of depth {} (each block halves it)",
+                self.image_size, self.convnet_depth
+            )));
+        }
+        Ok(())
+    }
+
+    /// Inner SGD steps of one replay: `steps × epochs`.
+    pub fn inner_steps(&self) -> usize {
+        self.steps * self.epochs
+    }
+
+    /// Distilled images in each step for `classes` classes.
+    pub fn images_per_step(&self, classes: usize) -> usize {
+        self.images_per_class_per_step * classes
+    }
+
+    /// The raw learning-rate parameter whose softplus is `lr_init`.
+    pub fn raw_lr_init(&self) -> f64 {
+        softplus_inverse(self.lr_init)
+    }
+}
+
+/// `ln(e^y − 1)`, the inverse of softplus, stable for small and large `y`.
+pub fn softplus_inverse(y: f64) -> f64 {
+    if y > 20.0 {
+        y
+    } else {
+        y.exp_m1().ln()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_reference_ones_and_valid() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!((c.steps, c.epochs, c.images_per_class_per_step), (10, 3, 1));
+        assert_eq!((c.outer_lr, c.beta1, c.beta2), (0.01, 0.5, 0.999));
+        assert_eq!((c.decay_epochs, c.epochs_outer, c.batch_size), (40, 400, 1024));
+        let lr = (1.0 + c.raw_lr_init().exp()).ln();
+        assert!((lr - 0.02).abs() < 1e-12);
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field() {
+        let cases: Vec<(Config, &str)> = vec![
+            (Config { steps: 0, ..Config::default() }, "steps"),
+            (Config { lr_init: f64::NAN, ..Config::default() }, "lr_init"),
+            (Config { beta1: 1.0, ..Config::default() }, "beta1"),
+            (Config { test_fraction: 1.5, ..Config::default() }, "test_fraction"),
+            (Config { image_size: 4, ..Config::default() }, "image_size"),
+            (
+                Config { net: NetKind::ConvNet, image_size: 8, convnet_depth: 4, ..Config::default() },
+                "ConvNet",
+            ),
+        ];
+        for (c, field) in cases {
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(field), "{msg} does not name {field}");
+        }
+    }
+
+    #[test]
+    fn json_round_trip_and_unknown_fields_rejected() {
+        let c = Config { net: NetKind::ConvNet, seed: 9, ..Config::default() };
+        let s = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Config>(&s).unwrap(), c);
+        let partial: Config = serde_json::from_str(r#"{"steps": 3}"#).unwrap();
+        assert_eq!(partial.steps, 3);
+        assert!(serde_json::from_str::<Config>(r#"{"stepz": 3}"#).is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! Labelled grayscale images in memory: loading (image folders, in-memory files, `.npz`), the
+//! stratified split, normalisation and conversion to tensors.
+
+mod decode;
+mod folder;
+mod npz;
+
+pub use decode::{decode_image, MAX_FILE_BYTES};
+pub use folder::{load_files, load_folder, InputFile};
+pub use npz::{load_npz, NpzSplits};
+
+use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rng::{permutation, rng, Stream};
+
+/// Square grayscale images with class labels; pixel values in [0, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// Side of every image.
+    pub size: usize,
+    /// `len × size × size` pixel values, image after image, row-major.
+    pub pixels: Vec<f32>,
+    /// Class index of every image.
+    pub labels: Vec<usize>,
+    /// Class names; `labels` index into them.
+    pub classes: Vec<String>,
+}
+
+/// A file that was left out, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The file's name (path relative to the data root where there is one).
+    pub file: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// A loaded dataset and the files that could not be used.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The usable images.
+    pub dataset: Dataset,
+    /// Files left out, with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Mean and standard deviation of the training pixels; inputs are `(x − mean) / std`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Mean pixel value in [0, 1] units.
+    pub mean: f32,
+    /// Standard deviation in [0, 1] units.
+    pub std: f32,
+}
+
+impl Normalization {
+    /// Statistics of all pixels of `data` (a constant image set gets std 1).
+    pub fn of(data: &Dataset) -> Self {
+        let n = data.pixels.len().max(1) as f64;
+        let mean = data.pixels.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = data.pixels.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let std = var.sqrt();
+        Self { mean: mean as f32, std: if std > 1e-6 { std as f32 } else { 1.0 } }
+    }
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there is no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// The pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let n = self.size * self.size;
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// Images of each class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for &l in &self.labels {
+            counts[l] += 1;
+        }
+        counts
+    }
+
+    /// The images at `indices`, in that order, with the same classes.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut pixels = Vec::with_capacity(indices.len() * self.size * self.size);
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            size: self.size,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            classes: self.classes.clone(),
+        }
+    }
+
+    /// Fails unless there are at least two classes and every class has at least `min_per_class`
+    /// images; the message names the classes that fall short.
+    pub fn check_classes(&self, min_per_class: usize) -> Result<()> {
+        if self.classes.len() < 2 {
+            return Err(Error::Data(format!(
+                "found {} class(es) ({}); distillation needs at least two classes, one folder each",
+                self.classes.len(),
+                self.classes.join(", ")
+            )));
+        }
+        let short: Vec<String> = self
+            .class_counts()
+            .iter()
+            .zip(&self.classes)
+            .filter(|(&c, _)| c < min_per_class)
+            .map(|(c, name)| format!("'{name}' has {c}"))
+            .collect();
+        if !short.is_empty() {
+            return Err(Error::Data(format!(
+                "every class needs at least {min_per_class} usable image(s): {}",
+                short.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Indices of the images of each class, in order.
+    pub fn indices_by_class(&self) -> Vec<Vec<usize>> {
+        let mut by_class = vec![Vec::new(); self.classes.len()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            by_class[l].push(i);
+        }
+        by_class
+    }
+
+    /// A stratified, seeded split: from each class, `fraction` of its images (at least one)
+    /// go to the second part. Needs two images per class.
+    pub fn split(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+        self.check_classes(2)?;
+        let mut rng = rng(seed, Stream::Split);
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        for idx in self.indices_by_class() {
+            let perm = permutation(&mut rng, idx.len());
+            let k = ((idx.len() as f64 * fraction).round() as usize).clamp(1, idx.len() - 1);
+            second.extend(perm[..k].iter().map(|&p| idx[p]));
+            first.extend(perm[k..].iter().map(|&p| idx[p]));
+        }
+        first.sort_unstable();
+        second.sort_unstable();
+        Ok((self.subset(&first), self.subset(&second)))
+    }
+
+    /// Images at `indices`, normalised, as a `[n, 1, size, size]` tensor, with their labels.
+    pub fn tensors<B: Backend>(
+        &self,
+        indices: &[usize],
+        norm: Normalization,
+        device: &B::Device,
+    ) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
+        let n = indices.len();
+        let mut values = Vec::with_capacity(n * self.size * self.size);
+        for &i in indices {
+            values.extend(self.image(i).iter().map(|&v| (v - norm.mean) / norm.std));
+        }
+        let x = Tensor::from_data(TensorData::new(values, [n, 1, self.size, self.size]), device);
+        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
+        let y = Tensor::from_data(TensorData::new(labels, [n]), device);
+        (x, y)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A tiny dataset: class c has `per_class` images filled with c / classes.
+    pub fn toy(classes: usize, per_class: usize, size: usize) -> Dataset {
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for c in 0..classes {
+            for k in 0..per_class {
+                let v = c as f32 / classes as f32 + k as f32 * 1e-3;
+                pixels.extend(std::iter::repeat_n(v, size * size));
+                labels.push(c);
+            }
+        }
+        Dataset { size, pixels, labels, classes: (0..classes).map(|c| format!("c{c}")).collect() }
+    }
+
+    #[test]
+    fn split_is_stratified_seeded_and_disjoint() {
+        let d = toy(3, 10, 4);
+        let (a, b) = d.split(0.2, 5).unwrap();
+        assert_eq!(a.class_counts(), vec![8, 8, 8]);
+        assert_eq!(b.class_counts(), vec![2, 2, 2]);
+        let (a2, _) = d.split(0.2, 5).unwrap();
+        assert_eq!(a, a2);
+        let (a3, _) = d.split(0.2, 6).unwrap();
+        assert_ne!(a.pixels, a3.pixels);
+        for i in 0..b.len() {
+            assert!((0..a.len()).all(|j| a.image(j) != b.image(i)));
+        }
+    }
+
+    #[test]
+    fn class_checks_name_the_cause() {
+        let one = Dataset { classes: vec!["only".into()], ..toy(1, 3, 4) };
+        assert!(one.check_classes(1).unwrap_err().to_string().contains("at least two classes"));
+        let mut d = toy(2, 3, 4);
+        d.classes[1] = "empty".into();
+        d.labels.iter_mut().for_each(|l| *l = 0);
+        let msg = d.check_classes(1).unwrap_err().to_string();
+        assert!(msg.contains("'empty' has 0"), "{msg}");
+    }
+
+    #[test]
+    fn normalisation_gives_zero_mean_unit_std() {
+        let d = toy(2, 5, 3);
+        let norm = Normalization::of(&d);
+        let (x, _) = d.tensors::<burn_ndarray::NdArray>(&(0..d.len()).collect::<Vec<_>>(), norm, &Default::default());
+        let v = x.into_data().to_vec::<f32>().unwrap();
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32;
+        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "{mean} {var}");
+    }
+}

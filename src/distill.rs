@@ -1,0 +1,351 @@
+//! The distillation itself: learnable images, labels and learning rates, one outer iteration at a
+//! time, with the exact hyper-gradient through the unrolled inner SGD steps (nested autodiff).
+
+use burn_autodiff::Autodiff;
+use burn_tensor::{activation::softplus, backend::Backend, Int, Tensor, TensorData};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::adam::{Adam, AdamConfig};
+use crate::config::{Config, ImageInit};
+use crate::data::{Dataset, Normalization};
+use crate::error::{Error, Result};
+use crate::net::{Network, Params};
+use crate::rng::{normal, permutation, rng, Stream};
+use crate::train::{label_targets, loss_grads, one_hot, sgd_update, soft_cross_entropy};
+
+type A<B> = Autodiff<B>;
+type AA<B> = Autodiff<Autodiff<B>>;
+
+/// The learnable distilled data, on the backend.
+#[derive(Clone, Debug)]
+pub struct DistilledTensors<B: Backend> {
+    /// `[steps × per_step, 1, size, size]`, normalised space, step after step.
+    pub images: Tensor<B, 4>,
+    /// `[steps × per_step, classes]` label values.
+    pub labels: Tensor<B, 2>,
+    /// `[steps × epochs]` raw learning rates; the rates are their softplus.
+    pub raw_lrs: Tensor<B, 1>,
+}
+
+/// The distilled data read back to the host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Distilled {
+    /// Images per step.
+    pub per_step: usize,
+    /// Side of every image.
+    pub size: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// How often the steps are replayed.
+    pub epochs: usize,
+    /// `n × size × size` values in normalised space.
+    pub images: Vec<f32>,
+    /// `n × classes` label values as learned (before any softmax of the label mode).
+    pub labels: Vec<f32>,
+    /// The `steps × epochs` learning rates (after softplus).
+    pub lrs: Vec<f32>,
+    /// The class each image was initialised for.
+    pub classes_of: Vec<usize>,
+}
+
+impl Distilled {
+    /// Number of distilled images.
+    pub fn len(&self) -> usize {
+        self.classes_of.len()
+    }
+
+    /// Whether there is no image.
+    pub fn is_empty(&self) -> bool {
+        self.classes_of.is_empty()
+    }
+
+    /// Number of distilled steps.
+    pub fn steps(&self) -> usize {
+        self.len() / self.per_step
+    }
+}
+
+/// What one outer iteration reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Iterations done so far (this one included).
+    pub iteration: usize,
+    /// Outer epoch (pass over the real data) of this iteration.
+    pub epoch: usize,
+    /// Cross-entropy of the adapted network on the real minibatch.
+    pub loss: f32,
+    /// The outer (Adam) learning rate used.
+    pub outer_lr: f64,
+    /// The inner learning rates after this iteration's update.
+    pub lrs: Vec<f32>,
+}
+
+/// The hyper-gradient of one outer iteration.
+pub struct MetaGradient<B: Backend> {
+    /// The outer loss.
+    pub loss: Tensor<B, 1>,
+    /// d loss / d images.
+    pub images: Tensor<B, 4>,
+    /// d loss / d labels (zero when labels are not learned).
+    pub labels: Tensor<B, 2>,
+    /// d loss / d raw learning rates.
+    pub raw_lrs: Tensor<B, 1>,
+}
+
+/// A distillation in progress.
+pub struct Distiller<B: Backend> {
+    config: Config,
+    net: Network,
+    device: B::Device,
+    train_x: Tensor<B, 4>,
+    train_y: Tensor<B, 2>,
+    train_len: usize,
+    state: DistilledTensors<B>,
+    classes_of: Vec<usize>,
+    adam: (Adam<B, 4>, Adam<B, 2>, Adam<B, 1>),
+    fixed_init: Option<Params<B>>,
+    rng: ChaCha8Rng,
+    order: Vec<usize>,
+    iteration: usize,
+}
+
+impl<B: Backend> Distiller<B> {
+    /// Prepares a run on `train` (normalised with `norm`) on `device`.
+    pub fn new(config: Config, train: &Dataset, norm: Normalization, device: &B::Device) -> Result<Self> {
+        config.validate()?;
+        train.check_classes(1)?;
+        if train.size != config.image_size {
+            return Err(Error::Data(format!(
+                "images are {0}×{0} but the configuration asks for {1}×{1}",
+                train.size, config.image_size
+            )));
+        }
+        let classes = train.num_classes();
+        let net = Network::new(&config, classes)?;
+        let all: Vec<usize> = (0..train.len()).collect();
+        let (train_x, labels) = train.tensors::<B>(&all, norm, device);
+        let train_y = one_hot(labels, classes);
+
+        let per_step = config.images_per_step(classes);
+        let n = per_step * config.steps;
+        let classes_of: Vec<usize> = (0..n).map(|i| i % classes).collect();
+        let size = config.image_size;
+        let mut init_rng = rng(config.seed, Stream::DistillInit);
+        let pixels = match config.init {
+            ImageInit::Noise => normal(&mut init_rng, n * size * size, 1.0),
+            ImageInit::Real => {
+                let by_class = train.indices_by_class();
+                let perms: Vec<Vec<usize>> = by_class.iter().map(|idx| permutation(&mut init_rng, idx.len())).collect();
+                let mut used = vec![0; classes];
+                let mut pixels = Vec::with_capacity(n * size * size);
+                for &c in &classes_of {
+                    let k = used[c] % by_class[c].len();
+                    used[c] += 1;
+                    let image = train.image(by_class[c][perms[c][k]]);
+                    pixels.extend(image.iter().map(|&v| (v - norm.mean) / norm.std));
+                }
+                pixels
+            }
+        };
+        let images = Tensor::from_data(TensorData::new(pixels, [n, 1, size, size]), device);
+        let labels = one_hot(
+            Tensor::<B, 1, Int>::from_data(TensorData::new(classes_of.iter().map(|&c| c as i64).collect::<Vec<_>>(), [n]), device),
+            classes,
+        );
+        let raw_lrs = Tensor::<B, 1>::full([config.inner_steps()], config.raw_lr_init(), device);
+        let state = DistilledTensors { images, labels, raw_lrs };
+        let adam = (Adam::new(&state.images), Adam::new(&state.labels), Adam::new(&state.raw_lrs));
+        let mut rng_train = rng(config.seed, Stream::Training);
+        let fixed_init = config.known_init.then(|| net.init::<B>(&mut rng_train, device));
+        Ok(Self {
+            net,
+            device: device.clone(),
+            train_x,
+            train_y,
+            train_len: train.len(),
+            state,
+            classes_of,
+            adam,
+            fixed_init,
+            rng: rng_train,
+            order: Vec::new(),
+            iteration: 0,
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The network the data is distilled for.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// Outer iterations done.
+    pub fn iteration(&self) -> usize {
+        self.iteration
+    }
+
+    /// Real minibatch size (the configured one capped by the data).
+    pub fn batch_size(&self) -> usize {
+        self.config.batch_size.min(self.train_len)
+    }
+
+    /// Outer iterations per pass over the real data.
+    pub fn iterations_per_epoch(&self) -> usize {
+        (self.train_len / self.batch_size()).max(1)
+    }
+
+    /// Outer iterations of the whole run.
+    pub fn total_iterations(&self) -> usize {
+        let all = self.config.epochs_outer * self.iterations_per_epoch();
+        self.config.max_iterations.map_or(all, |m| m.min(all))
+    }
+
+    /// The outer learning rate at `iteration` (step decay per pass).
+    pub fn outer_lr(&self, iteration: usize) -> f64 {
+        let epoch = iteration / self.iterations_per_epoch();
+        self.config.outer_lr * self.config.decay_factor.powi((epoch / self.config.decay_epochs) as i32)
+    }
+
+    /// The current learnable tensors.
+    pub fn state(&self) -> &DistilledTensors<B> {
+        &self.state
+    }
+
+    /// Replaces the learnable tensors (for tests and for resuming a saved session).
+    pub fn set_state(&mut self, state: DistilledTensors<B>) {
+        self.state = state;
+    }
+
+    /// The fixed initial weights when `known_init` is set.
+    pub fn fixed_init(&self) -> Option<&Params<B>> {
+        self.fixed_init.as_ref()
+    }
+
+    /// Weights the next iteration starts from: the fixed ones, or fresh ones.
+    pub fn sample_init(&mut self) -> Params<B> {
+        match &self.fixed_init {
+            Some(p) => p.clone(),
+            None => self.net.init(&mut self.rng, &self.device),
+        }
+    }
+
+    /// Indices of the next real minibatch (a new shuffle every pass, the remainder dropped).
+    pub fn next_batch(&mut self) -> Vec<usize> {
+        let b = self.batch_size();
+        if self.order.len() < b {
+            self.order = permutation(&mut self.rng, self.train_len);
+            self.order.truncate(self.iterations_per_epoch() * b);
+        }
+        self.order.drain(..b).collect()
+    }
+
+    /// The outer loss after unrolling the inner steps from `init`, on the real images `batch`, and
+    /// its exact gradient with respect to images, labels and raw learning rates.
+    pub fn meta_gradient(&self, init: &Params<B>, batch: &[usize]) -> MetaGradient<B> {
+        let cfg = &self.config;
+        let images = Tensor::<A<B>, 4>::from_inner(self.state.images.clone()).require_grad();
+        let labels = Tensor::<A<B>, 2>::from_inner(self.state.labels.clone()).set_require_grad(cfg.learn_labels);
+        let raw_lrs = Tensor::<A<B>, 1>::from_inner(self.state.raw_lrs.clone()).require_grad();
+        let lrs = softplus(raw_lrs.clone(), 1.0);
+        let targets = label_targets(labels.clone(), cfg.label_mode);
+        let per_step = cfg.images_per_step(self.net.classes());
+
+        let mut params: Params<A<B>> = init.iter().map(|p| Tensor::from_inner(p.clone())).collect();
+        let mut i = 0;
+        for _ in 0..cfg.epochs {
+            for s in 0..cfg.steps {
+                let x = images.clone().narrow(0, s * per_step, per_step);
+                let y = targets.clone().narrow(0, s * per_step, per_step);
+                let (_, g) = loss_grads::<AA<B>>(&self.net, &params, x, y);
+                params = sgd_update(params, g, lrs.clone().narrow(0, i, 1));
+                i += 1;
+            }
+        }
+        let idx = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(batch.iter().map(|&i| i as i64).collect::<Vec<_>>(), [batch.len()]),
+            &self.device,
+        );
+        let real_x = Tensor::from_inner(self.train_x.clone().select(0, idx.clone()));
+        let real_y = Tensor::from_inner(self.train_y.clone().select(0, idx));
+        let loss = soft_cross_entropy(self.net.forward(&params, real_x), real_y);
+        let grads = loss.backward();
+        MetaGradient {
+            images: images.grad(&grads).unwrap_or_else(|| self.state.images.zeros_like()),
+            labels: labels.grad(&grads).unwrap_or_else(|| self.state.labels.zeros_like()),
+            raw_lrs: raw_lrs.grad(&grads).unwrap_or_else(|| self.state.raw_lrs.zeros_like()),
+            loss: loss.inner(),
+        }
+    }
+
+    /// One outer iteration: fresh weights, a real minibatch, the hyper-gradient, an Adam step.
+    /// A NaN or infinite loss or gradient leaves the state as it was and returns
+    /// [`Error::Diverged`]. Reads back from the device only asynchronously.
+    pub async fn step(&mut self) -> Result<StepReport> {
+        let init = self.sample_init();
+        let batch = self.next_batch();
+        let g = self.meta_gradient(&init, &batch);
+        let sq = |t: Tensor<B, 1>| t.clone().mul(t).sum();
+        let checks = Tensor::cat(
+            vec![
+                g.loss.clone(),
+                sq(g.images.clone().reshape([-1])),
+                sq(g.labels.clone().reshape([-1])),
+                sq(g.raw_lrs.clone()),
+            ],
+            0,
+        );
+        let values = read_f32(checks).await?;
+        let iteration = self.iteration + 1;
+        let names = ["the outer loss", "the image gradient", "the label gradient", "the learning-rate gradient"];
+        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Diverged {
+                iteration,
+                last_good: self.iteration,
+                cause: format!("{} is {}", names[k], values[k]),
+            });
+        }
+        let lr = self.outer_lr(self.iteration);
+        let adam = AdamConfig { beta1: self.config.beta1, beta2: self.config.beta2, eps: 1e-8 };
+        let s = &mut self.state;
+        s.images = self.adam.0.step(adam, lr, s.images.clone(), g.images);
+        if self.config.learn_labels {
+            s.labels = self.adam.1.step(adam, lr, s.labels.clone(), g.labels);
+        }
+        s.raw_lrs = self.adam.2.step(adam, lr, s.raw_lrs.clone(), g.raw_lrs);
+        self.iteration = iteration;
+        Ok(StepReport {
+            iteration,
+            epoch: (iteration - 1) / self.iterations_per_epoch(),
+            loss: values[0],
+            outer_lr: lr,
+            lrs: read_f32(softplus(self.state.raw_lrs.clone(), 1.0)).await?,
+        })
+    }
+
+    /// The distilled data, read back to the host.
+    pub async fn distilled(&self) -> Result<Distilled> {
+        let s = &self.state;
+        Ok(Distilled {
+            per_step: self.config.images_per_step(self.net.classes()),
+            size: self.config.image_size,
+            classes: self.net.classes(),
+            epochs: self.config.epochs,
+            images: read_f32(s.images.clone().reshape([-1])).await?,
+            labels: read_f32(s.labels.clone().reshape([-1])).await?,
+            lrs: read_f32(softplus(s.raw_lrs.clone(), 1.0)).await?,
+            classes_of: self.classes_of.clone(),
+        })
+    }
+}
+
+/// Reads a tensor back as f32 values, asynchronously (the only way on WebGPU).
+pub async fn read_f32<B: Backend>(t: Tensor<B, 1>) -> Result<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+    data.convert::<f32>().to_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+}

@@ -1,0 +1,22 @@
+//! anondistill: soft-label dataset distillation (Wang et al. 2018; Sucholutsky & Schonlau 2019;
+//! Li et al. 2020) of labelled grayscale image patches, generic over the burn backend.
+//!
+//! The pieces, in the order a run uses them: [`data`] loads and splits images, [`config`] holds
+//! every setting, [`net`] defines the functional networks, [`distill`] learns the distilled
+//! images, labels and learning rates, [`eval`] measures them against baselines, and [`export`]
+//! writes (and reads) the result archive.
+
+pub mod adam;
+pub mod config;
+pub mod data;
+pub mod distill;
+pub mod error;
+pub mod eval;
+pub mod export;
+pub mod net;
+pub mod rng;
+pub mod train;
+
+pub use config::{Config, ImageInit, LabelMode, NetKind};
+pub use distill::{Distilled, Distiller, StepReport};
+pub use error::{Error, Result};

@@ -1,0 +1,238 @@
+//! Functional networks whose weights are plain tensors, built only from operations that burn can
+//! differentiate twice: `conv2d`, matmul plus bias (not the fused `linear`), ReLU, and pooling
+//! written as reshape plus max/mean (not `max_pool2d`/`avg_pool2d`).
+
+use burn_tensor::{activation::relu, backend::Backend, module::conv2d, ops::ConvOptions, Tensor, TensorData};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, NetKind};
+use crate::error::{Error, Result};
+use crate::rng::normal;
+
+/// The weights of a network: one flat tensor per parameter, in [`Network::params`] order.
+pub type Params<B> = Vec<Tensor<B, 1>>;
+
+/// One parameter: its shape and Xavier fans (zero fans mean a bias, initialised to zero).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    /// Name, e.g. `conv1.weight`.
+    pub name: String,
+    /// Shape: `[out, in, k, k]` for convolutions, `[in, out]` for dense layers, `[n]` for biases.
+    pub shape: Vec<usize>,
+    fan_in: usize,
+    fan_out: usize,
+}
+
+impl ParamSpec {
+    fn conv(name: &str, out: usize, inp: usize, k: usize) -> [Self; 2] {
+        [
+            Self { name: format!("{name}.weight"), shape: vec![out, inp, k, k], fan_in: inp * k * k, fan_out: out * k * k },
+            Self { name: format!("{name}.bias"), shape: vec![out], fan_in: 0, fan_out: 0 },
+        ]
+    }
+
+    fn dense(name: &str, inp: usize, out: usize) -> [Self; 2] {
+        [
+            Self { name: format!("{name}.weight"), shape: vec![inp, out], fan_in: inp, fan_out: out },
+            Self { name: format!("{name}.bias"), shape: vec![out], fan_in: 0, fan_out: 0 },
+        ]
+    }
+
+    /// Number of values.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A network architecture for one image size and class count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    kind: NetKind,
+    image_size: usize,
+    classes: usize,
+    width: usize,
+    depth: usize,
+    params: Vec<ParamSpec>,
+}
+
+impl Network {
+    /// The network of `config` for `classes` classes; fails when the image is too small for it.
+    pub fn new(config: &Config, classes: usize) -> Result<Self> {
+        let s = config.image_size;
+        let (width, depth) = (config.convnet_width, config.convnet_depth);
+        let params = match config.net {
+            NetKind::LeNet => {
+                // conv1 (5×5, padding 2) keeps s, pooling halves it, conv2 (5×5) takes 4 off.
+                let after = (s / 2).checked_sub(4).map(|v| v / 2).unwrap_or(0);
+                if after == 0 {
+                    return Err(Error::Config(format!(
+                        "image_size {s} is too small for LeNet (needs at least 12)"
+                    )));
+                }
+                [
+                    ParamSpec::conv("conv1", 6, 1, 5),
+                    ParamSpec::conv("conv2", 16, 6, 5),
+                    ParamSpec::dense("fc1", 16 * after * after, 120),
+                    ParamSpec::dense("fc2", 120, 84),
+                    ParamSpec::dense("fc3", 84, classes),
+                ]
+                .concat()
+            }
+            NetKind::ConvNet => {
+                let after = s >> depth;
+                if after == 0 {
+                    return Err(Error::Config(format!(
+                        "image_size {s} is too small for a ConvNet of depth {depth}"
+                    )));
+                }
+                let mut p = Vec::new();
+                for d in 0..depth {
+                    p.extend(ParamSpec::conv(&format!("conv{}", d + 1), width, if d == 0 { 1 } else { width }, 3));
+                }
+                p.extend(ParamSpec::dense("fc", width * after * after, classes));
+                p
+            }
+        };
+        Ok(Self { kind: config.net, image_size: s, classes, width, depth, params })
+    }
+
+    /// The parameters, in order.
+    pub fn params(&self) -> &[ParamSpec] {
+        &self.params
+    }
+
+    /// Number of output classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Fresh weights: Xavier-normal (gain 1) weights and zero biases, drawn from `rng`.
+    pub fn init<B: Backend>(&self, rng: &mut ChaCha8Rng, device: &B::Device) -> Params<B> {
+        self.params
+            .iter()
+            .map(|p| {
+                let n = p.numel();
+                let values = if p.fan_in == 0 {
+                    vec![0.0; n]
+                } else {
+                    normal(rng, n, (2.0 / (p.fan_in + p.fan_out) as f64).sqrt())
+                };
+                Tensor::from_data(TensorData::new(values, [n]), device)
+            })
+            .collect()
+    }
+
+    /// Logits `[n, classes]` of images `[n, 1, size, size]`.
+    pub fn forward<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let mut p = params.iter().zip(&self.params).map(|(t, spec)| (t.clone(), spec));
+        let mut next = || p.next().expect("a tensor for every parameter");
+        match self.kind {
+            NetKind::LeNet => {
+                let x = max_pool2(relu(conv(x, next(), next(), 2)));
+                let x = max_pool2(relu(conv(x, next(), next(), 0)));
+                let x = flatten(x);
+                let x = relu(dense(x, next(), next()));
+                let x = relu(dense(x, next(), next()));
+                dense(x, next(), next())
+            }
+            NetKind::ConvNet => {
+                let mut x = x;
+                for _ in 0..self.depth {
+                    x = avg_pool2(relu(conv(x, next(), next(), 1)));
+                }
+                debug_assert_eq!(x.dims()[1], self.width);
+                debug_assert_eq!(x.dims()[2], self.image_size >> self.depth);
+                dense(flatten(x), next(), next())
+            }
+        }
+    }
+}
+
+type Param<'a, B> = (Tensor<B, 1>, &'a ParamSpec);
+
+fn reshape<B: Backend, const D: usize>((t, spec): Param<'_, B>) -> Tensor<B, D> {
+    let shape: [usize; D] = spec.shape.clone().try_into().expect("parameter rank");
+    t.reshape(shape)
+}
+
+fn conv<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, padding: usize) -> Tensor<B, 4> {
+    let w: Tensor<B, 4> = reshape(w);
+    let out = w.dims()[0];
+    let y = conv2d(x, w, None, ConvOptions::new([1, 1], [padding, padding], [1, 1], 1));
+    y + b.0.reshape([1, out, 1, 1])
+}
+
+fn dense<B: Backend>(x: Tensor<B, 2>, w: Param<'_, B>, b: Param<'_, B>) -> Tensor<B, 2> {
+    let w: Tensor<B, 2> = reshape(w);
+    let out = w.dims()[1];
+    x.matmul(w) + b.0.reshape([1, out])
+}
+
+fn flatten<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, c * h * w])
+}
+
+/// `[n, c, h, w]` → `[n, c, h/2, 2, w/2, 2]`, dropping an odd last row or column (floor mode).
+fn windows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 6> {
+    let [n, c, h, w] = x.dims();
+    let (h2, w2) = (h / 2, w / 2);
+    let x = if h % 2 == 1 || w % 2 == 1 { x.slice([0..n, 0..c, 0..2 * h2, 0..2 * w2]) } else { x };
+    x.reshape([n, c, h2, 2, w2, 2])
+}
+
+fn max_pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    windows(x).max_dim(5).max_dim(3).reshape([n, c, h / 2, w / 2])
+}
+
+fn avg_pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    windows(x).mean_dim(5).mean_dim(3).reshape([n, c, h / 2, w / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{rng, Stream};
+    use burn_ndarray::NdArray;
+
+    type B = NdArray;
+
+    #[test]
+    fn shapes_follow_the_image_size() {
+        for (net, size) in [(NetKind::LeNet, 28), (NetKind::LeNet, 32), (NetKind::LeNet, 13), (NetKind::ConvNet, 28), (NetKind::ConvNet, 64)] {
+            let cfg = Config { net, image_size: size, ..Config::default() };
+            let network = Network::new(&cfg, 3).unwrap();
+            let params = network.init::<B>(&mut rng(0, Stream::Training), &Default::default());
+            let x = Tensor::<B, 4>::zeros([2, 1, size, size], &Default::default());
+            assert_eq!(network.forward(&params, x).dims(), [2, 3], "{net:?} {size}");
+        }
+        let small = Config { image_size: 11, ..Config::default() };
+        assert!(Network::new(&small, 2).unwrap_err().to_string().contains("too small for LeNet"));
+    }
+
+    #[test]
+    fn xavier_init_has_the_right_scale_and_zero_bias() {
+        let network = Network::new(&Config::default(), 10).unwrap();
+        let params = network.init::<B>(&mut rng(0, Stream::Training), &Default::default());
+        let fc1 = params[4].to_data().to_vec::<f32>().unwrap();
+        let std = (fc1.iter().map(|v| v * v).sum::<f32>() / fc1.len() as f32).sqrt();
+        let want = (2.0f32 / (400.0 + 120.0)).sqrt();
+        assert!((std / want - 1.0).abs() < 0.05, "{std} vs {want}");
+        assert!(params[1].to_data().to_vec::<f32>().unwrap().iter().all(|&b| b == 0.0));
+    }
+
+    #[test]
+    fn pooling_matches_its_definition() {
+        let x = Tensor::<B, 4>::from_data(
+            TensorData::new((0..25).map(|v| v as f32).collect::<Vec<_>>(), [1, 1, 5, 5]),
+            &Default::default(),
+        );
+        let max = max_pool2(x.clone()).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(max, vec![6.0, 8.0, 16.0, 18.0]);
+        let avg = avg_pool2(x).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(avg, vec![3.0, 5.0, 13.0, 15.0]);
+    }
+}

@@ -1,0 +1,86 @@
+//! The pieces shared by distillation and evaluation: losses, one inner SGD step's gradients, and
+//! the replay of a step sequence.
+
+use burn_tensor::{
+    activation::{log_softmax, softmax},
+    backend::{AutodiffBackend, Backend},
+    Int, Tensor,
+};
+
+use crate::config::LabelMode;
+use crate::net::{Network, Params};
+
+/// Mean over the batch of `−Σ_c target_c · log softmax(logits)_c`; with one-hot targets this is
+/// the ordinary cross-entropy, with learned label values the fork's label-weighted loss.
+pub fn soft_cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+    let n = logits.dims()[0] as f64;
+    (log_softmax(logits, 1) * targets).sum().neg().div_scalar(n)
+}
+
+/// One-hot float rows of `labels`.
+pub fn one_hot<B: Backend>(labels: Tensor<B, 1, Int>, classes: usize) -> Tensor<B, 2> {
+    labels.one_hot::<2>(classes).float()
+}
+
+/// The label values as they enter the inner loss.
+pub fn label_targets<B: Backend>(labels: Tensor<B, 2>, mode: LabelMode) -> Tensor<B, 2> {
+    match mode {
+        LabelMode::Raw => labels,
+        LabelMode::Softmax => softmax(labels, 1),
+    }
+}
+
+/// The inner loss of `net` at `params` on `(x, targets)` and its gradient for every parameter,
+/// taken with the autodiff backend `AD` one level above the tensors' own backend. When that
+/// backend is itself autodiff, the returned gradients stay differentiable with respect to
+/// `params`, `x` and `targets`: that is the hyper-gradient's second derivative.
+pub fn loss_grads<AD: AutodiffBackend>(
+    net: &Network,
+    params: &[Tensor<AD::InnerBackend, 1>],
+    x: Tensor<AD::InnerBackend, 4>,
+    targets: Tensor<AD::InnerBackend, 2>,
+) -> (Tensor<AD::InnerBackend, 1>, Params<AD::InnerBackend>) {
+    let lifted: Vec<Tensor<AD, 1>> =
+        params.iter().map(|p| Tensor::from_inner(p.clone()).require_grad()).collect();
+    let logits = net.forward(&lifted, Tensor::from_inner(x));
+    let loss = soft_cross_entropy(logits, Tensor::from_inner(targets));
+    let grads = loss.backward();
+    let g = lifted
+        .iter()
+        .zip(params)
+        .map(|(p, orig)| p.grad(&grads).unwrap_or_else(|| orig.zeros_like()))
+        .collect();
+    (loss.inner(), g)
+}
+
+/// `params − lr · grads`, parameter by parameter; `lr` is a one-element tensor.
+pub fn sgd_update<B: Backend>(params: Params<B>, grads: Params<B>, lr: Tensor<B, 1>) -> Params<B> {
+    params.into_iter().zip(grads).map(|(p, g)| p - g * lr.clone()).collect()
+}
+
+/// One distilled step: the images `[m, 1, h, w]` and the label targets `[m, classes]` it trains on.
+pub type Step<B> = (Tensor<B, 4>, Tensor<B, 2>);
+
+/// Trains `params` by plain SGD on `steps` replayed `epochs` times, step `i` of the unrolled
+/// sequence with learning rate `lrs[i]` (`lrs` has `steps × epochs` entries).
+pub fn replay<B: Backend>(net: &Network, mut params: Params<B>, steps: &[Step<B>], lrs: &Tensor<B, 1>, epochs: usize) -> Params<B> {
+    let mut i = 0;
+    for _ in 0..epochs {
+        for (x, y) in steps {
+            let (_, g) = loss_grads::<burn_autodiff::Autodiff<B>>(net, &params, x.clone(), y.clone());
+            params = sgd_update(params, g, lrs.clone().narrow(0, i, 1));
+            i += 1;
+        }
+    }
+    params
+}
+
+/// Predicted class of each image, evaluated in chunks of 512 images.
+pub fn predict<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 1, Int> {
+    let n = x.dims()[0];
+    let chunks: Vec<_> = (0..n)
+        .step_by(512)
+        .map(|s| net.forward(params, x.clone().narrow(0, s, 512.min(n - s))).argmax(1).reshape([-1]))
+        .collect();
+    Tensor::cat(chunks, 0)
+}

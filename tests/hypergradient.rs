@@ -1,0 +1,120 @@
+//! The hyper-gradient (images, labels, learning rates) against central finite differences in f64.
+
+use anondistill::{
+    config::{Config, LabelMode, NetKind},
+    data::{Dataset, Normalization},
+    distill::{DistilledTensors, Distiller},
+    rng::{normal, rng, Stream},
+};
+use burn_ndarray::NdArray;
+use burn_tensor::{Tensor, TensorData};
+
+type B = NdArray<f64>;
+
+fn random_dataset(classes: usize, per_class: usize, size: usize) -> Dataset {
+    let mut r = rng(99, Stream::Baseline);
+    let n = classes * per_class;
+    let pixels = normal(&mut r, n * size * size, 0.3).into_iter().map(|v| (v + 0.5).clamp(0.0, 1.0)).collect();
+    Dataset { size, pixels, labels: (0..n).map(|i| i % classes).collect(), classes: (0..classes).map(|c| c.to_string()).collect() }
+}
+
+fn direction<const D: usize>(like: &Tensor<B, D>, seed: u64) -> Tensor<B, D> {
+    let values: Vec<f64> = normal(&mut rng(seed, Stream::Eval), like.shape().num_elements(), 1.0).into_iter().map(f64::from).collect();
+    Tensor::from_data(TensorData::new(values, like.shape()), &like.device())
+}
+
+fn dot<const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f64 {
+    (a * b).sum().into_scalar()
+}
+
+/// Checks d loss along a random direction of each learnable tensor, and single coordinates.
+fn check(config: Config) {
+    let data = random_dataset(2, 8, config.image_size);
+    let device = Default::default();
+    let mut d = Distiller::<B>::new(config, &data, Normalization::of(&data), &device).unwrap();
+    let init = d.sample_init();
+    let batch: Vec<usize> = (0..data.len()).collect();
+    let g = d.meta_gradient(&init, &batch);
+    let base = d.state().clone();
+    let eps = 1e-6;
+    let loss_at = |d: &mut Distiller<B>, s: DistilledTensors<B>| -> f64 {
+        d.set_state(s);
+        d.meta_gradient(&init, &batch).loss.into_scalar()
+    };
+    let mut worst: f64 = 0.0;
+    let mut compare = |name: &str, analytic: f64, plus: f64, minus: f64| {
+        let fd = (plus - minus) / (2.0 * eps);
+        let rel = (fd - analytic).abs() / fd.abs().max(analytic.abs()).max(1e-10);
+        println!("{name}: analytic {analytic:.10e} finite-difference {fd:.10e} relative error {rel:.2e}");
+        assert!(analytic.abs() > 1e-9, "{name}: gradient vanished, the check would be empty");
+        assert!(rel < 1e-4, "{name}: relative error {rel}");
+        worst = worst.max(rel);
+    };
+    for (k, seed) in [(0, 1u64), (1, 2), (2, 3)] {
+        let mut plus = base.clone();
+        let mut minus = base.clone();
+        let analytic = match k {
+            0 => {
+                let dir = direction(&base.images, seed);
+                plus.images = base.images.clone() + dir.clone().mul_scalar(eps);
+                minus.images = base.images.clone() - dir.clone().mul_scalar(eps);
+                dot(g.images.clone(), dir)
+            }
+            1 => {
+                let dir = direction(&base.labels, seed);
+                plus.labels = base.labels.clone() + dir.clone().mul_scalar(eps);
+                minus.labels = base.labels.clone() - dir.clone().mul_scalar(eps);
+                dot(g.labels.clone(), dir)
+            }
+            _ => {
+                let dir = direction(&base.raw_lrs, seed);
+                plus.raw_lrs = base.raw_lrs.clone() + dir.clone().mul_scalar(eps);
+                minus.raw_lrs = base.raw_lrs.clone() - dir.clone().mul_scalar(eps);
+                dot(g.raw_lrs.clone(), dir)
+            }
+        };
+        let (lp, lm) = (loss_at(&mut d, plus), loss_at(&mut d, minus));
+        compare(["images", "labels", "lrs"][k], analytic, lp, lm);
+    }
+    // Single coordinates: the last learning rate (last unrolled step) and the first one.
+    let lrs = g.raw_lrs.clone().into_data().to_vec::<f64>().unwrap();
+    for i in [0, lrs.len() - 1] {
+        let mut onehot = vec![0.0; lrs.len()];
+        onehot[i] = eps;
+        let delta = Tensor::<B, 1>::from_data(TensorData::new(onehot, [lrs.len()]), &device);
+        let plus = DistilledTensors { raw_lrs: base.raw_lrs.clone() + delta.clone(), ..base.clone() };
+        let minus = DistilledTensors { raw_lrs: base.raw_lrs.clone() - delta, ..base.clone() };
+        let (lp, lm) = (loss_at(&mut d, plus), loss_at(&mut d, minus));
+        compare(&format!("lr[{i}]"), lrs[i], lp, lm);
+    }
+    println!("worst relative error {worst:.2e}");
+}
+
+fn small(net: NetKind, size: usize) -> Config {
+    Config {
+        net,
+        image_size: size,
+        steps: 3,
+        epochs: 2,
+        convnet_width: 4,
+        convnet_depth: 2,
+        lr_init: 0.1,
+        seed: 3,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn lenet_hypergradient_matches_finite_differences() {
+    check(small(NetKind::LeNet, 12));
+}
+
+#[test]
+fn convnet_hypergradient_matches_finite_differences() {
+    check(small(NetKind::ConvNet, 8));
+}
+
+#[test]
+fn softmax_labels_and_known_init_hypergradient_matches_finite_differences() {
+    check(Config { label_mode: LabelMode::Softmax, known_init: true, ..small(NetKind::ConvNet, 8) });
+}
