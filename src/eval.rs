@@ -1,1 +1,261 @@
+//! Evaluation the way the reference does it: the learned step sequence replayed with the learned
+//! learning rates on fresh networks, against two baselines of the same budget.
 
+use burn_autodiff::Autodiff;
+use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::adam::{Adam, AdamConfig};
+use crate::config::Config;
+use crate::data::{Dataset, Normalization};
+use crate::distill::Distilled;
+use crate::error::{Error, Result};
+use crate::net::{Network, Params};
+use crate::rng::{permutation, rng, Stream};
+use crate::train::{label_targets, loss_grads, one_hot, predict, replay, Step};
+
+/// Test accuracy over several networks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Mean accuracy in [0, 1].
+    pub mean: f64,
+    /// Standard deviation over the networks (population).
+    pub std: f64,
+    /// Mean accuracy of each class.
+    pub per_class: Vec<f64>,
+    /// Networks evaluated.
+    pub nets: usize,
+}
+
+/// The distilled set and its baselines on the same test images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Test images used.
+    pub test_images: usize,
+    /// The distilled program replayed on fresh networks.
+    pub distilled: Accuracy,
+    /// As many random real training images, hard labels, the same step layout and replay.
+    pub random_subset: Accuracy,
+    /// The fixed learning rate of the random-subset baseline (best on the training data).
+    pub random_subset_lr: f64,
+    /// Ordinary training on all training data, when it was run.
+    pub full_data: Option<Accuracy>,
+}
+
+impl Evaluation {
+    /// One line per method, for people.
+    pub fn summary(&self) -> String {
+        let line = |name: &str, a: &Accuracy| {
+            format!("{name:<22} {:6.2}% ± {:5.2}  ({} nets)\n", 100.0 * a.mean, 100.0 * a.std, a.nets)
+        };
+        let mut s = format!("test accuracy on {} held-out images\n", self.test_images);
+        s += &line("distilled", &self.distilled);
+        s += &line(&format!("random subset (lr {})", self.random_subset_lr), &self.random_subset);
+        if let Some(f) = &self.full_data {
+            s += &line("full training data", f);
+        }
+        s
+    }
+}
+
+/// Test images and labels on the device, with the labels on the host.
+pub struct TestSet<B: Backend> {
+    x: Tensor<B, 4>,
+    labels: Vec<usize>,
+    classes: usize,
+}
+
+impl<B: Backend> TestSet<B> {
+    /// All of `data`, normalised with the training statistics.
+    pub fn new(data: &Dataset, norm: Normalization, device: &B::Device) -> Self {
+        let all: Vec<usize> = (0..data.len()).collect();
+        let (x, _) = data.tensors::<B>(&all, norm, device);
+        Self { x, labels: data.labels.clone(), classes: data.num_classes() }
+    }
+
+    /// Accuracy and per-class accuracy of `params`.
+    pub async fn score(&self, net: &Network, params: &[Tensor<B, 1>]) -> Result<(f64, Vec<f64>)> {
+        let pred = predict(net, params, self.x.clone()).into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+        let pred = pred.convert::<i64>().to_vec::<i64>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        let (mut right, mut count) = (vec![0usize; self.classes], vec![0usize; self.classes]);
+        for (&p, &y) in pred.iter().zip(&self.labels) {
+            count[y] += 1;
+            right[y] += (p as usize == y) as usize;
+        }
+        let total = right.iter().sum::<usize>() as f64 / self.labels.len().max(1) as f64;
+        Ok((total, right.iter().zip(&count).map(|(&r, &c)| r as f64 / c.max(1) as f64).collect()))
+    }
+}
+
+fn summarise(scores: Vec<(f64, Vec<f64>)>) -> Accuracy {
+    let n = scores.len() as f64;
+    let mean = scores.iter().map(|s| s.0).sum::<f64>() / n;
+    let std = (scores.iter().map(|s| (s.0 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let classes = scores[0].1.len();
+    let per_class = (0..classes).map(|c| scores.iter().map(|s| s.1[c]).sum::<f64>() / n).collect();
+    Accuracy { mean, std, per_class, nets: scores.len() }
+}
+
+/// The distilled steps and learning rates as tensors.
+pub fn distilled_program<B: Backend>(d: &Distilled, config: &Config, device: &B::Device) -> (Vec<Step<B>>, Tensor<B, 1>) {
+    let n = d.len();
+    let images = Tensor::<B, 4>::from_data(TensorData::new(d.images.clone(), [n, 1, d.size, d.size]), device);
+    let labels = Tensor::<B, 2>::from_data(TensorData::new(d.labels.clone(), [n, d.classes]), device);
+    let targets = label_targets(labels, config.label_mode);
+    let steps = (0..d.steps())
+        .map(|s| (images.clone().narrow(0, s * d.per_step, d.per_step), targets.clone().narrow(0, s * d.per_step, d.per_step)))
+        .collect();
+    let lrs = Tensor::from_data(TensorData::new(d.lrs.clone(), [d.lrs.len()]), device);
+    (steps, lrs)
+}
+
+/// Accuracy of the distilled program replayed on `config.eval_nets` fresh networks, or on the
+/// fixed initial network when the data were distilled for one.
+pub async fn evaluate_distilled<B: Backend>(
+    config: &Config,
+    d: &Distilled,
+    fixed_init: Option<&Params<B>>,
+    test: &TestSet<B>,
+    device: &B::Device,
+) -> Result<Accuracy> {
+    let net = Network::new(config, d.classes)?;
+    let (steps, lrs) = distilled_program::<B>(d, config, device);
+    let mut r = rng(config.seed, Stream::Eval);
+    let nets = if fixed_init.is_some() { 1 } else { config.eval_nets };
+    let mut scores = Vec::new();
+    for _ in 0..nets {
+        let init = fixed_init.cloned().unwrap_or_else(|| net.init(&mut r, device));
+        let trained = replay(&net, init, &steps, &lrs, d.epochs);
+        scores.push(test.score(&net, &trained).await?);
+    }
+    Ok(summarise(scores))
+}
+
+/// A random real subset laid out like the distilled steps: for every step, `per_class` images of
+/// each class, with one-hot labels.
+fn random_subset_program<B: Backend>(
+    train: &Dataset,
+    config: &Config,
+    norm: Normalization,
+    r: &mut ChaCha8Rng,
+    device: &B::Device,
+) -> Vec<Step<B>> {
+    let classes = train.num_classes();
+    let by_class = train.indices_by_class();
+    let perms: Vec<Vec<usize>> = by_class.iter().map(|idx| permutation(r, idx.len())).collect();
+    let per_step = config.images_per_step(classes);
+    let picks: Vec<usize> = (0..per_step * config.steps)
+        .map(|i| {
+            let c = i % classes;
+            by_class[c][perms[c][(i / classes) % by_class[c].len()]]
+        })
+        .collect();
+    let (x, y) = train.tensors::<B>(&picks, norm, device);
+    let y = one_hot(y, classes);
+    (0..config.steps)
+        .map(|s| (x.clone().narrow(0, s * per_step, per_step), y.clone().narrow(0, s * per_step, per_step)))
+        .collect()
+}
+
+/// The random-subset baseline: its fixed learning rate is chosen among `config.baseline_lrs` by
+/// accuracy on the training data (three tuning networks), then it is scored on the test data.
+pub async fn evaluate_random_subset<B: Backend>(
+    config: &Config,
+    train: &Dataset,
+    norm: Normalization,
+    test: &TestSet<B>,
+    device: &B::Device,
+) -> Result<(Accuracy, f64)> {
+    let net = Network::new(config, train.num_classes())?;
+    let train_set = TestSet::new(train, norm, device);
+    let inner = config.inner_steps();
+    let mut best = (f64::NEG_INFINITY, config.baseline_lrs[0]);
+    for &lr in &config.baseline_lrs {
+        let mut r = rng(config.seed, Stream::Baseline);
+        let lrs = Tensor::<B, 1>::full([inner], lr, device);
+        let mut total = 0.0;
+        for _ in 0..3 {
+            let steps = random_subset_program::<B>(train, config, norm, &mut r, device);
+            let trained = replay(&net, net.init(&mut r, device), &steps, &lrs, config.epochs);
+            let (acc, _) = train_set.score(&net, &trained).await?;
+            total += if acc.is_finite() { acc } else { 0.0 };
+        }
+        if total > best.0 {
+            best = (total, lr);
+        }
+    }
+    let lr = best.1;
+    let lrs = Tensor::<B, 1>::full([inner], lr, device);
+    let mut r = rng(config.seed ^ 0x5eed, Stream::Baseline);
+    let mut scores = Vec::new();
+    for _ in 0..config.eval_nets {
+        let steps = random_subset_program::<B>(train, config, norm, &mut r, device);
+        let trained = replay(&net, net.init(&mut r, device), &steps, &lrs, config.epochs);
+        scores.push(test.score(&net, &trained).await?);
+    }
+    Ok((summarise(scores), lr))
+}
+
+/// Ordinary training on all training data: Adam (lr 1e-3), minibatches of 64, shuffled every
+/// epoch, `config.full_data_epochs` epochs, on `config.full_data_nets` networks.
+pub async fn evaluate_full_data<B: Backend>(
+    config: &Config,
+    train: &Dataset,
+    norm: Normalization,
+    test: &TestSet<B>,
+    device: &B::Device,
+) -> Result<Option<Accuracy>> {
+    if config.full_data_nets == 0 {
+        return Ok(None);
+    }
+    let classes = train.num_classes();
+    let net = Network::new(config, classes)?;
+    let all: Vec<usize> = (0..train.len()).collect();
+    let (x, y) = train.tensors::<B>(&all, norm, device);
+    let y = one_hot(y, classes);
+    let adam = AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let mut r = rng(config.seed, Stream::Baseline);
+    let batch = 64.min(train.len());
+    let mut scores = Vec::new();
+    for _ in 0..config.full_data_nets {
+        let mut params = net.init::<B>(&mut r, device);
+        let mut moments: Vec<Adam<B, 1>> = params.iter().map(Adam::new).collect();
+        for _ in 0..config.full_data_epochs {
+            let order = permutation(&mut r, train.len());
+            for chunk in order.chunks_exact(batch) {
+                let idx = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [batch]),
+                    device,
+                );
+                let (xb, yb) = (x.clone().select(0, idx.clone()), y.clone().select(0, idx));
+                let (_, grads) = loss_grads::<Autodiff<B>>(&net, &params, xb, yb);
+                params = params
+                    .into_iter()
+                    .zip(grads)
+                    .zip(moments.iter_mut())
+                    .map(|((p, g), m)| m.step(adam, 1e-3, p, g))
+                    .collect();
+            }
+        }
+        scores.push(test.score(&net, &params).await?);
+    }
+    Ok(Some(summarise(scores)))
+}
+
+/// All three: the distilled program, the random subset and the full data.
+pub async fn evaluate<B: Backend>(
+    config: &Config,
+    d: &Distilled,
+    fixed_init: Option<&Params<B>>,
+    train: &Dataset,
+    test: &Dataset,
+    norm: Normalization,
+    device: &B::Device,
+) -> Result<Evaluation> {
+    let test_set = TestSet::new(test, norm, device);
+    let distilled = evaluate_distilled(config, d, fixed_init, &test_set, device).await?;
+    let (random_subset, random_subset_lr) = evaluate_random_subset(config, train, norm, &test_set, device).await?;
+    let full_data = evaluate_full_data(config, train, norm, &test_set, device).await?;
+    Ok(Evaluation { test_images: test.len(), distilled, random_subset, random_subset_lr, full_data })
+}

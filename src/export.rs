@@ -1,1 +1,195 @@
+//! The result archive: `distilled.safetensors`, one PNG preview per distilled image, `labels.csv`
+//! and `manifest.json`. It holds nothing derived from an individual real image beyond the
+//! distilled images themselves: no real images, no file names. Written byte-for-byte
+//! reproducibly (fixed timestamps, fixed order).
 
+use std::collections::HashMap;
+use std::io::{Cursor, Read, Write};
+
+use image::{ImageBuffer, Luma};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use zip::{write::SimpleFileOptions, CompressionMethod, DateTime, ZipArchive, ZipWriter};
+
+use crate::config::Config;
+use crate::data::Normalization;
+use crate::distill::Distilled;
+use crate::error::{Error, Result};
+use crate::eval::Evaluation;
+
+/// Identifies the archive layout.
+pub const FORMAT: &str = "anondistill/1";
+
+/// What `manifest.json` records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Version of the crate that wrote the archive.
+    pub crate_version: String,
+    /// The full configuration (seed, network, init, label mode, …).
+    pub config: Config,
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+    /// The normalisation the images live in: pixel = image · std + mean.
+    pub normalization: Normalization,
+    /// Images per class in the training split the set was distilled from (counts only).
+    pub train_counts: Vec<usize>,
+    /// Outer iterations that were run.
+    pub iterations_run: usize,
+    /// Why the run stopped early, if it did.
+    pub stopped_early: Option<String>,
+    /// The evaluation, when one was run.
+    pub metrics: Option<Evaluation>,
+    /// Images per distilled step.
+    pub images_per_step: usize,
+    /// How the preview PNGs map values to grey levels.
+    pub preview_scaling: String,
+    /// What each entry of the archive holds.
+    pub files: Vec<String>,
+}
+
+/// Everything the archive is made from.
+pub struct Export<'a> {
+    /// The distilled data.
+    pub distilled: &'a Distilled,
+    /// The manifest (its `files` list is filled in).
+    pub manifest: Manifest,
+    /// The fixed initial weights when `known_init` was used (random, not derived from data).
+    pub fixed_init: Option<Vec<Vec<f32>>>,
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn preview_png(values: &[f32], size: usize) -> Result<Vec<u8>> {
+    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let grey: Vec<u8> = values.iter().map(|&v| (((v - lo) / span) * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    let img = ImageBuffer::<Luma<u8>, _>::from_raw(size as u32, size as u32, grey).expect("size×size values");
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).map_err(|e| Error::Archive(e.to_string()))?;
+    Ok(out.into_inner())
+}
+
+fn labels_csv(d: &Distilled, classes: &[String]) -> String {
+    let mut s = format!("image,step,initial_class,{}\n", classes.iter().map(|c| c.replace([',', '\n'], " ")).collect::<Vec<_>>().join(","));
+    for i in 0..d.len() {
+        let row = &d.labels[i * d.classes..(i + 1) * d.classes];
+        let values: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+        s += &format!("{i},{},{},{}\n", i / d.per_step, classes[d.classes_of[i]].replace([',', '\n'], " "), values.join(","));
+    }
+    s
+}
+
+/// Writes the archive into memory.
+pub fn write_archive(export: Export<'_>) -> Result<Vec<u8>> {
+    let d = export.distilled;
+    let mut manifest = export.manifest;
+    let n = d.len();
+    let images = f32_bytes(&d.images);
+    let labels = f32_bytes(&d.labels);
+    let lrs = f32_bytes(&d.lrs);
+    let init: Vec<Vec<u8>> = export.fixed_init.iter().flatten().map(|p| f32_bytes(p)).collect();
+    let err = |e: safetensors::SafeTensorError| Error::Archive(e.to_string());
+    let mut tensors = vec![
+        ("images".to_string(), TensorView::new(Dtype::F32, vec![n, 1, d.size, d.size], &images).map_err(err)?),
+        ("labels".to_string(), TensorView::new(Dtype::F32, vec![n, d.classes], &labels).map_err(err)?),
+        ("lrs".to_string(), TensorView::new(Dtype::F32, vec![d.lrs.len()], &lrs).map_err(err)?),
+    ];
+    for (k, bytes) in init.iter().enumerate() {
+        tensors.push((format!("init.{k:02}"), TensorView::new(Dtype::F32, vec![bytes.len() / 4], bytes).map_err(err)?));
+    }
+    let info: HashMap<String, String> = [("format".to_string(), FORMAT.to_string())].into();
+    let safetensors = safetensors::serialize(tensors, &Some(info)).map_err(err)?;
+
+    let mut files: Vec<(String, Vec<u8>)> = vec![("distilled.safetensors".into(), safetensors)];
+    for i in 0..n {
+        let pixels = &d.images[i * d.size * d.size..(i + 1) * d.size * d.size];
+        files.push((format!("previews/image_{i:04}.png"), preview_png(pixels, d.size)?));
+    }
+    files.push(("labels.csv".into(), labels_csv(d, &manifest.classes).into_bytes()));
+    manifest.files = vec![
+        "distilled.safetensors: images [n,1,H,W] f32 (normalised space), labels [n,C] f32, lrs [steps×epochs] f32, init.* (fixed initial weights, known_init only)".into(),
+        "previews/image_NNNN.png: one preview per distilled image".into(),
+        "labels.csv: the learned label values of each image".into(),
+        "manifest.json: this file".into(),
+    ];
+    manifest.preview_scaling = "each preview is min–max scaled on its own to 0–255".into();
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Archive(e.to_string()))?;
+    files.push(("manifest.json".into(), json));
+
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .last_modified_time(DateTime::default())
+        .unix_permissions(0o644);
+    for (name, bytes) in files {
+        zip.start_file(name, options).map_err(|e| Error::Archive(e.to_string()))?;
+        zip.write_all(&bytes).map_err(|e| Error::Archive(e.to_string()))?;
+    }
+    Ok(zip.finish().map_err(|e| Error::Archive(e.to_string()))?.into_inner())
+}
+
+/// What an archive holds.
+pub struct Archive {
+    /// The distilled data.
+    pub distilled: Distilled,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Fixed initial weights, when present.
+    pub fixed_init: Option<Vec<Vec<f32>>>,
+    /// Names of the archive's entries.
+    pub entries: Vec<String>,
+}
+
+/// Reads an archive written by [`write_archive`].
+pub fn read_archive(bytes: &[u8]) -> Result<Archive> {
+    let bad = |e: &dyn std::fmt::Display| Error::Archive(e.to_string());
+    let mut zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(&e))?;
+    let entries: Vec<String> = zip.file_names().map(String::from).collect();
+    let mut read = |name: &str| -> Result<Vec<u8>> {
+        let mut f = zip.by_name(name).map_err(|e| Error::Archive(format!("{name}: {e}")))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).map_err(|e| bad(&e))?;
+        Ok(buf)
+    };
+    let manifest: Manifest = serde_json::from_slice(&read("manifest.json")?).map_err(|e| bad(&e))?;
+    if manifest.format != FORMAT {
+        return Err(Error::Archive(format!("format {} is not {FORMAT}", manifest.format)));
+    }
+    let st_bytes = read("distilled.safetensors")?;
+    let st = SafeTensors::deserialize(&st_bytes).map_err(|e| bad(&e))?;
+    let get = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
+        let t = st.tensor(name).map_err(|e| Error::Archive(format!("{name}: {e}")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(Error::Archive(format!("{name} is not f32")));
+        }
+        let values = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        Ok((t.shape().to_vec(), values))
+    };
+    let (ishape, images) = get("images")?;
+    let (lshape, labels) = get("labels")?;
+    let (_, lrs) = get("lrs")?;
+    let cfg = &manifest.config;
+    let classes = manifest.classes.len();
+    let per_step = manifest.images_per_step;
+    if ishape.len() != 4 || lshape != [ishape[0], classes] || per_step == 0 || ishape[0] % per_step != 0 || lrs.len() != ishape[0] / per_step * cfg.epochs {
+        return Err(Error::Archive("tensor shapes disagree with the manifest".into()));
+    }
+    let mut names: Vec<&str> = st.names().into_iter().map(|s| s.as_str()).filter(|n| n.starts_with("init.")).collect();
+    names.sort();
+    let fixed_init = if names.is_empty() { None } else { Some(names.iter().map(|n| get(n).map(|t| t.1)).collect::<Result<Vec<_>>>()?) };
+    let distilled = Distilled {
+        per_step,
+        size: ishape[2],
+        classes,
+        epochs: cfg.epochs,
+        classes_of: (0..ishape[0]).map(|i| i % classes).collect(),
+        images,
+        labels,
+        lrs,
+    };
+    Ok(Archive { distilled, manifest, fixed_init, entries })
+}

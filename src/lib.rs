@@ -9,11 +9,13 @@
 pub mod adam;
 pub mod config;
 pub mod data;
+pub mod demo;
 pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod export;
 pub mod net;
+pub mod pipeline;
 pub mod rng;
 pub mod train;
 

@@ -1,1 +1,316 @@
-fn main(){}
+//! The `anondistill` command line: a thin shell over the library.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anondistill::{
+    config::Config,
+    data::{load_files, load_folder, load_npz, Dataset, Normalization},
+    demo,
+    distill::Distiller,
+    eval::{evaluate, evaluate_distilled, TestSet},
+    export::read_archive,
+    pipeline::{check_same_classes, export, run_to_end, Prepared},
+    Error, Result,
+};
+use burn_tensor::{backend::Backend, Tensor, TensorData};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "anondistill", version, about = "Soft-label dataset distillation of labelled image patches")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Distil a folder (root/<class>/<image>) or an .npz; without DATA, the built-in demo X-rays.
+    Distill(DistillArgs),
+    /// Replay a result archive on fresh networks and report test accuracy on a dataset.
+    Eval(EvalArgs),
+    /// Write the images of an .npz split as PNG files in folder layout (root/<class>/<image>.png).
+    NpzToFolder(NpzArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// burn-ndarray on the CPU.
+    Ndarray,
+    /// burn-wgpu on a GPU (needs the `wgpu` cargo feature).
+    Wgpu,
+}
+
+#[derive(Args)]
+struct DistillArgs {
+    /// Image folder or .npz archive; the built-in demo data when left out.
+    data: Option<PathBuf>,
+    /// Where the result archive goes.
+    #[arg(long, default_value = "result.zip")]
+    out: PathBuf,
+    /// A JSON configuration; the options below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Skip the evaluation.
+    #[arg(long)]
+    no_eval: bool,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "ndarray")]
+    backend: BackendArg,
+    #[command(flatten)]
+    overrides: ConfigArgs,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The result archive.
+    archive: PathBuf,
+    /// Image folder or .npz; the built-in demo data when left out.
+    data: Option<PathBuf>,
+    /// Use every image of a folder, not only the test part of the run's seeded split.
+    #[arg(long)]
+    all: bool,
+    /// Evaluation networks (default: the archive's setting).
+    #[arg(long)]
+    nets: Option<usize>,
+}
+
+#[derive(Args)]
+struct NpzArgs {
+    /// The .npz archive.
+    npz: PathBuf,
+    /// Output folder.
+    out: PathBuf,
+    /// Which split: train, val or test.
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Images per class (the first ones of a seeded shuffle); all when left out.
+    #[arg(long)]
+    per_class: Option<usize>,
+    /// Class folder names, comma-separated, in label order.
+    #[arg(long)]
+    names: Option<String>,
+    /// Seed of the shuffle.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> std::result::Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
+}
+
+macro_rules! config_args {
+    ($($field:ident: $ty:ty $(=> $parser:expr)?, $doc:literal;)*) => {
+        /// Every configuration field as an option.
+        #[derive(Args, Default)]
+        struct ConfigArgs {
+            $(
+                #[doc = $doc]
+                #[arg(long $(, value_parser = $parser)?)]
+                $field: Option<$ty>,
+            )*
+        }
+        impl ConfigArgs {
+            fn apply(&self, c: &mut Config) {
+                $(if let Some(v) = &self.$field { c.$field = v.clone().into(); })*
+            }
+        }
+    };
+}
+
+config_args! {
+    net: anondistill::NetKind => parse_json::<anondistill::NetKind>, "Network: lenet or convnet";
+    convnet_width: usize, "Channels of every ConvNet block";
+    convnet_depth: usize, "ConvNet blocks";
+    image_size: usize, "Images are resized to this square size";
+    steps: usize, "Distilled steps";
+    images_per_class_per_step: usize, "Distilled images of each class in each step";
+    epochs: usize, "Replays of the step sequence";
+    init: anondistill::ImageInit => parse_json::<anondistill::ImageInit>, "Image init: noise or real";
+    learn_labels: bool, "Learn the labels (true/false)";
+    label_mode: anondistill::LabelMode => parse_json::<anondistill::LabelMode>, "Label mode: raw or softmax";
+    lr_init: f64, "Initial inner learning rate";
+    known_init: bool, "Keep one fixed initial network (true/false)";
+    batch_size: usize, "Real minibatch size";
+    outer_lr: f64, "Adam learning rate";
+    beta1: f64, "Adam beta1";
+    beta2: f64, "Adam beta2";
+    decay_epochs: usize, "Halve the Adam learning rate every this many passes";
+    decay_factor: f64, "Factor of the step decay";
+    epochs_outer: usize, "Passes over the real training data";
+    max_iterations: usize, "Stop after this many outer iterations";
+    eval_nets: usize, "Evaluation networks";
+    full_data_nets: usize, "Networks of the full-data baseline (0 skips it)";
+    full_data_epochs: usize, "Epochs of the full-data baseline";
+    test_fraction: f64, "Share of each class held out for testing";
+    seed: u64, "Seed of every random choice";
+}
+
+fn load(data: Option<&Path>, config: &Config) -> Result<Prepared> {
+    let prepared = match data {
+        None => {
+            eprintln!("{}", demo::ATTRIBUTION);
+            Prepared::from_loaded(load_files(demo::demo_files(), config.image_size)?, config)?
+        }
+        Some(p) if p.extension().is_some_and(|e| e == "npz") => {
+            let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+            Prepared::from_npz(load_npz(&bytes, Some(config.image_size))?, config)?
+        }
+        Some(p) => Prepared::from_loaded(load_folder(p, config.image_size)?, config)?,
+    };
+    if !prepared.skipped.is_empty() {
+        eprintln!("skipped {} file(s):", prepared.skipped.len());
+        for s in &prepared.skipped {
+            eprintln!("  {}: {}", s.file, s.reason);
+        }
+    }
+    Ok(prepared)
+}
+
+fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) -> Result<()> {
+    let prepared = load(args.data.as_deref(), &config)?;
+    let counts = |d: &Dataset| d.classes.iter().zip(d.class_counts()).map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ");
+    eprintln!("train: {} | test: {}", counts(&prepared.train), counts(&prepared.test));
+    let mut d = Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device)?;
+    let total = d.total_iterations();
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}").expect("template"));
+    let start = Instant::now();
+    let outcome = pollster::block_on(run_to_end(&mut d, |r| {
+        let mean_lr = r.lrs.iter().sum::<f32>() / r.lrs.len() as f32;
+        bar.set_message(format!("loss {:.4}  inner lr {:.4}  outer lr {:.4}", r.loss, mean_lr, r.outer_lr));
+        bar.inc(1);
+    }));
+    bar.finish();
+    eprintln!(
+        "{} iterations in {:.1} s ({:.3} s each)",
+        outcome.iterations,
+        start.elapsed().as_secs_f64(),
+        start.elapsed().as_secs_f64() / outcome.iterations.max(1) as f64
+    );
+    if let Some(why) = &outcome.stopped_early {
+        eprintln!("stopped early: {why}");
+    }
+    let metrics = if args.no_eval {
+        None
+    } else {
+        let distilled = pollster::block_on(d.distilled())?;
+        let e = pollster::block_on(evaluate(&config, &distilled, d.fixed_init(), &prepared.train, &prepared.test, prepared.norm, &device))?;
+        println!("{}", e.summary());
+        println!("per-class accuracy of the distilled program: {}", per_class(&prepared.train.classes, &e.distilled.per_class));
+        Some(e)
+    };
+    let bytes = pollster::block_on(export(&d, &prepared, &outcome, metrics))?;
+    std::fs::write(&args.out, bytes).map_err(|e| Error::io(&args.out, e))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn per_class(classes: &[String], acc: &[f64]) -> String {
+    classes.iter().zip(acc).map(|(c, a)| format!("{c} {:.1}%", 100.0 * a)).collect::<Vec<_>>().join(", ")
+}
+
+fn eval_archive(args: &EvalArgs) -> Result<()> {
+    type B = burn_ndarray::NdArray;
+    let bytes = std::fs::read(&args.archive).map_err(|e| Error::io(&args.archive, e))?;
+    let archive = read_archive(&bytes)?;
+    let mut config = archive.manifest.config.clone();
+    if let Some(n) = args.nets {
+        config.eval_nets = n;
+    }
+    let test = if args.all {
+        match args.data.as_deref() {
+            Some(p) if p.extension().is_some_and(|e| e == "npz") => {
+                let b = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+                load_npz(&b, Some(config.image_size))?.train
+            }
+            Some(p) => load_folder(p, config.image_size)?.dataset,
+            None => load_files(demo::demo_files(), config.image_size)?.dataset,
+        }
+    } else {
+        load(args.data.as_deref(), &config)?.test
+    };
+    check_same_classes(&test, &archive.manifest.classes)?;
+    let device = Default::default();
+    let norm: Normalization = archive.manifest.normalization;
+    let fixed: Option<Vec<Tensor<B, 1>>> = archive
+        .fixed_init
+        .as_ref()
+        .map(|ps| ps.iter().map(|p| Tensor::from_data(TensorData::new(p.clone(), [p.len()]), &device)).collect());
+    let acc = pollster::block_on(evaluate_distilled::<B>(&config, &archive.distilled, fixed.as_ref(), &TestSet::new(&test, norm, &device), &device))?;
+    println!(
+        "distilled program on {} images: {:.2}% ± {:.2} ({} nets)",
+        test.len(),
+        100.0 * acc.mean,
+        100.0 * acc.std,
+        acc.nets
+    );
+    println!("per-class accuracy: {}", per_class(&test.classes, &acc.per_class));
+    Ok(())
+}
+
+fn npz_to_folder(args: &NpzArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.npz).map_err(|e| Error::io(&args.npz, e))?;
+    let splits = load_npz(&bytes, None)?;
+    let data = match args.split.as_str() {
+        "train" => Some(splits.train),
+        "val" => splits.val,
+        "test" => splits.test,
+        other => return Err(Error::Config(format!("--split {other}: expected train, val or test"))),
+    }
+    .ok_or_else(|| Error::Data(format!("the archive has no {} split", args.split)))?;
+    let names: Vec<String> = match &args.names {
+        Some(n) => n.split(',').map(|s| s.trim().to_string()).collect(),
+        None => data.classes.clone(),
+    };
+    if names.len() != data.num_classes() {
+        return Err(Error::Config(format!("--names gives {} names for {} classes", names.len(), data.num_classes())));
+    }
+    let mut r = anondistill::rng::rng(args.seed, anondistill::rng::Stream::Split);
+    let mut written = 0;
+    for (c, idx) in data.indices_by_class().iter().enumerate() {
+        let dir = args.out.join(&names[c]);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let perm = anondistill::rng::permutation(&mut r, idx.len());
+        let mut chosen: Vec<usize> = perm.iter().take(args.per_class.unwrap_or(idx.len())).map(|&p| idx[p]).collect();
+        chosen.sort_unstable();
+        for i in chosen {
+            let grey: Vec<u8> = data.image(i).iter().map(|&v| (v * 255.0).round() as u8).collect();
+            let img = image::GrayImage::from_raw(data.size as u32, data.size as u32, grey).expect("size×size values");
+            let path = dir.join(format!("{}_{i:05}.png", args.split));
+            img.save(&path).map_err(|e| Error::io(&path, e))?;
+            written += 1;
+        }
+    }
+    println!("wrote {written} images to {}", args.out.display());
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Distill(args) => (|| {
+            let mut config = match &args.config {
+                Some(p) => serde_json::from_slice(&std::fs::read(p).map_err(|e| Error::io(p, e))?)
+                    .map_err(|e| Error::Config(format!("{}: {e}", p.display())))?,
+                None => Config::default(),
+            };
+            args.overrides.apply(&mut config);
+            config.validate()?;
+            match args.backend {
+                BackendArg::Ndarray => distill::<burn_ndarray::NdArray>(args, config, Default::default()),
+                #[cfg(feature = "wgpu")]
+                BackendArg::Wgpu => distill::<burn_wgpu::Wgpu>(args, config, Default::default()),
+                #[cfg(not(feature = "wgpu"))]
+                BackendArg::Wgpu => Err(Error::Config("this build has no wgpu backend; build with --features wgpu".into())),
+            }
+        })(),
+        Command::Eval(args) => eval_archive(args),
+        Command::NpzToFolder(args) => npz_to_folder(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -20,8 +20,9 @@ pub struct NpzSplits {
     pub test: Option<Dataset>,
 }
 
-/// Reads an archive from its bytes; images are resized to `size` when they differ.
-pub fn load_npz(bytes: &[u8], size: usize) -> Result<NpzSplits> {
+/// Reads an archive from its bytes; images are resized to `size` when they differ (`None` keeps
+/// their own size, which must then be square).
+pub fn load_npz(bytes: &[u8], size: Option<usize>) -> Result<NpzSplits> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| Error::Data(format!("not an .npz archive: {e}")))?;
     let mut read = |name: &str| -> Result<Option<Array>> {
@@ -44,10 +45,10 @@ pub fn load_npz(bytes: &[u8], size: usize) -> Result<NpzSplits> {
         match (images, labels) {
             (Some(i), Some(l)) => {
                 let (h, w) = match i.shape[..] {
-                    [n, h, w] if n == l.shape[0] => (h, w),
+                    [n, h, w] if n == l.shape[0] && (size.is_some() || h == w) => (h, w),
                     _ => {
                         return Err(Error::Data(format!(
-                            "{prefix}_images has shape {:?} for {} labels; expected [n, h, w]",
+                            "{prefix}_images has shape {:?} for {} labels; expected [n, h, w] (square unless resized)",
                             i.shape, l.shape[0]
                         )))
                     }
@@ -73,6 +74,7 @@ pub fn load_npz(bytes: &[u8], size: usize) -> Result<NpzSplits> {
         _ => (0..classes).map(|c| c.to_string()).collect(),
     };
     let make = |(pixels, labels, h, w): (Vec<f32>, Vec<usize>, usize, usize)| {
+        let size = size.unwrap_or(h);
         let pixels = if h == size && w == size {
             pixels
         } else {

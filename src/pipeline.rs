@@ -1,0 +1,108 @@
+//! A whole run, the way both shells (command line and browser) drive it: prepare the splits,
+//! iterate, evaluate, export.
+
+use burn_tensor::backend::Backend;
+
+use crate::config::Config;
+use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped};
+use crate::distill::{read_f32, Distiller, StepReport};
+use crate::error::{Error, Result};
+use crate::eval::Evaluation;
+use crate::export::{write_archive, Export, Manifest, FORMAT};
+
+/// Training and test splits, the training normalisation, and the files that were skipped.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Images the set is distilled from.
+    pub train: Dataset,
+    /// Held-out images for evaluation only.
+    pub test: Dataset,
+    /// Statistics of the training pixels.
+    pub norm: Normalization,
+    /// Files left out while loading.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Prepared {
+    /// Splits loaded files (stratified, seeded by `config`).
+    pub fn from_loaded(loaded: Loaded, config: &Config) -> Result<Self> {
+        let (train, test) = loaded.dataset.split(config.test_fraction, config.seed)?;
+        Ok(Self { norm: Normalization::of(&train), train, test, skipped: loaded.skipped })
+    }
+
+    /// Uses an archive's own train and test splits (a split of train when it has no test).
+    pub fn from_npz(splits: NpzSplits, config: &Config) -> Result<Self> {
+        let (train, test) = match splits.test {
+            Some(test) => (splits.train, test),
+            None => splits.train.split(config.test_fraction, config.seed)?,
+        };
+        train.check_classes(1)?;
+        Ok(Self { norm: Normalization::of(&train), train, test, skipped: Vec::new() })
+    }
+}
+
+/// How a run of outer iterations ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// Iterations done.
+    pub iterations: usize,
+    /// Why it stopped before the end (divergence, cancellation), if it did.
+    pub stopped_early: Option<String>,
+}
+
+/// Runs the remaining outer iterations, calling `on_step` after each; a divergence stops the run
+/// with the last good state kept.
+pub async fn run_to_end<B: Backend>(d: &mut Distiller<B>, mut on_step: impl FnMut(&StepReport)) -> Outcome {
+    while d.iteration() < d.total_iterations() {
+        match d.step().await {
+            Ok(report) => on_step(&report),
+            Err(e) => return Outcome { iterations: d.iteration(), stopped_early: Some(e.to_string()) },
+        }
+    }
+    Outcome { iterations: d.iteration(), stopped_early: None }
+}
+
+/// The result archive of a distiller's current state.
+pub async fn export<B: Backend>(
+    d: &Distiller<B>,
+    prepared: &Prepared,
+    outcome: &Outcome,
+    metrics: Option<Evaluation>,
+) -> Result<Vec<u8>> {
+    let distilled = d.distilled().await?;
+    let mut fixed_init = None;
+    if let Some(params) = d.fixed_init() {
+        let mut values = Vec::new();
+        for p in params {
+            values.push(read_f32(p.clone()).await?);
+        }
+        fixed_init = Some(values);
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        config: d.config().clone(),
+        classes: prepared.train.classes.clone(),
+        normalization: prepared.norm,
+        train_counts: prepared.train.class_counts(),
+        iterations_run: outcome.iterations,
+        stopped_early: outcome.stopped_early.clone(),
+        metrics,
+        images_per_step: distilled.per_step,
+        preview_scaling: String::new(),
+        files: Vec::new(),
+    };
+    write_archive(Export { distilled: &distilled, manifest, fixed_init })
+}
+
+/// Checks that `data` has the classes an archive was distilled for.
+pub fn check_same_classes(data: &Dataset, classes: &[String]) -> Result<()> {
+    if data.classes != classes {
+        return Err(Error::Data(format!(
+            "the data has classes [{}] but the archive was distilled for [{}]",
+            data.classes.join(", "),
+            classes.join(", ")
+        )));
+    }
+    Ok(())
+}
