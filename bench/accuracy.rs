@@ -1,12 +1,12 @@
 //! Accuracy table: distilled set vs a random real subset of the same size vs training on all
 //! data, on `../shared/data/mnist10k` and `../shared/data/pneumoniamnist-balanced` (test splits).
 //!
-//!     cargo run --release --example bench_accuracy [-- --iterations 300 --only mnist10k]
+//!     cargo run --release --example bench_accuracy [-- --iterations 300 --only mnist10k --backend ndarray]
 
 use std::time::Instant;
 
 use anondistill::{config::Config, data::load_npz, distill::Distiller, eval::{evaluate, Accuracy}, pipeline::{run_to_end, Prepared}};
-use burn_ndarray::NdArray;
+use burn_tensor::backend::Backend;
 
 fn arg(name: &str) -> Option<String> {
     std::env::args().skip_while(|a| a != name).nth(1)
@@ -17,13 +17,21 @@ fn pct(a: &Accuracy) -> String {
 }
 
 fn main() {
+    #[cfg(feature = "flex")]
+    if arg("--backend").as_deref() != Some("ndarray") {
+        return run::<burn_flex::Flex>("flex");
+    }
+    run::<burn_ndarray::NdArray>("ndarray")
+}
+
+fn run<B: Backend>(backend: &str) {
     let iterations: usize = arg("--iterations").and_then(|v| v.parse().ok()).unwrap_or(300);
     let only = arg("--only");
     let sets = [
         ("mnist10k", "../shared/data/mnist10k/mnist10k.npz"),
         ("pneumoniamnist-balanced", "../shared/data/pneumoniamnist-balanced/pneumoniamnist_balanced.npz"),
     ];
-    println!("LeNet, 10 steps x 3 epochs, 1 image per class per step, noise init, learned labels and lrs, {iterations} outer iterations, f32 ndarray CPU");
+    println!("LeNet, 10 steps x 3 epochs, 1 image per class per step, noise init, learned labels and lrs, {iterations} outer iterations, f32 {backend} CPU");
     println!("| data | distilled images | iterations | time s | distilled % | random subset % (lr) | full data % |");
     println!("|---|---|---|---|---|---|---|");
     for (name, path) in sets {
@@ -40,7 +48,7 @@ fn main() {
         };
         let prepared = Prepared::from_npz(load_npz(&bytes, Some(28)).unwrap(), &config).unwrap();
         let device = Default::default();
-        let mut d = Distiller::<NdArray>::new(config.clone(), &prepared.train, prepared.norm, &device).unwrap();
+        let mut d = Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device).unwrap();
         let start = Instant::now();
         let outcome = pollster::block_on(run_to_end(&mut d, |r| {
             if r.iteration % 50 == 0 {

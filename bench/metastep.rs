@@ -14,10 +14,10 @@ fn random_data(classes: usize, n: usize, size: usize) -> Dataset {
     Dataset { size, pixels, labels: (0..n).map(|i| i % classes).collect(), classes: (0..classes).map(|c| c.to_string()).collect() }
 }
 
-fn ours(net: NetKind, batch: usize, repeats: usize) -> f64 {
+fn ours<B: burn_tensor::backend::Backend>(net: NetKind, batch: usize, repeats: usize) -> f64 {
     let config = Config { net, batch_size: batch, ..Config::default() };
     let data = random_data(10, batch, 28);
-    let mut d = Distiller::<NdArray>::new(config, &data, Normalization::of(&data), &Default::default()).unwrap();
+    let mut d = Distiller::<B>::new(config, &data, Normalization::of(&data), &Default::default()).unwrap();
     pollster::block_on(d.step()).unwrap(); // warm-up
     let mut times: Vec<f64> = (0..repeats)
         .map(|_| {
@@ -28,6 +28,16 @@ fn ours(net: NetKind, batch: usize, repeats: usize) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
+}
+
+#[cfg(feature = "flex")]
+fn flex(net: NetKind, batch: usize, repeats: usize) -> Option<f64> {
+    Some(ours::<burn_flex::Flex>(net, batch, repeats))
+}
+
+#[cfg(not(feature = "flex"))]
+fn flex(_: NetKind, _: usize, _: usize) -> Option<f64> {
+    None
 }
 
 fn torch(net: &str, batch: usize, repeats: usize) -> Option<(f64, u64)> {
@@ -47,14 +57,19 @@ fn main() {
     let repeats = std::env::args().skip_while(|a| a != "--repeats").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("meta-step: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32, CPU; median of {repeats}");
-    println!("| network | real batch | anondistill (ndarray) s | PyTorch s | ratio ours/PyTorch | threads ours / PyTorch |");
-    println!("|---|---|---|---|---|---|");
+    println!("| network | real batch | ndarray s | flex s | PyTorch s | ndarray/PyTorch | flex/PyTorch | threads ours / PyTorch |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (net, name) in [(NetKind::LeNet, "lenet"), (NetKind::ConvNet, "convnet")] {
         for batch in [256, 1024] {
-            let t = ours(net, batch, repeats);
+            let t = ours::<NdArray>(net, batch, repeats);
+            let f = flex(net, batch, repeats);
+            let fs = f.map_or("n/a".into(), |f| format!("{f:.3}"));
             match torch(name, batch, repeats) {
-                Some((p, pt)) => println!("| {name} | {batch} | {t:.3} | {p:.3} | {:.2} | {threads} / {pt} |", t / p),
-                None => println!("| {name} | {batch} | {t:.3} | n/a | n/a | {threads} / - |"),
+                Some((p, pt)) => {
+                    let fr = f.map_or("n/a".into(), |f| format!("{:.2}", f / p));
+                    println!("| {name} | {batch} | {t:.3} | {fs} | {p:.3} | {:.2} | {fr} | {threads} / {pt} |", t / p)
+                }
+                None => println!("| {name} | {batch} | {t:.3} | {fs} | n/a | n/a | n/a | {threads} / - |"),
             }
         }
     }

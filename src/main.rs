@@ -36,6 +36,8 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendArg {
+    /// burn-flex on the CPU (the fastest CPU backend here; needs the `flex` cargo feature).
+    Flex,
     /// burn-ndarray on the CPU.
     Ndarray,
     /// burn-wgpu on a GPU (needs the `wgpu` cargo feature).
@@ -56,7 +58,7 @@ struct DistillArgs {
     #[arg(long)]
     no_eval: bool,
     /// Compute backend.
-    #[arg(long, value_enum, default_value = "ndarray")]
+    #[arg(long, value_enum, default_value = if cfg!(feature = "flex") { "flex" } else { "ndarray" })]
     backend: BackendArg,
     #[command(flatten)]
     overrides: ConfigArgs,
@@ -300,6 +302,10 @@ fn main() {
             config.validate()?;
             match args.backend {
                 BackendArg::Ndarray => distill::<burn_ndarray::NdArray>(args, config, Default::default()),
+                #[cfg(feature = "flex")]
+                BackendArg::Flex => distill::<burn_flex::Flex>(args, config, Default::default()),
+                #[cfg(not(feature = "flex"))]
+                BackendArg::Flex => Err(Error::Config("this build has no flex backend; build with --features flex".into())),
                 #[cfg(feature = "wgpu")]
                 BackendArg::Wgpu => distill::<burn_wgpu::Wgpu>(args, config, Default::default()),
                 #[cfg(not(feature = "wgpu"))]

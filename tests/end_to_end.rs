@@ -136,6 +136,13 @@ fn the_command_line_distils_and_evaluates() {
     let o = Command::new(exe).args(["distill", "--max-iterations", "2", "--no-eval", "--out"]).arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("CC BY 4.0"), "the demo attribution is shown");
+    // The default backend is deterministic too.
+    let again = dir.path().join("again.zip");
+    let o = Command::new(exe).args(["distill", "--max-iterations", "2", "--no-eval", "--out"]).arg(&again).output().unwrap();
+    assert!(o.status.success());
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&again).unwrap(), "two CLI runs with the same seed differ");
+    let o = Command::new(exe).args(["distill", "--backend", "ndarray", "--max-iterations", "2", "--no-eval", "--out"]).arg(&again).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = Command::new(exe).args(["eval", "--nets", "2"]).arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);

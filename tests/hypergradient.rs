@@ -35,6 +35,9 @@ fn check(config: Config) {
     let init = d.sample_init();
     let batch: Vec<usize> = (0..data.len()).collect();
     let g = d.meta_gradient(&init, &batch);
+    // Only meaningful in double precision (burn keeps one default dtype per device and process).
+    assert_eq!(g.images.dtype(), burn_tensor::DType::F64);
+    assert_eq!(g.raw_lrs.dtype(), burn_tensor::DType::F64);
     let base = d.state().clone();
     let eps = 1e-6;
     let loss_at = |d: &mut Distiller<B>, s: DistilledTensors<B>| -> f64 {

@@ -1,0 +1,59 @@
+//! Every compiled backend computes the same hyper-gradient as burn-ndarray (within float32
+//! tolerance) on the same inputs.
+
+use anondistill::{
+    config::{Config, NetKind},
+    data::{load_files, Normalization},
+    demo::demo_files,
+    distill::Distiller,
+    net::Params,
+    rng::{rng, Stream},
+};
+use burn_ndarray::NdArray;
+use burn_tensor::{backend::Backend, Tensor, TensorData};
+
+/// Loss and gradients (images, labels, lrs) as host vectors.
+fn hypergradient<B: Backend>(config: &Config, device: &B::Device) -> Vec<Vec<f32>> {
+    let data = load_files(demo_files().into_iter().step_by(5), config.image_size).unwrap().dataset;
+    let d = Distiller::<B>::new(config.clone(), &data, Normalization::of(&data), device).unwrap();
+    // The same initial weights on every backend: drawn as plain values, then uploaded.
+    let init: Params<B> = d
+        .network()
+        .init::<NdArray>(&mut rng(1, Stream::Eval), &Default::default())
+        .into_iter()
+        .map(|p| {
+            let v = p.into_data().to_vec::<f32>().unwrap();
+            let n = v.len();
+            Tensor::from_data(TensorData::new(v, [n]), device)
+        })
+        .collect();
+    let batch: Vec<usize> = (0..data.len()).collect();
+    let g = d.meta_gradient(&init, &batch);
+    let host = |t: Tensor<B, 1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    vec![host(g.loss), host(g.images.reshape([-1])), host(g.labels.reshape([-1])), host(g.raw_lrs)]
+}
+
+/// Largest difference relative to the largest magnitude, per tensor.
+fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], tol: f32) {
+    for (k, (x, y)) in a.iter().zip(b).enumerate() {
+        let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        println!("tensor {k}: max |diff| {err:.3e} of scale {scale:.3e}");
+        assert!(scale > 0.0 && err <= tol * scale, "tensor {k}: {err} vs scale {scale}");
+    }
+}
+
+fn configs() -> Vec<Config> {
+    let small = Config { steps: 3, epochs: 2, convnet_width: 8, convnet_depth: 2, ..Config::default() };
+    vec![small.clone(), Config { net: NetKind::ConvNet, ..small }]
+}
+
+#[cfg(feature = "flex")]
+#[test]
+fn flex_agrees_with_ndarray() {
+    for c in configs() {
+        let reference = hypergradient::<NdArray>(&c, &Default::default());
+        let flex = hypergradient::<burn_flex::Flex>(&c, &Default::default());
+        assert_close(&reference, &flex, 1e-3);
+    }
+}
