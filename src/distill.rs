@@ -180,6 +180,11 @@ impl<B: Backend> Distiller<B> {
         &self.config
     }
 
+    /// The device the tensors live on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
     /// The network the data is distilled for.
     pub fn network(&self) -> &Network {
         &self.net

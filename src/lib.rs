@@ -18,6 +18,8 @@ pub mod net;
 pub mod pipeline;
 pub mod rng;
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use config::{Config, ImageInit, LabelMode, NetKind};
 pub use distill::{Distilled, Distiller, StepReport};

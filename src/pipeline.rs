@@ -5,7 +5,7 @@ use burn_tensor::backend::Backend;
 
 use crate::config::Config;
 use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped};
-use crate::distill::{read_f32, Distiller, StepReport};
+use crate::distill::{read_f32, Distilled, Distiller, StepReport};
 use crate::error::{Error, Result};
 use crate::eval::Evaluation;
 use crate::export::{write_archive, Export, Manifest, FORMAT};
@@ -78,10 +78,22 @@ pub async fn export<B: Backend>(
         }
         fixed_init = Some(values);
     }
+    export_distilled(&distilled, d.config(), prepared, outcome, metrics, fixed_init)
+}
+
+/// The result archive of distilled data already read back to the host.
+pub fn export_distilled(
+    distilled: &Distilled,
+    config: &Config,
+    prepared: &Prepared,
+    outcome: &Outcome,
+    metrics: Option<Evaluation>,
+    fixed_init: Option<Vec<Vec<f32>>>,
+) -> Result<Vec<u8>> {
     let manifest = Manifest {
         format: FORMAT.into(),
         crate_version: env!("CARGO_PKG_VERSION").into(),
-        config: d.config().clone(),
+        config: config.clone(),
         classes: prepared.train.classes.clone(),
         normalization: prepared.norm,
         train_counts: prepared.train.class_counts(),
@@ -92,7 +104,7 @@ pub async fn export<B: Backend>(
         preview_scaling: String::new(),
         files: Vec::new(),
     };
-    write_archive(Export { distilled: &distilled, manifest, fixed_init })
+    write_archive(Export { distilled, manifest, fixed_init })
 }
 
 /// Checks that `data` has the classes an archive was distilled for.

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds the page into dist/: the engine for wasm32 (release, single-threaded), its JS glue
+# (wasm-bindgen), then the bundle (webpack).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+cargo build --release --lib --no-default-features --target wasm32-unknown-unknown
+wasm-bindgen --target web --out-dir pkg target/wasm32-unknown-unknown/release/anondistill.wasm
+npx webpack --mode production
+ls -l dist/*.wasm | awk '{printf "wasm size: %.1f MiB\n", $5 / 1048576}'

@@ -1,0 +1,303 @@
+//! The browser shell: a thin wasm-bindgen API over the engine, driven from a Web Worker
+//! (`www/worker.js`). Every method that touches the device returns a promise and reads tensors
+//! back only asynchronously; the distilled data are mirrored on the host after every chunk of
+//! iterations, so a lost GPU device or a divergence still leaves something to download.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn_ndarray::NdArray;
+use burn_tensor::backend::Backend;
+use burn_wgpu::{graphics::WebGpu, init_setup_async, Wgpu, WgpuDevice};
+use js_sys::{Array, Float32Array, Promise, Uint8Array};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::config::Config;
+use crate::data::{load_files, InputFile, Skipped};
+use crate::demo::{demo_files, ATTRIBUTION};
+use crate::distill::{read_f32, Distilled, Distiller, StepReport};
+use crate::eval::{evaluate, Evaluation};
+use crate::pipeline::{export_distilled, Outcome, Prepared};
+
+macro_rules! on_engine {
+    ($engine:expr, $d:ident => $body:expr) => {
+        match $engine {
+            Engine::Cpu($d) => $body,
+            Engine::Gpu($d) => $body,
+        }
+    };
+}
+
+enum Engine {
+    Cpu(Distiller<NdArray>),
+    Gpu(Distiller<Wgpu>),
+}
+
+struct Inner {
+    config: Config,
+    prepared: Prepared,
+    engine: Option<Engine>,
+    backend: &'static str,
+    outcome: Outcome,
+    last_good: Option<Distilled>,
+    fixed_init: Option<Vec<Vec<f32>>>,
+    metrics: Option<Evaluation>,
+}
+
+/// What the page shows about the loaded data.
+#[derive(Serialize)]
+struct Summary<'a> {
+    classes: &'a [String],
+    train_counts: Vec<usize>,
+    test_counts: Vec<usize>,
+    skipped: &'a [Skipped],
+    image_size: usize,
+    distilled_images: usize,
+    inner_steps: usize,
+}
+
+/// One distillation in the page.
+#[wasm_bindgen]
+pub struct Session {
+    inner: Rc<RefCell<Inner>>,
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsValue {
+    JsError::new(&e.to_string()).into()
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
+}
+
+/// Attribution of the built-in demo data.
+#[wasm_bindgen(js_name = demoAttribution)]
+pub fn demo_attribution() -> String {
+    ATTRIBUTION.to_string()
+}
+
+/// The default configuration, as JSON.
+#[wasm_bindgen(js_name = defaultConfig)]
+pub fn default_config() -> String {
+    serde_json::to_string(&Config::default()).expect("serialisable")
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// A session over files handed in memory: `names[i]` (for messages), `classes[i]` and
+    /// `bytes[i]` (a `Uint8Array`). The configuration is JSON (missing fields take defaults).
+    #[wasm_bindgen(js_name = fromFiles)]
+    pub fn from_files(names: Vec<String>, classes: Vec<String>, bytes: Array, config_json: &str) -> Result<Session, JsValue> {
+        console_error_panic_hook::set_once();
+        if names.len() != classes.len() || names.len() != bytes.length() as usize {
+            return Err(js_err("names, classes and bytes must have the same length"));
+        }
+        let files = names
+            .into_iter()
+            .zip(classes)
+            .zip(bytes.iter())
+            .map(|((name, class), b)| InputFile { name, class, bytes: Uint8Array::new(&b).to_vec() });
+        Self::new(files.collect(), config_json)
+    }
+
+    /// A session over the built-in demo X-ray patches.
+    pub fn demo(config_json: &str) -> Result<Session, JsValue> {
+        console_error_panic_hook::set_once();
+        Self::new(demo_files(), config_json)
+    }
+
+    fn new(files: Vec<InputFile>, config_json: &str) -> Result<Session, JsValue> {
+        let config: Config = serde_json::from_str(config_json).map_err(|e| js_err(format!("invalid configuration: {e}")))?;
+        config.validate().map_err(js_err)?;
+        let loaded = load_files(files, config.image_size).map_err(js_err)?;
+        let prepared = Prepared::from_loaded(loaded, &config).map_err(js_err)?;
+        let inner = Inner {
+            config,
+            prepared,
+            engine: None,
+            backend: "none",
+            outcome: Outcome { iterations: 0, stopped_early: None },
+            last_good: None,
+            fixed_init: None,
+            metrics: None,
+        };
+        Ok(Session { inner: Rc::new(RefCell::new(inner)) })
+    }
+
+    /// Classes, split counts, skipped files and sizes.
+    pub fn summary(&self) -> Result<JsValue, JsValue> {
+        let s = self.inner.borrow();
+        let c = &s.config;
+        let classes = s.prepared.train.num_classes();
+        to_js(&Summary {
+            classes: &s.prepared.train.classes,
+            train_counts: s.prepared.train.class_counts(),
+            test_counts: s.prepared.test.class_counts(),
+            skipped: &s.prepared.skipped,
+            image_size: c.image_size,
+            distilled_images: c.images_per_step(classes) * c.steps,
+            inner_steps: c.inner_steps(),
+        })
+    }
+
+    /// The backend in use: `webgpu`, `cpu` or `none` before `start`.
+    pub fn backend(&self) -> String {
+        self.inner.borrow().backend.to_string()
+    }
+
+    /// Outer iterations done.
+    pub fn iterations(&self) -> usize {
+        self.inner.borrow().outcome.iterations
+    }
+
+    /// Prepares the distillation on `webgpu` (the caller has checked that an adapter exists) or
+    /// `cpu`; resolves to the total number of outer iterations.
+    pub fn start(&self, backend: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let (config, prepared) = {
+                let s = inner.borrow();
+                (s.config.clone(), s.prepared.clone())
+            };
+            let (engine, name) = if backend == "webgpu" {
+                let device = WgpuDevice::default();
+                init_setup_async::<WebGpu>(&device, Default::default()).await;
+                (Engine::Gpu(Distiller::new(config, &prepared.train, prepared.norm, &device).map_err(js_err)?), "webgpu")
+            } else {
+                (Engine::Cpu(Distiller::new(config, &prepared.train, prepared.norm, &Default::default()).map_err(js_err)?), "cpu")
+            };
+            let total = on_engine!(&engine, d => d.total_iterations());
+            let (distilled, fixed_init) = on_engine!(&engine, d => snapshot(d).await)?;
+            let mut s = inner.borrow_mut();
+            s.engine = Some(engine);
+            s.backend = name;
+            s.last_good = Some(distilled);
+            s.fixed_init = fixed_init;
+            s.outcome = Outcome { iterations: 0, stopped_early: None };
+            Ok(JsValue::from(total as u32))
+        })
+    }
+
+    /// Runs up to `iterations` outer iterations; resolves to `{reports, iterations, total,
+    /// stopped}` where `stopped` says why the run cannot go on (divergence, lost device), if so.
+    pub fn run(&self, iterations: u32) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut engine = take_engine(&inner)?;
+            let chunk = on_engine!(&mut engine, d => run_chunk(d, iterations as usize).await);
+            let total = on_engine!(&engine, d => d.total_iterations());
+            let mut s = inner.borrow_mut();
+            s.outcome.iterations = chunk.iterations;
+            if let Some(d) = chunk.distilled {
+                s.last_good = Some(d);
+            }
+            if let Some(why) = &chunk.stopped {
+                s.outcome.stopped_early = Some(why.clone());
+            }
+            if !chunk.device_lost {
+                s.engine = Some(engine);
+            }
+            to_js(&ChunkResult { reports: chunk.reports, iterations: chunk.iterations, total, stopped: chunk.stopped })
+        })
+    }
+
+    /// Evaluates the distilled program and the baselines on the held-out images; resolves to the
+    /// evaluation.
+    pub fn evaluate(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let engine = take_engine(&inner)?;
+            let (config, prepared, distilled) = {
+                let s = inner.borrow();
+                (s.config.clone(), s.prepared.clone(), s.last_good.clone().ok_or_else(|| js_err("nothing distilled yet"))?)
+            };
+            let result = on_engine!(&engine, d => {
+                evaluate(&config, &distilled, d.fixed_init(), &prepared.train, &prepared.test, prepared.norm, d.device()).await
+            });
+            let mut s = inner.borrow_mut();
+            s.engine = Some(engine);
+            let e = result.map_err(js_err)?;
+            s.metrics = Some(e.clone());
+            to_js(&e)
+        })
+    }
+
+    /// The distilled data as last read back: `{size, classes, perStep, images, labels, lrs}`
+    /// with `Float32Array`s (images in normalised space, row-major, image after image).
+    pub fn distilled(&self) -> Result<JsValue, JsValue> {
+        let s = self.inner.borrow();
+        let d = s.last_good.as_ref().ok_or_else(|| js_err("nothing distilled yet"))?;
+        let o = js_sys::Object::new();
+        let set = |k: &str, v: JsValue| js_sys::Reflect::set(&o, &k.into(), &v).map(|_| ());
+        set("size", (d.size as u32).into())?;
+        set("classes", (d.classes as u32).into())?;
+        set("perStep", (d.per_step as u32).into())?;
+        set("images", Float32Array::from(&d.images[..]).into())?;
+        set("labels", Float32Array::from(&d.labels[..]).into())?;
+        set("lrs", Float32Array::from(&d.lrs[..]).into())?;
+        Ok(o.into())
+    }
+
+    /// The result archive (the engine's export) of the last good state.
+    pub fn export(&self) -> Result<Uint8Array, JsValue> {
+        let s = self.inner.borrow();
+        let d = s.last_good.as_ref().ok_or_else(|| js_err("nothing distilled yet"))?;
+        let bytes = export_distilled(d, &s.config, &s.prepared, &s.outcome, s.metrics.clone(), s.fixed_init.clone()).map_err(js_err)?;
+        Ok(Uint8Array::from(&bytes[..]))
+    }
+}
+
+#[derive(Serialize)]
+struct ChunkResult {
+    reports: Vec<StepReport>,
+    iterations: usize,
+    total: usize,
+    stopped: Option<String>,
+}
+
+struct Chunk {
+    reports: Vec<StepReport>,
+    iterations: usize,
+    stopped: Option<String>,
+    distilled: Option<Distilled>,
+    device_lost: bool,
+}
+
+fn take_engine(inner: &Rc<RefCell<Inner>>) -> Result<Engine, JsValue> {
+    let mut s = inner.try_borrow_mut().map_err(|_| js_err("the session is busy"))?;
+    s.engine.take().ok_or_else(|| js_err("the distillation is not started, busy, or lost its device"))
+}
+
+async fn run_chunk<B: Backend>(d: &mut Distiller<B>, n: usize) -> Chunk {
+    let mut reports = Vec::new();
+    let mut stopped = None;
+    let mut device_lost = false;
+    let end = (d.iteration() + n).min(d.total_iterations());
+    while d.iteration() < end {
+        match d.step().await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                device_lost = matches!(e, crate::Error::Backend(_));
+                stopped = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let distilled = if device_lost { None } else { d.distilled().await.ok() };
+    Chunk { reports, iterations: d.iteration(), stopped, distilled, device_lost }
+}
+
+async fn snapshot<B: Backend>(d: &Distiller<B>) -> Result<(Distilled, Option<Vec<Vec<f32>>>), JsValue> {
+    let distilled = d.distilled().await.map_err(js_err)?;
+    let mut init = None;
+    if let Some(params) = d.fixed_init() {
+        let mut v = Vec::new();
+        for p in params {
+            v.push(read_f32(p.clone()).await.map_err(js_err)?);
+        }
+        init = Some(v);
+    }
+    Ok((distilled, init))
+}

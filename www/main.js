@@ -1,0 +1,336 @@
+// The page: gathers files, talks to the worker, draws progress. Everything stays in this tab.
+import './style.css';
+
+const $ = (id) => document.getElementById(id);
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+const state = { files: [], renames: {}, classes: [], losses: [], total: 0, running: false, paused: false, started: false, demo: false };
+window.anondistill = state; // for tests and the curious
+
+const send = (msg, transfer) => worker.postMessage(msg, transfer || []);
+
+function settings() {
+  const f = new FormData($('settings'));
+  const int = (k) => Math.max(0, parseInt(f.get(k), 10) || 0);
+  return {
+    config: {
+      images_per_class_per_step: int('images_per_class_per_step'),
+      steps: int('steps'),
+      epochs: int('epochs'),
+      max_iterations: int('max_iterations'),
+      image_size: int('image_size'),
+      net: f.get('net'),
+      seed: int('seed'),
+    },
+    backend: f.get('backend'),
+  };
+}
+
+// ---- data in ---------------------------------------------------------------------------------
+
+function classOf(file) {
+  const parts = (file.webkitRelativePath || file.relPath || '').split('/').filter(Boolean);
+  if (parts.length >= 3) return parts[parts.length - 2];
+  if (parts.length === 2) return parts[0];
+  return $('files-class').value.trim() || 'class-a';
+}
+
+async function useFiles(fileList) {
+  const files = Array.from(fileList).filter((f) => !f.name.startsWith('.'));
+  if (files.length === 0) return;
+  state.files = files.map((f) => ({ file: f, cls: classOf(f), name: f.webkitRelativePath || f.relPath || f.name }));
+  state.renames = {};
+  state.demo = false;
+  await loadIntoWorker();
+}
+
+async function loadIntoWorker() {
+  $('data-status').textContent = `reading ${state.files.length} files…`;
+  const files = await Promise.all(
+    state.files.map(async (f) => ({ name: f.name, cls: state.renames[f.cls] || f.cls, bytes: await f.file.arrayBuffer() })),
+  );
+  send({ type: 'load', files, config: settings().config }, files.map((f) => f.bytes));
+}
+
+async function entriesOf(entry, path) {
+  if (entry.isFile) {
+    const file = await new Promise((res, rej) => entry.file(res, rej));
+    file.relPath = path + file.name;
+    return [file];
+  }
+  const reader = entry.createReader();
+  const all = [];
+  for (;;) {
+    const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+    if (batch.length === 0) break;
+    all.push(...batch);
+  }
+  const nested = await Promise.all(all.map((e) => entriesOf(e, `${path}${entry.name}/`)));
+  return nested.flat();
+}
+
+$('folder-input').addEventListener('change', (e) => useFiles(e.target.files));
+$('files-input').addEventListener('change', (e) => useFiles(e.target.files));
+$('demo-button').addEventListener('click', () => {
+  state.files = [];
+  state.demo = true;
+  $('data-status').textContent = 'decoding the demo patches…';
+  send({ type: 'demo', config: settings().config });
+});
+const drop = $('drop');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', async (e) => {
+  e.preventDefault();
+  drop.classList.remove('over');
+  const entries = Array.from(e.dataTransfer.items).map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
+  const files = (await Promise.all(entries.map((en) => entriesOf(en, '')))).flat();
+  useFiles(files.length ? files : e.dataTransfer.files);
+});
+
+function showSummary(s) {
+  state.classes = s.classes;
+  const total = (a) => a.reduce((x, y) => x + y, 0);
+  $('data-status').textContent = `${total(s.train_counts) + total(s.test_counts)} images in ${s.classes.length} classes: ` +
+    `${total(s.train_counts)} to distil from, ${total(s.test_counts)} held out for evaluation. ` +
+    `The distilled set will have ${s.distilled_images} images and ${s.inner_steps} learning rates.`;
+  const box = $('classes');
+  box.replaceChildren();
+  s.classes.forEach((name, c) => {
+    const row = document.createElement('div');
+    row.className = 'class-row';
+    const input = document.createElement('input');
+    input.value = name;
+    input.title = 'class name (edit to rename)';
+    input.disabled = state.demo;
+    input.addEventListener('change', () => {
+      const original = Object.keys(state.renames).find((k) => state.renames[k] === name) || name;
+      state.renames[original] = input.value.trim() || original;
+      loadIntoWorker();
+    });
+    const count = document.createElement('span');
+    count.textContent = `${s.train_counts[c] + s.test_counts[c]} images`;
+    row.append(input, count);
+    const thumbs = state.files.filter((f) => (state.renames[f.cls] || f.cls) === name).slice(0, 8);
+    for (const t of thumbs) {
+      const img = document.createElement('img');
+      img.className = 'thumb';
+      img.src = URL.createObjectURL(t.file);
+      img.alt = '';
+      row.append(img);
+    }
+    box.append(row);
+  });
+  const skipped = $('skipped');
+  skipped.replaceChildren(...s.skipped.map((k) => {
+    const li = document.createElement('li');
+    li.textContent = `${k.file}: ${k.reason}`;
+    return li;
+  }));
+  $('skipped-box').hidden = s.skipped.length === 0;
+  $('skipped-box').open = s.skipped.length > 0;
+  $('skipped-title').textContent = `${s.skipped.length} file(s) skipped`;
+  $('start').disabled = false;
+}
+
+// ---- running ---------------------------------------------------------------------------------
+
+$('start').addEventListener('click', () => {
+  const { config, backend } = settings();
+  state.losses = [];
+  state.started = true;
+  setRunning(true);
+  $('run-status').textContent = 'starting…';
+  if (state.demo) send({ type: 'demo', config });
+  else if (state.files.length) loadIntoWorker();
+  state.pendingStart = backend;
+});
+$('pause').addEventListener('click', () => {
+  if (state.paused) {
+    state.paused = false;
+    $('pause').textContent = 'pause';
+    setRunning(true);
+    send({ type: 'resume' });
+  } else {
+    state.paused = true;
+    $('pause').textContent = 'resume';
+    send({ type: 'pause' });
+  }
+});
+$('cancel').addEventListener('click', () => send({ type: 'cancel' }));
+$('evaluate').addEventListener('click', () => {
+  $('evaluate').disabled = true;
+  $('eval-status').textContent = 'training fresh networks on the distilled set and on the baselines…';
+  send({ type: 'evaluate' });
+});
+$('download').addEventListener('click', () => send({ type: 'export' }));
+
+function setRunning(on) {
+  state.running = on;
+  $('start').disabled = on;
+  $('pause').disabled = !state.started || (!on && !state.paused);
+  $('cancel').disabled = !on && !state.paused;
+  $('evaluate').disabled = on || !state.started;
+  $('download').disabled = on || !state.started;
+}
+
+function fmt(sec) {
+  if (!isFinite(sec)) return '–';
+  const m = Math.floor(sec / 60);
+  return m > 0 ? `${m} min ${Math.round(sec % 60)} s` : `${sec.toFixed(1)} s`;
+}
+
+function plot(canvas, values, color) {
+  const ctx = canvas.getContext('2d');
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (values.length === 0) return;
+  const lo = Math.min(...values), hi = Math.max(...values);
+  const span = hi - lo || 1;
+  ctx.strokeStyle = color;
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  values.forEach((v, i) => {
+    const x = 30 + (i / Math.max(1, values.length - 1)) * (canvas.width - 40);
+    const y = 10 + (1 - (v - lo) / span) * (canvas.height - 30);
+    if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+  });
+  ctx.stroke();
+  ctx.fillStyle = '#333';
+  ctx.font = '11px sans-serif';
+  ctx.fillText(hi.toPrecision(3), 2, 12);
+  ctx.fillText(lo.toPrecision(3), 2, canvas.height - 20);
+}
+
+function drawGrid(d) {
+  const grid = $('grid');
+  const n = d.images.length / (d.size * d.size);
+  if (grid.children.length !== n) {
+    grid.replaceChildren(...Array.from({ length: n }, () => {
+      const fig = document.createElement('figure');
+      const c = document.createElement('canvas');
+      c.width = d.size;
+      c.height = d.size;
+      const cap = document.createElement('figcaption');
+      fig.append(c, cap);
+      return fig;
+    }));
+  }
+  for (let i = 0; i < n; i++) {
+    const px = d.images.subarray(i * d.size * d.size, (i + 1) * d.size * d.size);
+    let lo = Infinity, hi = -Infinity;
+    for (const v of px) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const span = hi - lo || 1;
+    const fig = grid.children[i];
+    const ctx = fig.firstChild.getContext('2d');
+    const img = ctx.createImageData(d.size, d.size);
+    px.forEach((v, k) => {
+      const g = Math.round(((v - lo) / span) * 255);
+      img.data.set([g, g, g, 255], k * 4);
+    });
+    ctx.putImageData(img, 0, 0);
+    const label = Array.from(d.labels.subarray(i * d.classes, (i + 1) * d.classes));
+    fig.lastChild.textContent = label.map((v, c) => `${state.classes[c] ?? c} ${v.toFixed(2)}`).join(' · ');
+    fig.title = `image ${i}, step ${Math.floor(i / d.perStep)}`;
+  }
+}
+
+// ---- messages from the worker ----------------------------------------------------------------
+
+const handlers = {
+  hello() {},
+  loaded(m) {
+    showSummary(m.summary);
+    if (m.attribution) $('attribution').textContent = m.attribution;
+    if (state.pendingStart) {
+      send({ type: 'start', backend: state.pendingStart });
+      state.pendingStart = null;
+    }
+  },
+  started(m) {
+    state.total = m.total;
+    $('backend-label').textContent = m.backend === 'webgpu' ? 'running on the GPU (WebGPU)' : 'running on the CPU (WebAssembly)';
+    $('backend-label').dataset.backend = m.backend;
+    $('progress').max = m.total;
+  },
+  progress(m) {
+    for (const r of m.reports) state.losses.push(r.loss);
+    const last = m.reports[m.reports.length - 1];
+    $('progress').value = m.iterations;
+    const per = m.elapsed / Math.max(1, m.doneThisRun);
+    const eta = (m.total - m.iterations) * per;
+    $('run-status').textContent = `iteration ${m.iterations} of ${m.total} · loss ${last ? last.loss.toFixed(4) : '–'} · ` +
+      `${fmt(m.elapsed)} elapsed · about ${fmt(eta)} left`;
+    plot($('loss-plot'), state.losses, '#c33');
+    if (last) plot($('lr-plot'), last.lrs, '#36c');
+  },
+  distilled(m) { drawGrid(m); },
+  finished(m) {
+    setRunning(false);
+    $('pause').disabled = true;
+    $('run-status').textContent += ` · finished after ${m.iterations} iterations`;
+  },
+  paused(m) {
+    if (state.cancelled) return;
+    setRunning(false);
+    $('pause').disabled = false;
+    $('cancel').disabled = false;
+    $('run-status').textContent = `paused at iteration ${m.iterations}`;
+  },
+  cancelled(m) {
+    state.paused = false;
+    $('pause').textContent = 'pause';
+    setRunning(false);
+    $('pause').disabled = true;
+    $('run-status').textContent = `cancelled at iteration ${m.iterations}; the last state is kept for evaluation and download`;
+  },
+  stopped(m) {
+    setRunning(false);
+    $('pause').disabled = true;
+    $('run-status').textContent = `stopped: ${m.reason}. The last good state is kept for download.`;
+    $('run-status').classList.add('error');
+  },
+  evaluation(m) {
+    const e = m.evaluation;
+    const pct = (a) => `${(100 * a.mean).toFixed(1)}% ± ${(100 * a.std).toFixed(1)}`;
+    const rows = [['distilled set (learned labels and learning rates)', e.distilled], [`random real subset of the same size (lr ${e.random_subset_lr})`, e.random_subset]];
+    if (e.full_data) rows.push(['all training data', e.full_data]);
+    const body = $('eval-table').tBodies[0];
+    body.replaceChildren(...rows.map(([name, a]) => {
+      const tr = document.createElement('tr');
+      for (const t of [name, pct(a), String(a.nets)]) {
+        const td = document.createElement('td');
+        td.textContent = t;
+        tr.append(td);
+      }
+      return tr;
+    }));
+    $('eval-table').hidden = false;
+    $('eval-status').textContent = `on ${e.test_images} held-out patches`;
+    $('evaluate').disabled = false;
+  },
+  archive(m) {
+    const url = URL.createObjectURL(new Blob([m.bytes], { type: 'application/zip' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = 'result.zip';
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  },
+  error(m) {
+    const where = state.running ? $('run-status') : $('data-status');
+    where.textContent = m.message;
+    where.classList.add('error');
+    setRunning(false);
+    $('start').disabled = false;
+    $('evaluate').disabled = !state.started;
+  },
+};
+
+worker.onmessage = (e) => {
+  if (e.data.type !== 'error') {
+    $('data-status').classList.remove('error');
+  }
+  handlers[e.data.type](e.data);
+};
+worker.onerror = (e) => handlers.error({ message: `the engine failed: ${e.message}` });
