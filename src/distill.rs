@@ -124,8 +124,7 @@ impl<B: Backend> Distiller<B> {
         let classes = train.num_classes();
         let net = Network::new(&config, classes)?;
         let all: Vec<usize> = (0..train.len()).collect();
-        let (train_x, labels) = train.tensors::<B>(&all, norm, device);
-        let train_y = one_hot(labels, classes);
+        let (train_x, train_y) = train.tensors::<B>(&all, norm, device);
 
         let per_step = config.images_per_step(classes);
         let n = per_step * config.steps;
@@ -149,10 +148,7 @@ impl<B: Backend> Distiller<B> {
             }
         };
         let images = Tensor::from_data(TensorData::new(pixels, [n, 1, size, size]), device);
-        let labels = one_hot(
-            Tensor::<B, 1, Int>::from_data(TensorData::new(classes_of.iter().map(|&c| c as i64).collect::<Vec<_>>(), [n]), device),
-            classes,
-        );
+        let labels = one_hot(&classes_of, classes, device);
         let raw_lrs = Tensor::<B, 1>::full([config.inner_steps()], config.raw_lr_init(), device);
         let state = DistilledTensors { images, labels, raw_lrs };
         let adam = (Adam::new(&state.images), Adam::new(&state.labels), Adam::new(&state.raw_lrs));

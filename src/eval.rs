@@ -13,7 +13,7 @@ use crate::distill::Distilled;
 use crate::error::{Error, Result};
 use crate::net::{Network, Params};
 use crate::rng::{permutation, rng, Stream};
-use crate::train::{label_targets, loss_grads, one_hot, predict, replay, Step};
+use crate::train::{label_targets, loss_grads, predict, replay, Step};
 
 /// Test accuracy over several networks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,7 +152,6 @@ fn random_subset_program<B: Backend>(
         })
         .collect();
     let (x, y) = train.tensors::<B>(&picks, norm, device);
-    let y = one_hot(y, classes);
     (0..config.steps)
         .map(|s| (x.clone().narrow(0, s * per_step, per_step), y.clone().narrow(0, s * per_step, per_step)))
         .collect()
@@ -213,7 +212,6 @@ pub async fn evaluate_full_data<B: Backend>(
     let net = Network::new(config, classes)?;
     let all: Vec<usize> = (0..train.len()).collect();
     let (x, y) = train.tensors::<B>(&all, norm, device);
-    let y = one_hot(y, classes);
     let adam = AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
     let mut r = rng(config.seed, Stream::Baseline);
     let batch = 64.min(train.len());

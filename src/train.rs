@@ -17,9 +17,14 @@ pub fn soft_cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2
     (log_softmax(logits, 1) * targets).sum().neg().div_scalar(n)
 }
 
-/// One-hot float rows of `labels`.
-pub fn one_hot<B: Backend>(labels: Tensor<B, 1, Int>, classes: usize) -> Tensor<B, 2> {
-    labels.one_hot::<2>(classes).float()
+/// One-hot float rows of `labels`, built on the host (burn's `one_hot` checks its input with a
+/// blocking read, which WebGPU in a browser cannot do).
+pub fn one_hot<B: Backend>(labels: &[usize], classes: usize, device: &B::Device) -> Tensor<B, 2> {
+    let mut values = vec![0f32; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        values[i * classes + l] = 1.0;
+    }
+    Tensor::from_data(burn_tensor::TensorData::new(values, [labels.len(), classes]), device)
 }
 
 /// The label values as they enter the inner loss.

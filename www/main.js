@@ -236,7 +236,9 @@ function drawGrid(d) {
 // ---- messages from the worker ----------------------------------------------------------------
 
 const handlers = {
-  hello() {},
+  ready() {
+    document.body.dataset.ready = '1';
+  },
   loaded(m) {
     showSummary(m.summary);
     if (m.attribution) $('attribution').textContent = m.attribution;

@@ -7,7 +7,7 @@ let session = null;
 let running = false;
 let startTime = 0;
 let doneBefore = 0;
-const ready = init();
+const ready = init().then(() => post({ type: 'ready' }));
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 const yieldToEvents = () => new Promise((r) => setTimeout(r, 0));
@@ -104,4 +104,3 @@ self.onmessage = async (event) => {
     fail(e);
   }
 };
-post({ type: 'hello' });

@@ -9,7 +9,7 @@ pub use decode::{decode_image, MAX_FILE_BYTES};
 pub use folder::{load_files, load_folder, InputFile};
 pub use npz::{load_npz, NpzSplits};
 
-use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn_tensor::{backend::Backend, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -163,22 +163,22 @@ impl Dataset {
         Ok((self.subset(&first), self.subset(&second)))
     }
 
-    /// Images at `indices`, normalised, as a `[n, 1, size, size]` tensor, with their labels.
+    /// Images at `indices`, normalised, as a `[n, 1, size, size]` tensor, with their one-hot
+    /// labels `[n, classes]`.
     pub fn tensors<B: Backend>(
         &self,
         indices: &[usize],
         norm: Normalization,
         device: &B::Device,
-    ) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
+    ) -> (Tensor<B, 4>, Tensor<B, 2>) {
         let n = indices.len();
         let mut values = Vec::with_capacity(n * self.size * self.size);
         for &i in indices {
             values.extend(self.image(i).iter().map(|&v| (v - norm.mean) / norm.std));
         }
         let x = Tensor::from_data(TensorData::new(values, [n, 1, self.size, self.size]), device);
-        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
-        let y = Tensor::from_data(TensorData::new(labels, [n]), device);
-        (x, y)
+        let labels: Vec<usize> = indices.iter().map(|&i| self.labels[i]).collect();
+        (x, crate::train::one_hot(&labels, self.num_classes(), device))
     }
 }
 

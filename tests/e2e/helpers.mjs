@@ -1,0 +1,41 @@
+// Shared set-up of the end-to-end tests: the built page served on loopback, Debian's Chromium
+// driven by playwright-core, and every network request recorded.
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+export const ARTIFACTS = new URL('../../target/e2e/', import.meta.url).pathname;
+mkdirSync(ARTIFACTS, { recursive: true });
+
+export async function serve() {
+  const port = 18000 + Math.floor(Math.random() * 1000);
+  const proc = spawn('node', [new URL('../../scripts/serve.mjs', import.meta.url).pathname, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve, reject) => {
+    proc.stdout.on('data', (d) => d.toString().includes('open http') && resolve());
+    proc.on('exit', (c) => reject(new Error(`server exited ${c}`)));
+  });
+  return { url: `http://127.0.0.1:${port}/`, close: () => proc.kill() };
+}
+
+export async function launch({ webgpu }) {
+  const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+  if (webgpu) args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader');
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
+}
+
+/** Opens the page; returns it with the list of requests made after the load event. */
+export async function open(browser, url) {
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  const late = [];
+  let loaded = false;
+  page.on('request', (r) => loaded && late.push(r.url()));
+  page.on('console', (m) => process.env.VERBOSE && console.log('page:', m.text()));
+  await page.goto(url, { waitUntil: 'load' });
+  loaded = true;
+  return { page, late };
+}
+
+export async function setSetting(page, name, value) {
+  await page.locator(`#settings [name=${name}]`).fill(String(value));
+}
