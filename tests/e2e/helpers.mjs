@@ -29,7 +29,8 @@ export async function open(browser, url) {
   const page = await context.newPage();
   const late = [];
   let loaded = false;
-  page.on('request', (r) => loaded && late.push(r.url()));
+  // blob: and data: URLs stay in the tab (thumbnails, the download); anything else is network.
+  page.on('request', (r) => loaded && !/^(blob|data):/.test(r.url()) && late.push(r.url()));
   page.on('console', (m) => process.env.VERBOSE && console.log('page:', m.text()));
   await page.goto(url, { waitUntil: 'load' });
   loaded = true;

@@ -1,0 +1,100 @@
+// End-to-end tests of the built page (dist/) in headless Chromium: real patch files through the
+// folder input, a real run, the evaluation, the download, bad input, and no network after load.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serve, launch, open, setSetting, ARTIFACTS } from './helpers.mjs';
+
+const DEMO = new URL('../../demo/pneumonia-xray/', import.meta.url).pathname;
+let server;
+before(async () => { server = await serve(); });
+after(() => server.close());
+
+/** A folder of real patches (n per class, each class from a demo class) plus extra files. */
+function patchFolder(n, extra = {}, classes = { normal: 'normal', pneumonia: 'pneumonia' }) {
+  const root = mkdtempSync(join(tmpdir(), 'patches-'));
+  for (const [c, source] of Object.entries(classes)) {
+    mkdirSync(join(root, c));
+    for (const f of readdirSync(join(DEMO, source)).slice(0, n)) cpSync(join(DEMO, source, f), join(root, c, f));
+  }
+  for (const [rel, bytes] of Object.entries(extra)) writeFileSync(join(root, rel), bytes);
+  return root;
+}
+
+const waitText = (page, sel, re, timeout = 600000) =>
+  page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s).textContent), [sel, re.source], { timeout });
+
+test('distils a folder of real patches on the CPU and downloads only the distilled artefacts', async () => {
+  const png = readFileSync(join(DEMO, 'normal', readdirSync(join(DEMO, 'normal'))[0]));
+  const root = patchFolder(40, { 'normal/notes.txt': 'not an image', 'pneumonia/cut.png': png.subarray(0, png.length >> 1) });
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, late } = await open(browser, server.url);
+    await page.waitForSelector('body[data-ready="1"]');
+    const afterReady = late.length;
+    await page.screenshot({ path: ARTIFACTS + 'before.png', fullPage: true });
+
+    await page.setInputFiles('#folder-input', root);
+    await waitText(page, '#data-status', /80 images in 2 classes/);
+    const skipped = await page.textContent('#skipped');
+    assert.match(skipped, /notes\.txt: not an image/);
+    assert.match(skipped, /cut\.png: corrupt or truncated/);
+    assert.equal(await page.locator('.thumb').count(), 16);
+
+    await page.selectOption('#settings [name=backend]', 'cpu');
+    await setSetting(page, 'max_iterations', 6);
+    await page.click('#start');
+    await waitText(page, '#run-status', /iteration [1-5] of 6/);
+    // The UI thread stays responsive while the worker computes.
+    for (let i = 0; i < 3; i++) {
+      const t = Date.now();
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+      assert.ok(Date.now() - t < 1000, `a frame took ${Date.now() - t} ms during the run`);
+    }
+    await page.screenshot({ path: ARTIFACTS + 'during.png', fullPage: true });
+    await waitText(page, '#run-status', /finished after 6 iterations/);
+    assert.equal(await page.getAttribute('#backend-label', 'data-backend'), 'cpu');
+    assert.equal(await page.locator('#grid canvas').count(), 20);
+
+    await page.click('#evaluate');
+    await page.waitForSelector('#eval-table:not([hidden])', { timeout: 600000 });
+    assert.equal(await page.locator('#eval-table tbody tr').count(), 3);
+    assert.match(await page.textContent('#eval-status'), /on 16 held-out patches/);
+    await page.screenshot({ path: ARTIFACTS + 'after.png', fullPage: true });
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    const zip = ARTIFACTS + 'result.zip';
+    await download.saveAs(zip);
+    const names = JSON.parse(execFileSync('python3', ['-c', 'import json,sys,zipfile; print(json.dumps(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))', zip]));
+    const expected = ['distilled.safetensors', 'labels.csv', 'manifest.json', ...Array.from({ length: 20 }, (_, i) => `previews/image_${String(i).padStart(4, '0')}.png`)].sort();
+    assert.deepEqual(names, expected);
+    const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', zip]));
+    assert.equal(manifest.iterations_run, 6);
+    assert.ok(!JSON.stringify(manifest).includes('train_0'), 'no file name in the manifest');
+    assert.deepEqual(late.slice(afterReady), [], 'network requests after the page was ready');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('bad input gets a clear message and the page keeps working', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, late } = await open(browser, server.url);
+    await page.waitForSelector('body[data-ready="1"]');
+    const afterReady = late.length;
+    await page.setInputFiles('#folder-input', patchFolder(5, {}, { 'only-one': 'normal' }));
+    await waitText(page, '#data-status', /at least two classes/);
+    assert.equal(await page.getAttribute('#data-status', 'class'), 'error');
+    await page.setInputFiles('#folder-input', patchFolder(5, { 'normal/x.bmp': 'BM garbage' }));
+    await waitText(page, '#data-status', /10 images in 2 classes/);
+    assert.match(await page.textContent('#skipped'), /x\.bmp/);
+    assert.equal(await page.isDisabled('#start'), false);
+    assert.deepEqual(late.slice(afterReady), []);
+  } finally {
+    await browser.close();
+  }
+});
