@@ -57,3 +57,13 @@ fn flex_agrees_with_ndarray() {
         assert_close(&reference, &flex, 1e-3);
     }
 }
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_agrees_with_ndarray() {
+    for c in configs() {
+        let reference = hypergradient::<NdArray>(&c, &Default::default());
+        let gpu = hypergradient::<burn_wgpu::Wgpu>(&c, &Default::default());
+        assert_close(&reference, &gpu, 1e-3);
+    }
+}
