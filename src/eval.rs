@@ -157,6 +157,30 @@ fn random_subset_program<B: Backend>(
         .collect()
 }
 
+/// Scores of `nets` networks, each trained by replaying a fresh random subset with the fixed
+/// learning rate `lr`, on `on`.
+#[allow(clippy::too_many_arguments)]
+async fn random_subset_scores<B: Backend>(
+    net: &Network,
+    config: &Config,
+    train: &Dataset,
+    norm: Normalization,
+    lr: f64,
+    nets: usize,
+    r: &mut ChaCha8Rng,
+    on: &TestSet<B>,
+    device: &B::Device,
+) -> Result<Vec<(f64, Vec<f64>)>> {
+    let lrs = Tensor::<B, 1>::full([config.inner_steps()], lr, device);
+    let mut scores = Vec::new();
+    for _ in 0..nets {
+        let steps = random_subset_program::<B>(train, config, norm, r, device);
+        let trained = replay(net, net.init(r, device), &steps, &lrs, config.epochs);
+        scores.push(on.score(net, &trained).await?);
+    }
+    Ok(scores)
+}
+
 /// The random-subset baseline: its fixed learning rate is chosen among `config.baseline_lrs` by
 /// accuracy on the training data (three tuning networks), then it is scored on the test data.
 pub async fn evaluate_random_subset<B: Backend>(
@@ -167,32 +191,19 @@ pub async fn evaluate_random_subset<B: Backend>(
     device: &B::Device,
 ) -> Result<(Accuracy, f64)> {
     let net = Network::new(config, train.num_classes())?;
-    let train_set = TestSet::new(train, norm, device);
-    let inner = config.inner_steps();
+    let train_set = TestSet::<B>::new(train, norm, device);
     let mut best = (f64::NEG_INFINITY, config.baseline_lrs[0]);
     for &lr in &config.baseline_lrs {
         let mut r = rng(config.seed, Stream::Baseline);
-        let lrs = Tensor::<B, 1>::full([inner], lr, device);
-        let mut total = 0.0;
-        for _ in 0..3 {
-            let steps = random_subset_program::<B>(train, config, norm, &mut r, device);
-            let trained = replay(&net, net.init(&mut r, device), &steps, &lrs, config.epochs);
-            let (acc, _) = train_set.score(&net, &trained).await?;
-            total += if acc.is_finite() { acc } else { 0.0 };
-        }
+        let scores = random_subset_scores(&net, config, train, norm, lr, 3, &mut r, &train_set, device).await?;
+        let total: f64 = scores.iter().map(|s| if s.0.is_finite() { s.0 } else { 0.0 }).sum();
         if total > best.0 {
             best = (total, lr);
         }
     }
     let lr = best.1;
-    let lrs = Tensor::<B, 1>::full([inner], lr, device);
     let mut r = rng(config.seed ^ 0x5eed, Stream::Baseline);
-    let mut scores = Vec::new();
-    for _ in 0..config.eval_nets {
-        let steps = random_subset_program::<B>(train, config, norm, &mut r, device);
-        let trained = replay(&net, net.init(&mut r, device), &steps, &lrs, config.epochs);
-        scores.push(test.score(&net, &trained).await?);
-    }
+    let scores = random_subset_scores(&net, config, train, norm, lr, config.eval_nets, &mut r, test, device).await?;
     Ok((summarise(scores), lr))
 }
 
