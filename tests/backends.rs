@@ -45,7 +45,8 @@ fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], tol: f32) {
 
 fn configs() -> Vec<Config> {
     let small = Config { steps: 3, epochs: 2, convnet_width: 8, convnet_depth: 2, ..Config::default() };
-    vec![small.clone(), Config { net: NetKind::ConvNet, ..small }]
+    // The last one is the default depth: 10 steps × 3 epochs.
+    vec![small.clone(), Config { net: NetKind::ConvNet, ..small }, Config::default()]
 }
 
 #[cfg(feature = "flex")]
