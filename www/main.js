@@ -264,7 +264,10 @@ const handlers = {
     plot($('loss-plot'), state.losses, '#c33');
     if (last) plot($('lr-plot'), last.lrs, '#36c');
   },
-  distilled(m) { drawGrid(m); },
+  distilled(m) {
+    state.distilled = { images: Array.from(m.images), lrs: Array.from(m.lrs) };
+    drawGrid(m);
+  },
   finished(m) {
     setRunning(false);
     $('pause').disabled = true;

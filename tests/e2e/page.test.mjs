@@ -98,3 +98,41 @@ test('bad input gets a clear message and the page keeps working', async () => {
     await browser.close();
   }
 });
+
+test('WebGPU runs the same distillation as the CPU (SwiftShader adapter)', async () => {
+  const browser = await launch({ webgpu: true });
+  const run = async (page, backend) => {
+    await page.selectOption('#settings [name=backend]', backend);
+    await page.click('#start');
+    await waitText(page, '#run-status', /finished after 2 iterations|stopped/);
+    return page.evaluate(() => ({ losses: [...window.anondistill.losses], d: window.anondistill.distilled, label: document.querySelector('#backend-label').dataset.backend, status: document.querySelector('#run-status').textContent }));
+  };
+  try {
+    const { page, late } = await open(browser, server.url);
+    await page.waitForSelector('body[data-ready="1"]');
+    const afterReady = late.length;
+    await page.click('#demo-button');
+    await waitText(page, '#data-status', /400 images in 2 classes/);
+    await setSetting(page, 'max_iterations', 2);
+    const gpu = await run(page, 'auto');
+    await page.screenshot({ path: ARTIFACTS + 'webgpu.png', fullPage: true });
+    assert.equal(gpu.label, 'webgpu', gpu.status);
+    assert.match(gpu.status, /finished after 2 iterations/);
+    const cpu = await run(page, 'cpu');
+    assert.equal(cpu.label, 'cpu');
+    for (let i = 0; i < 2; i++) {
+      assert.ok(Math.abs(gpu.losses[i] - cpu.losses[i]) < 1e-4 * Math.abs(cpu.losses[i]), `loss ${i}: ${gpu.losses[i]} vs ${cpu.losses[i]}`);
+    }
+    // After two Adam steps each pixel has moved by about ±0.01 per step along the sign of its
+    // hyper-gradient: equal images mean the two backends' hyper-gradients agree in sign.
+    const far = gpu.d.images.filter((v, k) => Math.abs(v - cpu.d.images[k]) > 1e-3).length;
+    assert.ok(far <= 0.01 * cpu.d.images.length, `${far} of ${cpu.d.images.length} pixels differ`);
+    const lrDiff = Math.max(...gpu.d.lrs.map((v, k) => Math.abs(v - cpu.d.lrs[k])));
+    assert.ok(lrDiff < 1e-5, `learning rates differ by ${lrDiff}`);
+    assert.ok(Math.max(...cpu.d.lrs.map((v) => Math.abs(v - 0.02))) > 1e-4, 'the learning rates moved');
+    console.log(`webgpu vs cpu: losses ${gpu.losses} vs ${cpu.losses}; ${far} pixels apart; lr diff ${lrDiff}`);
+    assert.deepEqual(late.slice(afterReady), []);
+  } finally {
+    await browser.close();
+  }
+});
