@@ -129,7 +129,7 @@ function showSummary(s) {
   $('skipped-box').hidden = s.skipped.length === 0;
   $('skipped-box').open = s.skipped.length > 0;
   $('skipped-title').textContent = `${s.skipped.length} file(s) skipped`;
-  $('start').disabled = false;
+  $('start').disabled = state.running;
 }
 
 // ---- running ---------------------------------------------------------------------------------

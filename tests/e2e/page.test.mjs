@@ -48,6 +48,7 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     await setSetting(page, 'max_iterations', 6);
     await page.click('#start');
     await waitText(page, '#run-status', /iteration [1-5] of 6/);
+    assert.equal(await page.isDisabled('#start'), true, 'start is disabled while running');
     // The UI thread stays responsive while the worker computes.
     for (let i = 0; i < 3; i++) {
       const t = Date.now();
