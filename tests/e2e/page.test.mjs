@@ -137,3 +137,28 @@ test('WebGPU runs the same distillation as the CPU (SwiftShader adapter)', async
     await browser.close();
   }
 });
+
+test('pause holds the run and resume finishes it', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page } = await open(browser, server.url);
+    await page.waitForSelector('body[data-ready="1"]');
+    await page.click('#demo-button');
+    await waitText(page, '#data-status', /400 images/);
+    await page.selectOption('#settings [name=backend]', 'cpu');
+    await setSetting(page, 'max_iterations', 8);
+    await page.click('#start');
+    await waitText(page, '#run-status', /iteration [2-7] of 8/);
+    await page.click('#pause');
+    await waitText(page, '#run-status', /paused at iteration [2-7]$/);
+    const held = await page.textContent('#run-status');
+    await page.waitForTimeout(2000);
+    assert.equal(await page.textContent('#run-status'), held, 'nothing ran while paused');
+    assert.equal(await page.textContent('#pause'), 'resume');
+    await page.click('#pause');
+    await waitText(page, '#run-status', /finished after 8 iterations/);
+    assert.equal(await page.evaluate(() => window.anondistill.losses.length), 8);
+  } finally {
+    await browser.close();
+  }
+});
