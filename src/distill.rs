@@ -128,7 +128,7 @@ impl<B: Backend> Distiller<B> {
 
         let per_step = config.images_per_step(classes);
         let n = per_step * config.steps;
-        let classes_of: Vec<usize> = (0..n).map(|i| i % classes).collect();
+        let classes_of = initial_classes(n, classes);
         let size = config.image_size;
         let mut init_rng = rng(config.seed, Stream::DistillInit);
         let pixels = match config.init {
@@ -226,6 +226,16 @@ impl<B: Backend> Distiller<B> {
     /// The fixed initial weights when `known_init` is set.
     pub fn fixed_init(&self) -> Option<&Params<B>> {
         self.fixed_init.as_ref()
+    }
+
+    /// The fixed initial weights read back to the host, when `known_init` is set.
+    pub async fn fixed_init_values(&self) -> Result<Option<Vec<Vec<f32>>>> {
+        let Some(params) = &self.fixed_init else { return Ok(None) };
+        let mut values = Vec::with_capacity(params.len());
+        for p in params {
+            values.push(read_f32(p.clone()).await?);
+        }
+        Ok(Some(values))
     }
 
     /// Weights the next iteration starts from: the fixed ones, or fresh ones.
@@ -343,6 +353,12 @@ impl<B: Backend> Distiller<B> {
             classes_of: self.classes_of.clone(),
         })
     }
+}
+
+/// The class each of `n` distilled images starts as: every step holds the classes in order,
+/// `images_per_class_per_step` times.
+pub fn initial_classes(n: usize, classes: usize) -> Vec<usize> {
+    (0..n).map(|i| i % classes).collect()
 }
 
 /// Reads a tensor back as f32 values, asynchronously (the only way on WebGPU).

@@ -13,7 +13,7 @@ use zip::{write::SimpleFileOptions, CompressionMethod, DateTime, ZipArchive, Zip
 
 use crate::config::Config;
 use crate::data::Normalization;
-use crate::distill::Distilled;
+use crate::distill::{initial_classes, Distilled};
 use crate::error::{Error, Result};
 use crate::eval::Evaluation;
 
@@ -186,7 +186,7 @@ pub fn read_archive(bytes: &[u8]) -> Result<Archive> {
         size: ishape[2],
         classes,
         epochs: cfg.epochs,
-        classes_of: (0..ishape[0]).map(|i| i % classes).collect(),
+        classes_of: initial_classes(ishape[0], classes),
         images,
         labels,
         lrs,

@@ -5,7 +5,7 @@ use burn_tensor::backend::Backend;
 
 use crate::config::Config;
 use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped};
-use crate::distill::{read_f32, Distilled, Distiller, StepReport};
+use crate::distill::{Distilled, Distiller, StepReport};
 use crate::error::{Error, Result};
 use crate::eval::Evaluation;
 use crate::export::{write_archive, Export, Manifest, FORMAT};
@@ -70,14 +70,7 @@ pub async fn export<B: Backend>(
     metrics: Option<Evaluation>,
 ) -> Result<Vec<u8>> {
     let distilled = d.distilled().await?;
-    let mut fixed_init = None;
-    if let Some(params) = d.fixed_init() {
-        let mut values = Vec::new();
-        for p in params {
-            values.push(read_f32(p.clone()).await?);
-        }
-        fixed_init = Some(values);
-    }
+    let fixed_init = d.fixed_init_values().await?;
     export_distilled(&distilled, d.config(), prepared, outcome, metrics, fixed_init)
 }
 

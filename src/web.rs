@@ -17,7 +17,7 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::config::Config;
 use crate::data::{load_files, InputFile, Skipped};
 use crate::demo::{demo_files, ATTRIBUTION};
-use crate::distill::{read_f32, Distilled, Distiller, StepReport};
+use crate::distill::{Distilled, Distiller, StepReport};
 use crate::eval::{evaluate, Evaluation};
 use crate::pipeline::{export_distilled, Outcome, Prepared};
 
@@ -290,14 +290,5 @@ async fn run_chunk<B: Backend>(d: &mut Distiller<B>, n: usize) -> Chunk {
 }
 
 async fn snapshot<B: Backend>(d: &Distiller<B>) -> Result<(Distilled, Option<Vec<Vec<f32>>>), JsValue> {
-    let distilled = d.distilled().await.map_err(js_err)?;
-    let mut init = None;
-    if let Some(params) = d.fixed_init() {
-        let mut v = Vec::new();
-        for p in params {
-            v.push(read_f32(p.clone()).await.map_err(js_err)?);
-        }
-        init = Some(v);
-    }
-    Ok((distilled, init))
+    Ok((d.distilled().await.map_err(js_err)?, d.fixed_init_values().await.map_err(js_err)?))
 }
