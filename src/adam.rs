@@ -27,6 +27,16 @@ impl<B: Backend, const D: usize> Adam<B, D> {
         Self { m: param.zeros_like(), v: param.zeros_like(), t: 0 }
     }
 
+    /// The first and second moments and the number of steps taken.
+    pub fn moments(&self) -> (&Tensor<B, D>, &Tensor<B, D>, i32) {
+        (&self.m, &self.v, self.t)
+    }
+
+    /// Moments saved by [`Adam::moments`].
+    pub fn from_moments(m: Tensor<B, D>, v: Tensor<B, D>, t: i32) -> Self {
+        Self { m, v, t }
+    }
+
     /// The parameter after one step of size `lr` along `grad`.
     pub fn step(&mut self, cfg: AdamConfig, lr: f64, param: Tensor<B, D>, grad: Tensor<B, D>) -> Tensor<B, D> {
         self.t += 1;

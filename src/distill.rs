@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
+use crate::checkpoint::{Checkpoint, HostTensor, SessionMeta, FORMAT as SESSION_FORMAT};
 use crate::config::{Config, ImageInit};
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
@@ -101,6 +102,9 @@ pub struct Distiller<B: Backend> {
     train_x: Tensor<B, 4>,
     train_y: Tensor<B, 2>,
     train_len: usize,
+    train_classes: Vec<String>,
+    train_counts: Vec<usize>,
+    fingerprint: String,
     state: DistilledTensors<B>,
     classes_of: Vec<usize>,
     adam: (Adam<B, 4>, Adam<B, 2>, Adam<B, 1>),
@@ -160,6 +164,9 @@ impl<B: Backend> Distiller<B> {
             train_x,
             train_y,
             train_len: train.len(),
+            train_classes: train.classes.clone(),
+            train_counts: train.class_counts(),
+            fingerprint: train.fingerprint(),
             state,
             classes_of,
             adam,
@@ -337,6 +344,85 @@ impl<B: Backend> Distiller<B> {
             outer_lr: lr,
             lrs: read_f32(softplus(self.state.raw_lrs.clone(), 1.0)).await?,
         })
+    }
+
+    /// The whole state read back to the host, to be saved and resumed later (see
+    /// [`Distiller::restore`]).
+    pub async fn checkpoint(&self) -> Result<Checkpoint> {
+        async fn host<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Result<HostTensor> {
+            Ok(HostTensor { shape: t.dims().to_vec(), values: read_f32(t.clone().reshape([-1])).await? })
+        }
+        let s = &self.state;
+        let (a, b, c) = (self.adam.0.moments(), self.adam.1.moments(), self.adam.2.moments());
+        let tensors = vec![
+            host(&s.images).await?,
+            host(&s.labels).await?,
+            host(&s.raw_lrs).await?,
+            host(a.0).await?,
+            host(a.1).await?,
+            host(b.0).await?,
+            host(b.1).await?,
+            host(c.0).await?,
+            host(c.1).await?,
+        ];
+        let meta = SessionMeta {
+            format: SESSION_FORMAT.into(),
+            crate_version: env!("CARGO_PKG_VERSION").into(),
+            config: self.config.clone(),
+            classes: self.train_classes.clone(),
+            train_counts: self.train_counts.clone(),
+            data_fingerprint: self.fingerprint.clone(),
+            iteration: self.iteration,
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+            order: self.order.clone(),
+            adam_steps: [a.2, b.2, c.2],
+        };
+        Ok(Checkpoint { meta, tensors })
+    }
+
+    /// Continues from a saved state. The distiller must have been made with the same
+    /// configuration on the same training split; the message says what differs otherwise.
+    pub fn restore(&mut self, c: &Checkpoint) -> Result<()> {
+        let m = &c.meta;
+        if m.config != self.config {
+            return Err(Error::Session("the session was saved with other settings; load its settings first".into()));
+        }
+        if m.classes != self.train_classes || m.train_counts != self.train_counts || m.data_fingerprint != self.fingerprint {
+            return Err(Error::Session(format!(
+                "the session was distilled from other data (classes [{}], {} training images); load the same files or folder first",
+                m.classes.join(", "),
+                m.train_counts.iter().sum::<usize>()
+            )));
+        }
+        let word_pos: u128 = m.rng_word_pos.parse().map_err(|_| Error::Session("bad random-stream position".into()))?;
+        if m.order.iter().any(|&i| i >= self.train_len) || m.iteration > self.total_iterations() {
+            return Err(Error::Session("progress out of range for this data".into()));
+        }
+        let s = &self.state;
+        let (si, sl, sr) = (s.images.dims().to_vec(), s.labels.dims().to_vec(), s.raw_lrs.dims().to_vec());
+        let want = [&si, &sl, &sr, &si, &si, &sl, &sl, &sr, &sr];
+        if c.tensors.len() != want.len() {
+            return Err(Error::Session("wrong number of tensors".into()));
+        }
+        for ((t, shape), name) in c.tensors.iter().zip(want).zip(crate::checkpoint::TENSORS) {
+            if &t.shape != shape || t.values.len() != shape.iter().product::<usize>() {
+                return Err(Error::Session(format!("tensor {name} has the wrong shape for these settings")));
+            }
+        }
+        let t4 = |t: &HostTensor| Tensor::<B, 4>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), &self.device);
+        let t2 = |t: &HostTensor| Tensor::<B, 2>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), &self.device);
+        let t1 = |t: &HostTensor| Tensor::<B, 1>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), &self.device);
+        let x = &c.tensors;
+        self.state = DistilledTensors { images: t4(&x[0]), labels: t2(&x[1]), raw_lrs: t1(&x[2]) };
+        self.adam = (
+            Adam::from_moments(t4(&x[3]), t4(&x[4]), m.adam_steps[0]),
+            Adam::from_moments(t2(&x[5]), t2(&x[6]), m.adam_steps[1]),
+            Adam::from_moments(t1(&x[7]), t1(&x[8]), m.adam_steps[2]),
+        );
+        self.rng.set_word_pos(word_pos);
+        self.order = m.order.clone();
+        self.iteration = m.iteration;
+        Ok(())
     }
 
     /// The distilled data, read back to the host.

@@ -33,6 +33,9 @@ pub enum Error {
     /// A result archive could not be read.
     #[error("bad result archive: {0}")]
     Archive(String),
+    /// A saved session cannot be read or does not fit the data it is resumed on.
+    #[error("cannot resume the session: {0}")]
+    Session(String),
     /// The backend failed to hand data back (for instance a lost GPU device).
     #[error("backend error: {0}")]
     Backend(String),

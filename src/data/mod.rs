@@ -88,6 +88,29 @@ impl Dataset {
         &self.pixels[i * n..(i + 1) * n]
     }
 
+    /// A 64-bit FNV-1a hash of sizes, class names, labels and pixels, as 16 hex digits: tells
+    /// whether a saved session is resumed on the same data without storing any of it.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        eat(&(self.size as u64).to_le_bytes());
+        for c in &self.classes {
+            eat(&(c.len() as u64).to_le_bytes());
+            eat(c.as_bytes());
+        }
+        for &l in &self.labels {
+            eat(&(l as u64).to_le_bytes());
+        }
+        for &p in &self.pixels {
+            eat(&p.to_le_bytes());
+        }
+        format!("{h:016x}")
+    }
+
     /// Images of each class.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];

@@ -1,0 +1,106 @@
+//! A distillation saved to a file and resumed later, on any backend: the learnable tensors, Adam's
+//! moments, the position of the random stream and the configuration. It holds no real image; a
+//! fingerprint of the training split makes sure it is resumed on the same data.
+
+use std::collections::HashMap;
+
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Identifies the session file layout.
+pub const FORMAT: &str = "anondistill-session/1";
+
+/// A tensor read back to the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// Everything but the tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Version of the crate that wrote the file.
+    pub crate_version: String,
+    /// The configuration of the run.
+    pub config: Config,
+    /// Class names of the training split, in label order.
+    pub classes: Vec<String>,
+    /// Images per class in the training split.
+    pub train_counts: Vec<usize>,
+    /// Hash of the training split (see `Dataset::fingerprint`).
+    pub data_fingerprint: String,
+    /// Outer iterations done.
+    pub iteration: usize,
+    /// Position of the training random stream (a `u128`, as text).
+    pub rng_word_pos: String,
+    /// Real images not yet drawn in the current pass, in drawing order.
+    pub order: Vec<usize>,
+    /// Adam's step counts for images, labels and raw learning rates.
+    pub adam_steps: [i32; 3],
+}
+
+/// The tensor names of a session file, in the order of [`Checkpoint::tensors`].
+pub const TENSORS: [&str; 9] = ["images", "labels", "raw_lrs", "adam.images.m", "adam.images.v", "adam.labels.m", "adam.labels.v", "adam.raw_lrs.m", "adam.raw_lrs.v"];
+
+/// A distillation's whole state on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// Configuration, data identity, progress and random state.
+    pub meta: SessionMeta,
+    /// The tensors named by [`TENSORS`], in that order.
+    pub tensors: Vec<HostTensor>,
+}
+
+fn bad(e: impl std::fmt::Display) -> Error {
+    Error::Session(format!("not a session file of this tool ({e})"))
+}
+
+impl Checkpoint {
+    /// The session file: safetensors with the metadata as JSON.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let bytes: Vec<Vec<u8>> = self.tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+        let mut views = Vec::with_capacity(TENSORS.len());
+        for ((name, t), b) in TENSORS.iter().zip(&self.tensors).zip(&bytes) {
+            views.push((name.to_string(), TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| Error::Session(e.to_string()))?));
+        }
+        let meta = serde_json::to_string(&self.meta).map_err(|e| Error::Session(e.to_string()))?;
+        let info: HashMap<String, String> = [("anondistill-session".to_string(), meta)].into();
+        safetensors::serialize(views, &Some(info)).map_err(|e| Error::Session(e.to_string()))
+    }
+
+    /// Reads a session file written by [`Checkpoint::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+        let json = header.metadata().as_ref().and_then(|m| m.get("anondistill-session")).ok_or_else(|| bad("no session metadata"))?;
+        let meta: SessionMeta = serde_json::from_str(json).map_err(bad)?;
+        if meta.format != FORMAT {
+            return Err(Error::Session(format!("format {} is not {FORMAT}", meta.format)));
+        }
+        let st = SafeTensors::deserialize(bytes).map_err(bad)?;
+        let tensors = TENSORS
+            .iter()
+            .map(|&name| {
+                let t = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
+                if t.dtype() != Dtype::F32 {
+                    return Err(bad(format!("{name} is not f32")));
+                }
+                let values = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                Ok(HostTensor { shape: t.shape().to_vec(), values })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { meta, tensors })
+    }
+
+    /// The configuration of a session file, without checking its tensors.
+    pub fn config_of(bytes: &[u8]) -> Result<Config> {
+        Ok(Self::from_bytes(bytes)?.meta.config)
+    }
+}

@@ -1,0 +1,115 @@
+//! Saving a session and resuming it: the resumed run continues exactly where the saved one was,
+//! across backends, and refuses other data or other settings with a message that says so.
+
+use anondistill::{
+    checkpoint::Checkpoint,
+    config::Config,
+    data::load_files,
+    demo::demo_files,
+    distill::Distiller,
+    pipeline::{run_to_end, Prepared},
+    Error,
+};
+use burn_ndarray::NdArray;
+use burn_tensor::backend::Backend;
+
+fn demo(config: &Config) -> Prepared {
+    Prepared::from_loaded(load_files(demo_files(), config.image_size).unwrap(), config).unwrap()
+}
+
+fn config() -> Config {
+    // Batch 64 on 320 training images: 5 iterations per pass, so the saved point falls inside a
+    // pass and the order of the remaining real images must be carried over.
+    Config { max_iterations: Some(7), batch_size: 64, steps: 3, epochs: 2, ..Config::default() }
+}
+
+fn steps<B: Backend>(d: &mut Distiller<B>, n: usize) -> Vec<f32> {
+    (0..n).map(|_| pollster::block_on(d.step()).unwrap().loss).collect()
+}
+
+#[test]
+fn a_resumed_run_continues_exactly() {
+    let cfg = config();
+    let p = demo(&cfg);
+    let dev = Default::default();
+
+    let mut straight = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
+    let straight_losses = steps(&mut straight, 7);
+    let end = pollster::block_on(straight.checkpoint()).unwrap();
+
+    let mut first = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
+    let mut losses = steps(&mut first, 3);
+    let bytes = pollster::block_on(first.checkpoint()).unwrap().to_bytes().unwrap();
+    drop(first);
+    let saved = Checkpoint::from_bytes(&bytes).unwrap();
+    assert_eq!(saved.meta.iteration, 3);
+    assert_eq!(saved.meta.order.len(), 2 * 64, "two batches of the pass are left");
+
+    let mut second = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
+    second.restore(&saved).unwrap();
+    let outcome = pollster::block_on(run_to_end(&mut second, |r| losses.push(r.loss)));
+    assert_eq!(outcome.iterations, 7);
+    assert_eq!(losses, straight_losses);
+    let resumed = pollster::block_on(second.checkpoint()).unwrap();
+    assert!(resumed == end, "the resumed state differs from the uninterrupted one");
+}
+
+#[cfg(feature = "flex")]
+#[test]
+fn a_session_saved_on_one_backend_resumes_on_another() {
+    let cfg = config();
+    let p = demo(&cfg);
+    let mut a = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &Default::default()).unwrap();
+    steps(&mut a, 3);
+    let saved = pollster::block_on(a.checkpoint()).unwrap();
+    let expected = steps(&mut a, 2);
+    let mut b = Distiller::<burn_flex::Flex>::new(cfg.clone(), &p.train, p.norm, &Default::default()).unwrap();
+    b.restore(&saved).unwrap();
+    let got = steps(&mut b, 2);
+    for (x, y) in got.iter().zip(&expected) {
+        assert!((x - y).abs() <= 1e-4 * y.abs(), "flex {got:?} vs ndarray {expected:?}");
+    }
+}
+
+#[test]
+fn other_data_or_settings_are_refused_with_the_reason() {
+    let cfg = config();
+    let p = demo(&cfg);
+    let dev = Default::default();
+    let mut d = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
+    steps(&mut d, 1);
+    let saved = pollster::block_on(d.checkpoint()).unwrap();
+
+    // Same classes and counts, one pixel changed.
+    let mut other = p.train.clone();
+    other.pixels[0] = 1.0 - other.pixels[0];
+    let mut e = Distiller::<NdArray>::new(cfg.clone(), &other, p.norm, &dev).unwrap();
+    let msg = e.restore(&saved).unwrap_err().to_string();
+    assert!(msg.contains("other data"), "{msg}");
+
+    let other_cfg = Config { seed: 5, ..cfg.clone() };
+    let mut f = Distiller::<NdArray>::new(other_cfg, &p.train, p.norm, &dev).unwrap();
+    let msg = f.restore(&saved).unwrap_err().to_string();
+    assert!(msg.contains("other settings"), "{msg}");
+
+    let not_a_session = b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":1}        ";
+    assert!(matches!(Checkpoint::from_bytes(not_a_session), Err(Error::Session(_))));
+    assert!(matches!(Checkpoint::from_bytes(b"PK\x03\x04 a zip"), Err(Error::Session(_))));
+}
+
+#[test]
+fn a_session_file_holds_no_real_image() {
+    let cfg = config();
+    let p = demo(&cfg);
+    let mut d = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &Default::default()).unwrap();
+    steps(&mut d, 2);
+    let c = pollster::block_on(d.checkpoint()).unwrap();
+    let bytes = c.to_bytes().unwrap();
+    // Every tensor is distilled state or optimiser moments, none has the real data's length.
+    assert_eq!(c.tensors.iter().map(|t| t.values.len()).sum::<usize>(), (3 * 2 * 28 * 28 + 3 * 2 * 2 + 3 * 2) * 3);
+    // No real image's pixels (as the distiller's f32 in normalised space) appear in the file.
+    for i in 0..p.train.len() {
+        let first: Vec<u8> = p.train.image(i)[..8].iter().flat_map(|v| ((v - p.norm.mean) / p.norm.std).to_le_bytes()).collect();
+        assert!(!bytes.windows(first.len()).any(|w| w == first.as_slice()), "image {i} appears in the session file");
+    }
+}
