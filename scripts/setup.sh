@@ -6,6 +6,7 @@ set -euo pipefail
 apt_missing=()
 command -v cc >/dev/null 2>&1 || apt_missing+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || apt_missing+=(pkg-config)
+command -v wasm-opt >/dev/null 2>&1 || apt_missing+=(binaryen)
 if [ "${WITH_BROWSER:-0}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)

@@ -10,6 +10,8 @@ start=$(date +%s)
 cargo build --release --all-targets
 cargo test --release --no-fail-fast -- --test-threads 2
 echo "native tests done after $(( $(date +%s) - start )) s"
+bash scripts/test-browser.sh
+echo "wasm tests in Chromium done after $(( $(date +%s) - start )) s"
 bash scripts/build-web.sh
 node --test tests/e2e/
 echo "all tests done after $(( $(date +%s) - start )) s"

@@ -14,6 +14,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::data::{load_files, InputFile, Skipped};
 use crate::demo::{demo_files, ATTRIBUTION};
@@ -42,6 +43,7 @@ struct Inner {
     backend: &'static str,
     outcome: Outcome,
     last_good: Option<Distilled>,
+    last_checkpoint: Option<Checkpoint>,
     fixed_init: Option<Vec<Vec<f32>>>,
     metrics: Option<Evaluation>,
 }
@@ -76,6 +78,14 @@ fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
 #[wasm_bindgen(js_name = demoAttribution)]
 pub fn demo_attribution() -> String {
     ATTRIBUTION.to_string()
+}
+
+/// The configuration a session file was saved with, as JSON (to load the data with it before
+/// resuming).
+#[wasm_bindgen(js_name = sessionConfig)]
+pub fn session_config(bytes: &[u8]) -> Result<String, JsValue> {
+    let config = Checkpoint::config_of(bytes).map_err(js_err)?;
+    Ok(serde_json::to_string(&config).expect("serialisable"))
 }
 
 /// The default configuration, as JSON.
@@ -120,6 +130,7 @@ impl Session {
             backend: "none",
             outcome: Outcome { iterations: 0, stopped_early: None },
             last_good: None,
+            last_checkpoint: None,
             fixed_init: None,
             metrics: None,
         };
@@ -153,35 +164,43 @@ impl Session {
     }
 
     /// Prepares the distillation on `webgpu` (the caller has checked that an adapter exists) or
-    /// `cpu`; resolves to the total number of outer iterations.
-    pub fn start(&self, backend: String) -> Promise {
+    /// `cpu`, from the start or, given the bytes of a session file, from where it was saved;
+    /// resolves to the total number of outer iterations.
+    pub fn start(&self, backend: String, session_file: Option<Vec<u8>>) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
+            let resume = session_file.map(|b| Checkpoint::from_bytes(&b)).transpose().map_err(js_err)?;
             let (config, prepared) = {
                 let s = inner.borrow();
                 (s.config.clone(), s.prepared.clone())
             };
-            let (engine, name) = if backend == "webgpu" {
+            let (mut engine, name) = if backend == "webgpu" {
                 let device = WgpuDevice::default();
                 init_setup_async::<WebGpu>(&device, Default::default()).await;
                 (Engine::Gpu(Distiller::new(config, &prepared.train, prepared.norm, &device).map_err(js_err)?), "webgpu")
             } else {
                 (Engine::Cpu(Distiller::new(config, &prepared.train, prepared.norm, &Default::default()).map_err(js_err)?), "cpu")
             };
+            if let Some(c) = &resume {
+                on_engine!(&mut engine, d => d.restore(c)).map_err(js_err)?;
+            }
             let total = on_engine!(&engine, d => d.total_iterations());
-            let (distilled, fixed_init) = on_engine!(&engine, d => snapshot(d).await)?;
+            let snap = on_engine!(&engine, d => snapshot(d).await)?;
             let mut s = inner.borrow_mut();
+            s.outcome = Outcome { iterations: on_engine!(&engine, d => d.iteration()), stopped_early: None };
             s.engine = Some(engine);
             s.backend = name;
-            s.last_good = Some(distilled);
-            s.fixed_init = fixed_init;
-            s.outcome = Outcome { iterations: 0, stopped_early: None };
+            s.last_good = Some(snap.distilled);
+            s.last_checkpoint = Some(snap.checkpoint);
+            s.fixed_init = snap.fixed_init;
+            s.metrics = None;
             Ok(JsValue::from(total as u32))
         })
     }
 
     /// Runs up to `iterations` outer iterations; resolves to `{reports, iterations, total,
-    /// stopped}` where `stopped` says why the run cannot go on (divergence, lost device), if so.
+    /// stopped, device_lost}` where `iterations` counts those in the kept state and `stopped`
+    /// says why the run cannot go on (divergence, lost device), if so.
     pub fn run(&self, iterations: u32) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -189,9 +208,10 @@ impl Session {
             let chunk = on_engine!(&mut engine, d => run_chunk(d, iterations as usize).await);
             let total = on_engine!(&engine, d => d.total_iterations());
             let mut s = inner.borrow_mut();
-            s.outcome.iterations = chunk.iterations;
-            if let Some(d) = chunk.distilled {
+            if let Some((d, c)) = chunk.snapshot {
+                s.outcome.iterations = c.meta.iteration;
                 s.last_good = Some(d);
+                s.last_checkpoint = Some(c);
             }
             if let Some(why) = &chunk.stopped {
                 s.outcome.stopped_early = Some(why.clone());
@@ -199,7 +219,13 @@ impl Session {
             if !chunk.device_lost {
                 s.engine = Some(engine);
             }
-            to_js(&ChunkResult { reports: chunk.reports, iterations: chunk.iterations, total, stopped: chunk.stopped })
+            to_js(&ChunkResult {
+                reports: chunk.reports,
+                iterations: s.outcome.iterations,
+                total,
+                stopped: chunk.stopped,
+                device_lost: chunk.device_lost,
+            })
         })
     }
 
@@ -240,6 +266,15 @@ impl Session {
         Ok(o.into())
     }
 
+    /// The session file of the state last read back (after the latest chunk): the distilled
+    /// data, the optimiser's moments and the progress; no real image.
+    #[wasm_bindgen(js_name = sessionFile)]
+    pub fn session_file(&self) -> Result<Uint8Array, JsValue> {
+        let s = self.inner.borrow();
+        let c = s.last_checkpoint.as_ref().ok_or_else(|| js_err("nothing distilled yet"))?;
+        Ok(Uint8Array::from(&c.to_bytes().map_err(js_err)?[..]))
+    }
+
     /// The result archive (the engine's export) of the last good state.
     pub fn export(&self) -> Result<Uint8Array, JsValue> {
         let s = self.inner.borrow();
@@ -255,13 +290,13 @@ struct ChunkResult {
     iterations: usize,
     total: usize,
     stopped: Option<String>,
+    device_lost: bool,
 }
 
 struct Chunk {
     reports: Vec<StepReport>,
-    iterations: usize,
     stopped: Option<String>,
-    distilled: Option<Distilled>,
+    snapshot: Option<(Distilled, Checkpoint)>,
     device_lost: bool,
 }
 
@@ -285,10 +320,31 @@ async fn run_chunk<B: Backend>(d: &mut Distiller<B>, n: usize) -> Chunk {
             }
         }
     }
-    let distilled = if device_lost { None } else { d.distilled().await.ok() };
-    Chunk { reports, iterations: d.iteration(), stopped, distilled, device_lost }
+    let snapshot = if device_lost {
+        None
+    } else {
+        match (d.distilled().await, d.checkpoint().await) {
+            (Ok(a), Ok(b)) => Some((a, b)),
+            (Err(e), _) | (_, Err(e)) => {
+                device_lost = true;
+                stopped = Some(e.to_string());
+                None
+            }
+        }
+    };
+    Chunk { reports, stopped, snapshot, device_lost }
 }
 
-async fn snapshot<B: Backend>(d: &Distiller<B>) -> Result<(Distilled, Option<Vec<Vec<f32>>>), JsValue> {
-    Ok((d.distilled().await.map_err(js_err)?, d.fixed_init_values().await.map_err(js_err)?))
+struct Snapshot {
+    distilled: Distilled,
+    checkpoint: Checkpoint,
+    fixed_init: Option<Vec<Vec<f32>>>,
+}
+
+async fn snapshot<B: Backend>(d: &Distiller<B>) -> Result<Snapshot, JsValue> {
+    Ok(Snapshot {
+        distilled: d.distilled().await.map_err(js_err)?,
+        checkpoint: d.checkpoint().await.map_err(js_err)?,
+        fixed_init: d.fixed_init_values().await.map_err(js_err)?,
+    })
 }

@@ -2,10 +2,22 @@
 import './style.css';
 
 const $ = (id) => document.getElementById(id);
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-const state = { files: [], renames: {}, classes: [], losses: [], total: 0, running: false, paused: false, started: false, demo: false };
+const state = { files: [], renames: {}, classes: [], losses: [], total: 0, running: false, paused: false, started: false, demo: false, checkpoint: null };
 window.anondistill = state; // for tests and the curious
 
+// The engine lives in a worker; if it dies (a trap, a lost GPU) a new one takes over from the
+// last session file the old one sent.
+let worker = null;
+function spawnWorker() {
+  if (worker) worker.terminate();
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = (e) => {
+    if (e.data.type !== 'error') $('data-status').classList.remove('error');
+    handlers[e.data.type](e.data);
+  };
+  worker.onerror = (e) => handlers.error({ message: `the engine failed: ${e.message}`, fatal: true });
+  state.worker = worker;
+}
 const send = (msg, transfer) => worker.postMessage(msg, transfer || []);
 
 function settings() {
@@ -43,12 +55,44 @@ async function useFiles(fileList) {
   await loadIntoWorker();
 }
 
+async function readFiles() {
+  return Promise.all(state.files.map(async (f) => ({ name: f.name, cls: state.renames[f.cls] || f.cls, bytes: await f.file.arrayBuffer() })));
+}
+
 async function loadIntoWorker() {
   $('data-status').textContent = `reading ${state.files.length} files…`;
-  const files = await Promise.all(
-    state.files.map(async (f) => ({ name: f.name, cls: state.renames[f.cls] || f.cls, bytes: await f.file.arrayBuffer() })),
-  );
+  const files = await readFiles();
   send({ type: 'load', files, config: settings().config }, files.map((f) => f.bytes));
+}
+
+// Continues (or, with run = false, only restores) a saved session on the current data, in the
+// current worker.
+async function resumeFrom(bytes, backend, run) {
+  const msg = { type: 'resume', bytes: bytes.slice(0), backend, run };
+  const transfer = [msg.bytes];
+  if (state.demo) msg.demo = true;
+  else {
+    msg.files = await readFiles();
+    transfer.push(...msg.files.map((f) => f.bytes));
+  }
+  state.losses = [];
+  state.started = true;
+  setRunning(run !== false);
+  send(msg, transfer);
+}
+
+function setForm(config) {
+  const form = $('settings');
+  for (const [k, v] of Object.entries(config)) {
+    if (form.elements[k] && v !== null && v !== undefined) form.elements[k].value = v;
+  }
+}
+
+// A new worker after the old one died: restores the last session file, on the CPU, and
+// continues the run when `run` is set.
+function recover(run) {
+  spawnWorker();
+  if (state.checkpoint) resumeFrom(state.checkpoint.bytes, 'cpu', run);
 }
 
 async function entriesOf(entry, path) {
@@ -149,7 +193,7 @@ $('pause').addEventListener('click', () => {
     state.paused = false;
     $('pause').textContent = 'pause';
     setRunning(true);
-    send({ type: 'resume' });
+    send({ type: 'continue' });
   } else {
     state.paused = true;
     $('pause').textContent = 'resume';
@@ -163,6 +207,33 @@ $('evaluate').addEventListener('click', () => {
   send({ type: 'evaluate' });
 });
 $('download').addEventListener('click', () => send({ type: 'export' }));
+$('save-session').addEventListener('click', () => {
+  if (state.checkpoint) saveBlob(new Blob([state.checkpoint.bytes]), 'anondistill-session.safetensors');
+});
+$('session-input').addEventListener('change', async (e) => {
+  const file = e.target.files[0];
+  e.target.value = '';
+  if (!file) return;
+  if (!state.demo && state.files.length === 0) {
+    $('run-status').textContent = 'load the data the session was distilled from first, then the session file';
+    $('run-status').classList.add('error');
+    return;
+  }
+  $('run-status').classList.remove('error');
+  $('run-status').textContent = `resuming ${file.name}…`;
+  resumeFrom(await file.arrayBuffer(), settings().backend, true);
+});
+
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
 
 function setRunning(on) {
   state.running = on;
@@ -171,6 +242,7 @@ function setRunning(on) {
   $('cancel').disabled = !on && !state.paused;
   $('evaluate').disabled = on || !state.started;
   $('download').disabled = on || !state.started;
+  $('save-session').disabled = !state.checkpoint;
 }
 
 function fmt(sec) {
@@ -240,6 +312,7 @@ const handlers = {
     document.body.dataset.ready = '1';
   },
   loaded(m) {
+    if (m.config) setForm(m.config);
     showSummary(m.summary);
     if (m.attribution) $('attribution').textContent = m.attribution;
     if (state.pendingStart) {
@@ -249,9 +322,31 @@ const handlers = {
   },
   started(m) {
     state.total = m.total;
-    $('backend-label').textContent = m.backend === 'webgpu' ? 'running on the GPU (WebGPU)' : 'running on the CPU (WebAssembly)';
+    $('backend-label').textContent = (m.backend === 'webgpu' ? 'running on the GPU (WebGPU)' : 'running on the CPU (WebAssembly)') +
+      (state.fallbacks ? ' after the GPU was lost' : '');
     $('backend-label').dataset.backend = m.backend;
     $('progress').max = m.total;
+    $('progress').value = m.iterations;
+    if (m.resumed) $('run-status').textContent = `resumed at iteration ${m.iterations} of ${m.total}`;
+  },
+  restored(m) {
+    setRunning(false);
+    state.paused = true;
+    $('pause').textContent = 'resume';
+    $('pause').disabled = false;
+    $('cancel').disabled = false;
+    $('run-status').textContent += ` · restored at iteration ${m.iterations}: resume continues on the CPU`;
+  },
+  checkpoint(m) {
+    state.checkpoint = { bytes: m.bytes, iterations: m.iterations };
+    $('save-session').disabled = false;
+  },
+  'device-lost'(m) {
+    const at = state.checkpoint ? state.checkpoint.iterations : 0;
+    state.fallbacks = (state.fallbacks || 0) + 1;
+    $('backend-label').textContent = 'GPU lost: continuing on the CPU';
+    $('run-status').textContent = `the GPU device was lost (${m.reason}${m.message ? `: ${m.message}` : ''}); continuing on the CPU from iteration ${at}`;
+    recover(true);
   },
   progress(m) {
     for (const r of m.reports) state.losses.push(r.loss);
@@ -313,18 +408,16 @@ const handlers = {
     $('evaluate').disabled = false;
   },
   archive(m) {
-    const url = URL.createObjectURL(new Blob([m.bytes], { type: 'application/zip' }));
-    const a = document.createElement('a');
-    a.href = url;
-    a.download = 'result.zip';
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    saveBlob(new Blob([m.bytes], { type: 'application/zip' }), 'result.zip');
   },
   error(m) {
-    const where = state.running ? $('run-status') : $('data-status');
+    const where = state.running || state.started ? $('run-status') : $('data-status');
     where.textContent = m.message;
+    if (m.fatal) {
+      // The engine cannot be used any more: a new one restores the last good state.
+      where.textContent += state.checkpoint ? `; the state of iteration ${state.checkpoint.iterations} is restored` : '; please load the data again';
+      recover(false);
+    }
     where.classList.add('error');
     setRunning(false);
     $('start').disabled = false;
@@ -332,10 +425,4 @@ const handlers = {
   },
 };
 
-worker.onmessage = (e) => {
-  if (e.data.type !== 'error') {
-    $('data-status').classList.remove('error');
-  }
-  handlers[e.data.type](e.data);
-};
-worker.onerror = (e) => handlers.error({ message: `the engine failed: ${e.message}` });
+spawnWorker();
