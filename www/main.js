@@ -68,7 +68,8 @@ async function loadIntoWorker() {
 // Continues (or, with run = false, only restores) a saved session on the current data, in the
 // current worker.
 async function resumeFrom(bytes, backend, run) {
-  const msg = { type: 'resume', bytes: bytes.slice(0), backend, run };
+  // A copy, as an ArrayBuffer: the page keeps its own to fall back on again.
+  const msg = { type: 'resume', bytes: ArrayBuffer.isView(bytes) ? bytes.slice().buffer : bytes.slice(0), backend, run };
   const transfer = [msg.bytes];
   if (state.demo) msg.demo = true;
   else {
@@ -92,7 +93,7 @@ function setForm(config) {
 // continues the run when `run` is set.
 function recover(run) {
   spawnWorker();
-  if (state.checkpoint) resumeFrom(state.checkpoint.bytes, 'cpu', run);
+  if (state.checkpoint) resumeFrom(state.checkpoint.bytes, 'cpu', run).catch((e) => handlers.error({ message: `could not restore the last state: ${e.message}` }));
 }
 
 async function entriesOf(entry, path) {
@@ -322,6 +323,7 @@ const handlers = {
   },
   started(m) {
     state.total = m.total;
+    state.backend = m.backend;
     $('backend-label').textContent = (m.backend === 'webgpu' ? 'running on the GPU (WebGPU)' : 'running on the CPU (WebAssembly)') +
       (state.fallbacks ? ' after the GPU was lost' : '');
     $('backend-label').dataset.backend = m.backend;
@@ -345,7 +347,7 @@ const handlers = {
     const at = state.checkpoint ? state.checkpoint.iterations : 0;
     state.fallbacks = (state.fallbacks || 0) + 1;
     $('backend-label').textContent = 'GPU lost: continuing on the CPU';
-    $('run-status').textContent = `the GPU device was lost (${m.reason}${m.message ? `: ${m.message}` : ''}); continuing on the CPU from iteration ${at}`;
+    $('notice').textContent = `The GPU device was lost (${m.reason}${m.message ? `: ${m.message}` : ''}); the run continues on the CPU from iteration ${at}.`;
     recover(true);
   },
   progress(m) {
@@ -413,6 +415,11 @@ const handlers = {
   error(m) {
     const where = state.running || state.started ? $('run-status') : $('data-status');
     where.textContent = m.message;
+    if (m.fatal && state.running && state.backend === 'webgpu') {
+      // A trap while the GPU was computing is how burn-wgpu reports a lost device.
+      handlers['device-lost']({ reason: 'the GPU stopped answering' });
+      return;
+    }
     if (m.fatal) {
       // The engine cannot be used any more: a new one restores the last good state.
       where.textContent += state.checkpoint ? `; the state of iteration ${state.checkpoint.iterations} is restored` : '; please load the data again';

@@ -108,7 +108,9 @@ const handlers = {
   },
   // Loads the data again with a session file's settings and continues from where it was saved
   // (or only restores it, when `run` is false).
-  async resume({ bytes, backend, run }) {
+  async resume({ bytes, backend, run, files, demo }) {
+    if (files) source = { files };
+    if (demo) source = { demo: true };
     if (!source) throw new Error('load the data the session was distilled from first');
     open(JSON.parse(sessionConfig(new Uint8Array(bytes))));
     await begin(backend, new Uint8Array(bytes));

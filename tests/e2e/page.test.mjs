@@ -162,3 +162,118 @@ test('pause holds the run and resume finishes it', async () => {
     await browser.close();
   }
 });
+
+test('a saved session continues where it stopped and ends where an uninterrupted run ends', async () => {
+  const browser = await launch({ webgpu: false });
+  const demoPage = async () => {
+    const { page, late } = await open(browser, server.url);
+    await page.waitForSelector('body[data-ready="1"]');
+    await page.click('#demo-button');
+    await waitText(page, '#data-status', /400 images/);
+    await page.selectOption('#settings [name=backend]', 'cpu');
+    await setSetting(page, 'max_iterations', 6);
+    return { page, late };
+  };
+  const images = (page) => page.evaluate(() => window.anondistill.distilled.images);
+  try {
+    const straight = (await demoPage()).page;
+    await straight.click('#start');
+    await waitText(straight, '#run-status', /finished after 6 iterations/);
+    const expected = await images(straight);
+
+    const first = (await demoPage()).page;
+    await first.click('#start');
+    await waitText(first, '#run-status', /iteration [2-4] of 6/);
+    await first.click('#pause');
+    await waitText(first, '#run-status', /paused at iteration [24]$/);
+    const pausedAt = Number((await first.textContent('#run-status')).match(/iteration (\d)/)[1]);
+    const [download] = await Promise.all([first.waitForEvent('download'), first.click('#save-session')]);
+    assert.equal(download.suggestedFilename(), 'anondistill-session.safetensors');
+    const file = ARTIFACTS + 'session.safetensors';
+    await download.saveAs(file);
+
+    // The session file continues on the same data in a fresh page, with the saved settings.
+    const { page: second, late } = await demoPage();
+    const afterReady = late.length;
+    await setSetting(second, 'max_iterations', 99);
+    await second.setInputFiles('#session-input', file);
+    await waitText(second, '#run-status', /finished after 6 iterations/);
+    assert.equal(await second.inputValue('#settings [name=max_iterations]'), '6', 'the saved settings are restored');
+    assert.equal(await second.evaluate(() => window.anondistill.losses.length), 6 - pausedAt);
+    assert.deepEqual(await images(second), expected, 'the resumed run ends where the uninterrupted one does');
+    assert.deepEqual(late.slice(afterReady), []);
+
+    // On other data it is refused with the reason, and the page keeps working.
+    await second.setInputFiles('#folder-input', patchFolder(10));
+    await waitText(second, '#data-status', /20 images in 2 classes/);
+    await second.setInputFiles('#session-input', file);
+    await waitText(second, '#run-status', /other (data|settings)/);
+    assert.equal(await second.isDisabled('#start'), false);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('losing the GPU mid-run carries on on the CPU from the last state', async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page } = await open(browser, server.url);
+    await page.waitForSelector('body[data-ready="1"]');
+    await page.click('#demo-button');
+    await waitText(page, '#data-status', /400 images/);
+    await setSetting(page, 'max_iterations', 6);
+    await page.click('#start');
+    await page.waitForFunction(() => window.anondistill.checkpoint && window.anondistill.checkpoint.iterations >= 2, null, { timeout: 600000 });
+    assert.equal(await page.getAttribute('#backend-label', 'data-backend'), 'webgpu');
+    const lostAt = await page.evaluate(() => {
+      window.anondistill.worker.postMessage({ type: 'lose-device' });
+      return window.anondistill.checkpoint.iterations;
+    });
+    await waitText(page, '#notice', /GPU device was lost .*continues on the CPU from iteration [2-5]/);
+    await waitText(page, '#run-status', /finished after 6 iterations/);
+    assert.equal(await page.getAttribute('#backend-label', 'data-backend'), 'cpu');
+    assert.match(await page.textContent('#backend-label'), /after the GPU was lost/);
+    assert.ok(lostAt >= 2 && lostAt < 6, `lost at ${lostAt}`);
+    await page.screenshot({ path: ARTIFACTS + 'gpu-lost.png', fullPage: true });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    await download.saveAs(ARTIFACTS + 'after-gpu-loss.zip');
+    const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', ARTIFACTS + 'after-gpu-loss.zip']));
+    assert.equal(manifest.iterations_run, 6);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a folder of 10,000 patches loads, stays responsive and runs', async () => {
+  // 10,000 real patch files: the 400 demo patches, each copied 25 times under new names.
+  const root = mkdtempSync(join(tmpdir(), 'many-'));
+  for (const c of ['normal', 'pneumonia']) {
+    mkdirSync(join(root, c));
+    const files = readdirSync(join(DEMO, c));
+    for (let k = 0; k < 25; k++) for (const f of files) cpSync(join(DEMO, c, f), join(root, c, `${k}_${f}`));
+  }
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, late } = await open(browser, server.url);
+    await page.waitForSelector('body[data-ready="1"]');
+    const afterReady = late.length;
+    await page.setInputFiles('#folder-input', root);
+    let slowest = 0;
+    while (!/10000 images in 2 classes/.test(await page.textContent('#data-status'))) {
+      const t = Date.now();
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+      slowest = Math.max(slowest, Date.now() - t);
+      await page.waitForTimeout(100);
+    }
+    assert.ok(slowest < 1000, `a frame took ${slowest} ms while 10,000 files were read and decoded`);
+    assert.match(await page.textContent('#data-status'), /8000 to distil from, 2000 held out/);
+    assert.equal(await page.locator('.thumb').count(), 16);
+    await page.selectOption('#settings [name=backend]', 'cpu');
+    await setSetting(page, 'max_iterations', 2);
+    await page.click('#start');
+    await waitText(page, '#run-status', /finished after 2 iterations/);
+    assert.deepEqual(late.slice(afterReady), []);
+  } finally {
+    await browser.close();
+  }
+});
