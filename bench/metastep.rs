@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anondistill::{config::{Config, NetKind}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
+use anondistill::{config::{Config, ConvImpl, NetKind}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
 use burn_ndarray::NdArray;
 
 fn random_data(classes: usize, n: usize, size: usize) -> Dataset {
@@ -14,8 +14,8 @@ fn random_data(classes: usize, n: usize, size: usize) -> Dataset {
     Dataset { size, pixels, labels: (0..n).map(|i| i % classes).collect(), classes: (0..classes).map(|c| c.to_string()).collect() }
 }
 
-fn ours<B: burn_tensor::backend::Backend>(net: NetKind, batch: usize, repeats: usize) -> f64 {
-    let config = Config { net, batch_size: batch, ..Config::default() };
+fn ours<B: burn_tensor::backend::Backend>(net: NetKind, conv: ConvImpl, batch: usize, repeats: usize) -> f64 {
+    let config = Config { net, conv, batch_size: batch, ..Config::default() };
     let data = random_data(10, batch, 28);
     let mut d = Distiller::<B>::new(config, &data, Normalization::of(&data), &Default::default()).unwrap();
     pollster::block_on(d.step()).unwrap(); // warm-up
@@ -31,12 +31,12 @@ fn ours<B: burn_tensor::backend::Backend>(net: NetKind, batch: usize, repeats: u
 }
 
 #[cfg(feature = "flex")]
-fn flex(net: NetKind, batch: usize, repeats: usize) -> Option<f64> {
-    Some(ours::<burn_flex::Flex>(net, batch, repeats))
+fn flex(net: NetKind, conv: ConvImpl, batch: usize, repeats: usize) -> Option<f64> {
+    Some(ours::<burn_flex::Flex>(net, conv, batch, repeats))
 }
 
 #[cfg(not(feature = "flex"))]
-fn flex(_: NetKind, _: usize, _: usize) -> Option<f64> {
+fn flex(_: NetKind, _: ConvImpl, _: usize, _: usize) -> Option<f64> {
     None
 }
 
@@ -56,21 +56,21 @@ fn torch(net: &str, batch: usize, repeats: usize) -> Option<(f64, u64)> {
 fn main() {
     let repeats = std::env::args().skip_while(|a| a != "--repeats").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("meta-step: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32, CPU; median of {repeats}");
-    println!("| network | real batch | ndarray s | flex s | PyTorch s | ndarray/PyTorch | flex/PyTorch | threads ours / PyTorch |");
+    println!("meta-step: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32, CPU; median of {repeats}; seconds, and ratio to PyTorch");
+    println!("| network | real batch | PyTorch | ndarray direct | ndarray im2col | flex direct | flex im2col | threads ours / PyTorch |");
     println!("|---|---|---|---|---|---|---|---|");
     for (net, name) in [(NetKind::LeNet, "lenet"), (NetKind::ConvNet, "convnet")] {
         for batch in [256, 1024] {
-            let t = ours::<NdArray>(net, batch, repeats);
-            let f = flex(net, batch, repeats);
-            let fs = f.map_or("n/a".into(), |f| format!("{f:.3}"));
-            match torch(name, batch, repeats) {
-                Some((p, pt)) => {
-                    let fr = f.map_or("n/a".into(), |f| format!("{:.2}", f / p));
-                    println!("| {name} | {batch} | {t:.3} | {fs} | {p:.3} | {:.2} | {fr} | {threads} / {pt} |", t / p)
-                }
-                None => println!("| {name} | {batch} | {t:.3} | {fs} | n/a | n/a | n/a | {threads} / - |"),
-            }
+            let p = torch(name, batch, repeats);
+            let cell = |t: Option<f64>| match (t, p) {
+                (Some(t), Some((p, _))) => format!("{t:.3} ({:.2}×)", t / p),
+                (Some(t), None) => format!("{t:.3}"),
+                _ => "n/a".into(),
+            };
+            let nd = [ConvImpl::Direct, ConvImpl::Im2col].map(|c| cell(Some(ours::<NdArray>(net, c, batch, repeats))));
+            let fl = [ConvImpl::Direct, ConvImpl::Im2col].map(|c| cell(flex(net, c, batch, repeats)));
+            let (ps, pt) = p.map_or(("n/a".into(), "-".into()), |(p, t)| (format!("{p:.3}"), t.to_string()));
+            println!("| {name} | {batch} | {ps} | {} | {} | {} | {} | {threads} / {pt} |", nd[0], nd[1], fl[0], fl[1]);
         }
     }
 }

@@ -35,12 +35,25 @@ pub enum LabelMode {
     Softmax,
 }
 
+/// How convolutions are computed (the same function either way; only the speed differs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvImpl {
+    /// burn's `conv2d` (its backward and double backward use the backend's `conv_transpose2d`).
+    Direct,
+    /// Shifted slices stacked into columns and one matrix product (im2col): both levels of
+    /// differentiation run on matmul, slicing and reshapes.
+    Im2col,
+}
+
 /// Every setting of a distillation run and of its evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Network trained on the distilled data.
     pub net: NetKind,
+    /// How convolutions are computed.
+    pub conv: ConvImpl,
     /// Channels of every ConvNet block.
     pub convnet_width: usize,
     /// ConvNet blocks (each halves the image size).
@@ -97,6 +110,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             net: NetKind::LeNet,
+            conv: ConvImpl::Direct,
             convnet_width: 32,
             convnet_depth: 3,
             image_size: 28,

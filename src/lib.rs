@@ -22,6 +22,6 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use config::{Config, ImageInit, LabelMode, NetKind};
+pub use config::{Config, ConvImpl, ImageInit, LabelMode, NetKind};
 pub use distill::{Distilled, Distiller, StepReport};
 pub use error::{Error, Result};

@@ -2,11 +2,11 @@
 //! differentiate twice: `conv2d`, matmul plus bias (not the fused `linear`), ReLU, and pooling
 //! written as reshape plus max/mean (not `max_pool2d`/`avg_pool2d`).
 
-use burn_tensor::{activation::relu, backend::Backend, module::conv2d, ops::ConvOptions, Tensor, TensorData};
+use burn_tensor::{activation::relu, backend::Backend, module::conv2d, ops::{ConvOptions, PadMode}, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, NetKind};
+use crate::config::{Config, ConvImpl, NetKind};
 use crate::error::{Error, Result};
 use crate::rng::normal;
 
@@ -49,6 +49,7 @@ impl ParamSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
     kind: NetKind,
+    conv: ConvImpl,
     image_size: usize,
     classes: usize,
     width: usize,
@@ -94,7 +95,7 @@ impl Network {
                 p
             }
         };
-        Ok(Self { kind: config.net, image_size: s, classes, width, depth, params })
+        Ok(Self { kind: config.net, conv: config.conv, image_size: s, classes, width, depth, params })
     }
 
     /// The parameters, in order.
@@ -127,6 +128,10 @@ impl Network {
     pub fn forward<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut p = params.iter().zip(&self.params).map(|(t, spec)| (t.clone(), spec));
         let mut next = || p.next().expect("a tensor for every parameter");
+        let conv = |x, w, b, padding| match self.conv {
+            ConvImpl::Direct => conv(x, w, b, padding),
+            ConvImpl::Im2col => conv_im2col(x, w, b, padding),
+        };
         match self.kind {
             NetKind::LeNet => {
                 let x = max_pool2(relu(conv(x, next(), next(), 2)));
@@ -160,6 +165,21 @@ fn conv<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, padding: 
     let w: Tensor<B, 4> = reshape(w);
     let out = w.dims()[0];
     let y = conv2d(x, w, None, ConvOptions::new([1, 1], [padding, padding], [1, 1], 1));
+    y + b.0.reshape([1, out, 1, 1])
+}
+
+/// The same convolution as [`conv`] (stride 1, square kernel) as one matrix product over the
+/// `k × k` shifted views of the padded input.
+fn conv_im2col<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, padding: usize) -> Tensor<B, 4> {
+    let w: Tensor<B, 4> = reshape(w);
+    let [out, inp, k, _] = w.dims();
+    let x = if padding > 0 { x.pad((padding, padding, padding, padding), PadMode::Constant(0.0)) } else { x };
+    let [n, c, h, wd] = x.dims();
+    let (ho, wo) = (h + 1 - k, wd + 1 - k);
+    let shifted: Vec<Tensor<B, 4>> = (0..k * k).map(|s| x.clone().slice([0..n, 0..c, s / k..s / k + ho, s % k..s % k + wo])).collect();
+    // [n, c, k·k, ho, wo] → [n, c·k·k, ho·wo], rows ordered like the weight's [c, k, k].
+    let cols = Tensor::stack::<5>(shifted, 2).reshape([n, inp * k * k, ho * wo]);
+    let y = w.reshape([1, out, inp * k * k]).matmul(cols).reshape([n, out, ho, wo]);
     y + b.0.reshape([1, out, 1, 1])
 }
 
@@ -222,6 +242,24 @@ mod tests {
         let want = (2.0f32 / (400.0 + 120.0)).sqrt();
         assert!((std / want - 1.0).abs() < 0.05, "{std} vs {want}");
         assert!(params[1].to_data().to_vec::<f32>().unwrap().iter().all(|&b| b == 0.0));
+    }
+
+    #[test]
+    fn im2col_convolution_equals_conv2d() {
+        let dev = Default::default();
+        let mut r = rng(3, Stream::Training);
+        for (c, o, k, pad, s) in [(1, 6, 5, 2, 28), (6, 16, 5, 0, 14), (32, 32, 3, 1, 7)] {
+            let x = Tensor::<B, 4>::from_data(TensorData::new(normal(&mut r, 2 * c * s * s, 1.0), [2, c, s, s]), &dev);
+            let spec = ParamSpec::conv("c", o, c, k);
+            let w = Tensor::<B, 1>::from_data(TensorData::new(normal(&mut r, o * c * k * k, 1.0), [o * c * k * k]), &dev);
+            let bias = Tensor::<B, 1>::from_data(TensorData::new(normal(&mut r, o, 1.0), [o]), &dev);
+            let a = conv(x.clone(), (w.clone(), &spec[0]), (bias.clone(), &spec[1]), pad);
+            let b = conv_im2col(x, (w, &spec[0]), (bias, &spec[1]), pad);
+            assert_eq!(a.dims(), b.dims());
+            let diff = (a.clone() - b).abs().max().into_scalar();
+            let scale = a.abs().max().into_scalar();
+            assert!(diff <= 1e-5 * scale, "c={c} o={o} k={k}: {diff} vs {scale}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The hyper-gradient (images, labels, learning rates) against central finite differences in f64.
 
 use anondistill::{
-    config::{Config, LabelMode, NetKind},
+    config::{Config, ConvImpl, LabelMode, NetKind},
     data::{Dataset, Normalization},
     distill::{DistilledTensors, Distiller},
     rng::{normal, rng, Stream},
@@ -120,4 +120,14 @@ fn convnet_hypergradient_matches_finite_differences() {
 #[test]
 fn softmax_labels_and_known_init_hypergradient_matches_finite_differences() {
     check(Config { label_mode: LabelMode::Softmax, known_init: true, ..small(NetKind::ConvNet, 8) });
+}
+
+#[test]
+fn im2col_lenet_hypergradient_matches_finite_differences() {
+    check(Config { conv: ConvImpl::Im2col, ..small(NetKind::LeNet, 12) });
+}
+
+#[test]
+fn im2col_convnet_hypergradient_matches_finite_differences() {
+    check(Config { conv: ConvImpl::Im2col, ..small(NetKind::ConvNet, 8) });
 }
