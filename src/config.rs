@@ -39,6 +39,9 @@ pub enum LabelMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConvImpl {
+    /// im2col on burn-ndarray (whose `conv_transpose2d` is a plain loop: 2–6× faster there, see
+    /// `bench/README.md`), burn's `conv2d` on every other backend.
+    Auto,
     /// burn's `conv2d` (its backward and double backward use the backend's `conv_transpose2d`).
     Direct,
     /// Shifted slices stacked into columns and one matrix product (im2col): both levels of
@@ -110,7 +113,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             net: NetKind::LeNet,
-            conv: ConvImpl::Direct,
+            conv: ConvImpl::Auto,
             convnet_width: 32,
             convnet_depth: 3,
             image_size: 28,

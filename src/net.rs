@@ -128,10 +128,8 @@ impl Network {
     pub fn forward<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut p = params.iter().zip(&self.params).map(|(t, spec)| (t.clone(), spec));
         let mut next = || p.next().expect("a tensor for every parameter");
-        let conv = |x, w, b, padding| match self.conv {
-            ConvImpl::Direct => conv(x, w, b, padding),
-            ConvImpl::Im2col => conv_im2col(x, w, b, padding),
-        };
+        let im2col = uses_im2col::<B>(self.conv);
+        let conv = |x, w, b, padding| if im2col { conv_im2col(x, w, b, padding) } else { conv(x, w, b, padding) };
         match self.kind {
             NetKind::LeNet => {
                 let x = max_pool2(relu(conv(x, next(), next(), 2)));
@@ -151,6 +149,16 @@ impl Network {
                 dense(flatten(x), next(), next())
             }
         }
+    }
+}
+
+/// Whether convolutions on backend `B` run as im2col under the setting `conv`.
+pub fn uses_im2col<B: Backend>(conv: ConvImpl) -> bool {
+    match conv {
+        ConvImpl::Direct => false,
+        ConvImpl::Im2col => true,
+        // The backend's type names its base backend under any number of Autodiff layers.
+        ConvImpl::Auto => std::any::type_name::<B>().contains("burn_ndarray"),
     }
 }
 
@@ -242,6 +250,16 @@ mod tests {
         let want = (2.0f32 / (400.0 + 120.0)).sqrt();
         assert!((std / want - 1.0).abs() < 0.05, "{std} vs {want}");
         assert!(params[1].to_data().to_vec::<f32>().unwrap().iter().all(|&b| b == 0.0));
+    }
+
+    #[test]
+    fn auto_picks_im2col_on_ndarray_only() {
+        use burn_autodiff::Autodiff;
+        assert!(uses_im2col::<B>(ConvImpl::Auto));
+        assert!(uses_im2col::<Autodiff<Autodiff<B>>>(ConvImpl::Auto));
+        assert!(!uses_im2col::<Autodiff<B>>(ConvImpl::Direct));
+        #[cfg(feature = "flex")]
+        assert!(!uses_im2col::<Autodiff<burn_flex::Flex>>(ConvImpl::Auto));
     }
 
     #[test]

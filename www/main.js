@@ -352,6 +352,7 @@ const handlers = {
   },
   progress(m) {
     for (const r of m.reports) state.losses.push(r.loss);
+    (state.chunks = state.chunks || []).push({ iterations: m.iterations, elapsed: m.elapsed, backend: state.backend });
     const last = m.reports[m.reports.length - 1];
     $('progress').value = m.iterations;
     const per = m.elapsed / Math.max(1, m.doneThisRun);

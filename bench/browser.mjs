@@ -1,0 +1,59 @@
+// The demo distillation in the built page (dist/) in headless Chromium, on the CPU backend
+// (WebAssembly, SIMD, one thread) and on WebGPU (SwiftShader on a machine without a GPU), next to
+// the native command line on the same configuration (burn-ndarray with one thread and with all,
+// burn-flex). Prints a table of seconds per outer iteration and ratios to native ndarray on one
+// thread.
+//
+//     bash scripts/build-web.sh && cargo build --release && node bench/browser.mjs [iterations]
+import { execFileSync } from 'node:child_process';
+import { serve, launch, open, setSetting } from '../tests/e2e/helpers.mjs';
+
+const N = Number(process.argv[2] || 8);
+
+
+function nativeSeconds(backend, threads) {
+  try {
+    execFileSync('bash', ['-c', `${threads ? `RAYON_NUM_THREADS=${threads} MATMUL_NUM_THREADS=${threads} ` : ''}target/release/anondistill distill --max-iterations ${N} --no-eval --backend ${backend} --out /tmp/anondistill-bench.zip 2> /tmp/anondistill-bench.log`]);
+    const m = /\(([\d.]+) s each\)/.exec(execFileSync('cat', ['/tmp/anondistill-bench.log']).toString());
+    return m ? Number(m[1]) : NaN;
+  } catch (e) {
+    return NaN;
+  }
+}
+
+async function page(backend) {
+  const server = await serve();
+  const browser = await launch({ webgpu: backend === 'webgpu' });
+  try {
+    const { page } = await open(browser, server.url);
+    await page.waitForSelector('body[data-ready="1"]');
+    await page.click('#demo-button');
+    await page.waitForFunction(() => /400 images/.test(document.querySelector('#data-status').textContent));
+    await page.selectOption('#settings [name=backend]', backend === 'webgpu' ? 'auto' : 'cpu');
+    await setSetting(page, 'max_iterations', N);
+    await page.click('#start');
+    await page.waitForFunction((n) => new RegExp(`finished after ${n} iterations|stopped`).test(document.querySelector('#run-status').textContent), N, { timeout: 1200000 });
+    const chunks = await page.evaluate(() => window.anondistill.chunks);
+    const used = await page.getAttribute('#backend-label', 'data-backend');
+    const [first, last] = [chunks[0], chunks[chunks.length - 1]];
+    return { used, all: last.elapsed / last.iterations, steady: (last.elapsed - first.elapsed) / (last.iterations - first.iterations) };
+  } finally {
+    await browser.close();
+    server.close();
+  }
+}
+
+const ref = nativeSeconds('ndarray', 1);
+const rows = [
+  ['native ndarray, 1 thread', ref, ref],
+  ['native ndarray, all threads', nativeSeconds('ndarray', 0)],
+  ['native flex', nativeSeconds('flex', 0)],
+];
+for (const b of ['cpu', 'webgpu']) {
+  const r = await page(b);
+  rows.push([`page ${b === 'cpu' ? 'CPU (wasm, SIMD, 1 thread)' : 'WebGPU'} [${r.used}]`, r.steady, r.all]);
+}
+console.log(`demo distillation (LeNet, 28x28, 2 classes, 10 steps x 2 images x 3 epochs, batch 320), ${N} iterations`);
+console.log('| where | s per iteration (after the first chunk for the page) | s per iteration, all | ratio to native ndarray 1 thread |');
+console.log('|---|---|---|---|');
+for (const [name, s, all] of rows) console.log(`| ${name} | ${s.toFixed(3)} | ${all === undefined ? s.toFixed(3) : all.toFixed(3)} | ${(s / ref).toFixed(2)} |`);
