@@ -1,7 +1,8 @@
 //! Times one meta-step of the engine next to the PyTorch reference (`bench/torch_metastep.py`,
 //! run when `torch` is importable) on the same configuration and machine, and prints a table.
 //!
-//!     cargo run --release --example bench_metastep [-- --repeats 5]
+//!     cargo run --release --example bench_metastep [-- --repeats 5]   (time)
+//!     cargo run --release --example bench_metastep -- --memory         (peak memory)
 
 use std::process::Command;
 use std::time::Instant;
@@ -14,10 +15,20 @@ fn random_data(classes: usize, n: usize, size: usize) -> Dataset {
     Dataset { size, pixels, labels: (0..n).map(|i| i % classes).collect(), classes: (0..classes).map(|c| c.to_string()).collect() }
 }
 
+/// A memory figure of this process from `/proc/self/status`, in MiB (NaN elsewhere).
+fn status_mib(key: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with(&format!("{key}:")));
+    line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+static RSS_BEFORE: std::sync::Mutex<f64> = std::sync::Mutex::new(f64::NAN);
+
 fn ours<B: burn_tensor::backend::Backend>(net: NetKind, conv: ConvImpl, batch: usize, repeats: usize) -> f64 {
     let config = Config { net, conv, batch_size: batch, ..Config::default() };
     let data = random_data(10, batch, 28);
     let mut d = Distiller::<B>::new(config, &data, Normalization::of(&data), &Default::default()).unwrap();
+    *RSS_BEFORE.lock().unwrap() = status_mib("VmRSS");
     pollster::block_on(d.step()).unwrap(); // warm-up
     let mut times: Vec<f64> = (0..repeats)
         .map(|_| {
@@ -40,7 +51,7 @@ fn flex(_: NetKind, _: ConvImpl, _: usize, _: usize) -> Option<f64> {
     None
 }
 
-fn torch(net: &str, batch: usize, repeats: usize) -> Option<(f64, u64)> {
+fn torch_json(net: &str, batch: usize, repeats: usize) -> Option<serde_json::Value> {
     let out = Command::new("python3")
         .args(["bench/torch_metastep.py", "--net", net, "--batch", &batch.to_string(), "--repeats", &repeats.to_string()])
         .output()
@@ -49,11 +60,53 @@ fn torch(net: &str, batch: usize, repeats: usize) -> Option<(f64, u64)> {
         eprintln!("PyTorch reference not run: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn torch(net: &str, batch: usize, repeats: usize) -> Option<(f64, u64)> {
+    let v = torch_json(net, batch, repeats)?;
     Some((v["median_s"].as_f64()?, v["threads"].as_u64()?))
 }
 
+/// Runs one cell in a fresh process of this program (`--cell NET BACKEND`, batch 1024) and
+/// returns its resident memory before the first meta-step and its peak, in MiB.
+fn memory_cell(net: &str, backend: &str) -> Option<(f64, f64)> {
+    let out = Command::new(std::env::current_exe().ok()?).args(["--cell", net, backend]).output().ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((v["rss_before_mib"].as_f64()?, v["peak_mib"].as_f64()?))
+}
+
+fn cell(net: &str, backend: &str) {
+    let kind = if net == "lenet" { NetKind::LeNet } else { NetKind::ConvNet };
+    let t = match backend {
+        "flex" => flex(kind, ConvImpl::Auto, 1024, 1).unwrap_or(f64::NAN),
+        _ => ours::<NdArray>(kind, ConvImpl::Auto, 1024, 1),
+    };
+    let before = *RSS_BEFORE.lock().unwrap();
+    println!("{}", serde_json::json!({ "median_s": t, "rss_before_mib": before, "peak_mib": status_mib("VmHWM") }));
+}
+
+fn memory_table(repeats: usize) {
+    println!();
+    println!("peak memory of the meta-step at the default configuration (LeNet and ConvNet, batch 1024), one process each:");
+    println!("resident MiB before the first meta-step / peak during warm-up plus one step / increase");
+    println!("| network | ndarray | flex | PyTorch |");
+    println!("|---|---|---|---|");
+    for net in ["lenet", "convnet"] {
+        let fmt = |m: Option<(f64, f64)>| m.map_or("n/a".into(), |(b, p)| format!("{b:.0} / {p:.0} / +{:.0}", p - b));
+        let py = torch_json(net, 1024, repeats).and_then(|v| Some((v["rss_before_mib"].as_f64()?, v["peak_mib"].as_f64()?)));
+        println!("| {net} | {} | {} | {} |", fmt(memory_cell(net, "ndarray")), fmt(memory_cell(net, "flex")), fmt(py));
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--cell") {
+        return cell(&args[i + 1], &args[i + 2]);
+    }
+    if args.iter().any(|a| a == "--memory") {
+        return memory_table(1);
+    }
     let repeats = std::env::args().skip_while(|a| a != "--repeats").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("meta-step: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32, CPU; median of {repeats}; seconds, and ratio to PyTorch");

@@ -76,6 +76,15 @@ def meta_step(net, shapes, images, labels, raw_lrs, real_x, real_y, steps, epoch
     return loss.item()
 
 
+def status_mib(key):
+    """A memory figure of this process from /proc/self/status, in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--net", default="lenet")
@@ -102,6 +111,7 @@ def main():
     opt = torch.optim.Adam([images, labels, raw_lrs], lr=0.01, betas=(0.5, 0.999))
     real_x = torch.randn(a.batch, 1, a.size, a.size)
     real_y = torch.randint(0, a.classes, (a.batch,))
+    rss_before = status_mib("VmRSS")
     args = (a.net, shapes, images, labels, raw_lrs, real_x, real_y, a.steps, a.epochs, per_step, a.depth, opt)
     meta_step(*args)  # warm-up
     times = []
@@ -114,6 +124,7 @@ def main():
         "net": a.net, "batch": a.batch, "median_s": times[len(times) // 2], "min_s": times[0],
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_mib": rss_before, "peak_mib": status_mib("VmHWM"),
     }))
 
 
