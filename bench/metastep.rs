@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anondistill::{config::{Config, ConvImpl, NetKind}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
+use anondistill::{config::{Config, ConvImpl, InnerGrad, NetKind}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
 use burn_ndarray::NdArray;
 
 fn random_data(classes: usize, n: usize, size: usize) -> Dataset {
@@ -22,10 +22,28 @@ fn status_mib(key: &str) -> f64 {
     line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// How convolutions and inner gradients are computed.
+type Variant = (ConvImpl, InnerGrad);
+
+/// The columns of the timing table: backend and variant.
+const COLUMNS: [(&str, &str, Variant); 6] = [
+    ("ndarray conv2d nested", "ndarray", (ConvImpl::Direct, InnerGrad::Nested)),
+    ("ndarray im2col nested", "ndarray", (ConvImpl::Im2col, InnerGrad::Nested)),
+    ("ndarray im2col manual", "ndarray", (ConvImpl::Im2col, InnerGrad::Manual)),
+    ("flex conv2d nested", "flex", (ConvImpl::Direct, InnerGrad::Nested)),
+    ("flex conv2d manual", "flex", (ConvImpl::Direct, InnerGrad::Manual)),
+    ("flex im2col manual", "flex", (ConvImpl::Im2col, InnerGrad::Manual)),
+];
+
+fn defaults() -> Variant {
+    let c = Config::default();
+    (c.conv, c.inner_grad)
+}
+
 static RSS_BEFORE: std::sync::Mutex<f64> = std::sync::Mutex::new(f64::NAN);
 
-fn ours<B: burn_tensor::backend::Backend>(net: NetKind, conv: ConvImpl, batch: usize, repeats: usize) -> f64 {
-    let config = Config { net, conv, batch_size: batch, ..Config::default() };
+fn ours<B: burn_tensor::backend::Backend>(net: NetKind, (conv, inner_grad): Variant, batch: usize, repeats: usize) -> f64 {
+    let config = Config { net, conv, inner_grad, batch_size: batch, ..Config::default() };
     let data = random_data(10, batch, 28);
     let mut d = Distiller::<B>::new(config, &data, Normalization::of(&data), &Default::default()).unwrap();
     *RSS_BEFORE.lock().unwrap() = status_mib("VmRSS");
@@ -42,12 +60,12 @@ fn ours<B: burn_tensor::backend::Backend>(net: NetKind, conv: ConvImpl, batch: u
 }
 
 #[cfg(feature = "flex")]
-fn flex(net: NetKind, conv: ConvImpl, batch: usize, repeats: usize) -> Option<f64> {
-    Some(ours::<burn_flex::Flex>(net, conv, batch, repeats))
+fn flex(net: NetKind, v: Variant, batch: usize, repeats: usize) -> Option<f64> {
+    Some(ours::<burn_flex::Flex>(net, v, batch, repeats))
 }
 
 #[cfg(not(feature = "flex"))]
-fn flex(_: NetKind, _: ConvImpl, _: usize, _: usize) -> Option<f64> {
+fn flex(_: NetKind, _: Variant, _: usize, _: usize) -> Option<f64> {
     None
 }
 
@@ -79,8 +97,8 @@ fn memory_cell(net: &str, backend: &str) -> Option<(f64, f64)> {
 fn cell(net: &str, backend: &str) {
     let kind = if net == "lenet" { NetKind::LeNet } else { NetKind::ConvNet };
     let t = match backend {
-        "flex" => flex(kind, ConvImpl::Auto, 1024, 1).unwrap_or(f64::NAN),
-        _ => ours::<NdArray>(kind, ConvImpl::Auto, 1024, 1),
+        "flex" => flex(kind, defaults(), 1024, 1).unwrap_or(f64::NAN),
+        _ => ours::<NdArray>(kind, defaults(), 1024, 1),
     };
     let before = *RSS_BEFORE.lock().unwrap();
     println!("{}", serde_json::json!({ "median_s": t, "rss_before_mib": before, "peak_mib": status_mib("VmHWM") }));
@@ -110,20 +128,24 @@ fn main() {
     let repeats = std::env::args().skip_while(|a| a != "--repeats").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("meta-step: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32, CPU; median of {repeats}; seconds, and ratio to PyTorch");
-    println!("| network | real batch | PyTorch | ndarray direct | ndarray im2col | flex direct | flex im2col | threads ours / PyTorch |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| network | real batch | PyTorch | {} | threads ours / PyTorch |", COLUMNS.map(|c| c.0).join(" | "));
+    println!("|---|---|---|{}---|", "---|".repeat(COLUMNS.len()));
     for (net, name) in [(NetKind::LeNet, "lenet"), (NetKind::ConvNet, "convnet")] {
         for batch in [256, 1024] {
             let p = torch(name, batch, repeats);
-            let cell = |t: Option<f64>| match (t, p) {
-                (Some(t), Some((p, _))) => format!("{t:.3} ({:.2}×)", t / p),
-                (Some(t), None) => format!("{t:.3}"),
-                _ => "n/a".into(),
-            };
-            let nd = [ConvImpl::Direct, ConvImpl::Im2col].map(|c| cell(Some(ours::<NdArray>(net, c, batch, repeats))));
-            let fl = [ConvImpl::Direct, ConvImpl::Im2col].map(|c| cell(flex(net, c, batch, repeats)));
+            let cells: Vec<String> = COLUMNS
+                .iter()
+                .map(|&(_, backend, v)| {
+                    let t = if backend == "flex" { flex(net, v, batch, repeats) } else { Some(ours::<NdArray>(net, v, batch, repeats)) };
+                    match (t, p) {
+                        (Some(t), Some((p, _))) => format!("{t:.3} ({:.2}×)", t / p),
+                        (Some(t), None) => format!("{t:.3}"),
+                        _ => "n/a".into(),
+                    }
+                })
+                .collect();
             let (ps, pt) = p.map_or(("n/a".into(), "-".into()), |(p, t)| (format!("{p:.3}"), t.to_string()));
-            println!("| {name} | {batch} | {ps} | {} | {} | {} | {} | {threads} / {pt} |", nd[0], nd[1], fl[0], fl[1]);
+            println!("| {name} | {batch} | {ps} | {} | {threads} / {pt} |", cells.join(" | "));
         }
     }
 }

@@ -49,6 +49,17 @@ pub enum ConvImpl {
     Im2col,
 }
 
+/// How each inner step's gradient is computed (the same values either way; only the speed
+/// differs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InnerGrad {
+    /// burn's autodiff nested in itself (`Autodiff<Autodiff<B>>`).
+    Nested,
+    /// Written out layer by layer (`grad.rs`), differentiated once by the outer backward.
+    Manual,
+}
+
 /// Every setting of a distillation run and of its evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -57,6 +68,8 @@ pub struct Config {
     pub net: NetKind,
     /// How convolutions are computed.
     pub conv: ConvImpl,
+    /// How inner gradients are computed.
+    pub inner_grad: InnerGrad,
     /// Channels of every ConvNet block.
     pub convnet_width: usize,
     /// ConvNet blocks (each halves the image size).
@@ -114,6 +127,7 @@ impl Default for Config {
         Self {
             net: NetKind::LeNet,
             conv: ConvImpl::Auto,
+            inner_grad: InnerGrad::Nested,
             convnet_width: 32,
             convnet_depth: 3,
             image_size: 28,

@@ -15,6 +15,7 @@ pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod grad;
 pub mod net;
 pub mod pipeline;
 pub mod rng;
@@ -22,6 +23,6 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use config::{Config, ConvImpl, ImageInit, LabelMode, NetKind};
+pub use config::{Config, ConvImpl, ImageInit, InnerGrad, LabelMode, NetKind};
 pub use distill::{Distilled, Distiller, StepReport};
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use burn_tensor::{activation::relu, backend::Backend, module::conv2d, ops::{Conv
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConvImpl, NetKind};
+use crate::config::{Config, ConvImpl, InnerGrad, NetKind};
 use crate::error::{Error, Result};
 use crate::rng::normal;
 
@@ -50,6 +50,7 @@ impl ParamSpec {
 pub struct Network {
     kind: NetKind,
     conv: ConvImpl,
+    inner_grad: InnerGrad,
     image_size: usize,
     classes: usize,
     width: usize,
@@ -95,12 +96,32 @@ impl Network {
                 p
             }
         };
-        Ok(Self { kind: config.net, conv: config.conv, image_size: s, classes, width, depth, params })
+        Ok(Self { kind: config.net, conv: config.conv, inner_grad: config.inner_grad, image_size: s, classes, width, depth, params })
     }
 
     /// The parameters, in order.
     pub fn params(&self) -> &[ParamSpec] {
         &self.params
+    }
+
+    /// The architecture.
+    pub fn kind(&self) -> NetKind {
+        self.kind
+    }
+
+    /// ConvNet blocks.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// How convolutions are computed.
+    pub fn conv(&self) -> ConvImpl {
+        self.conv
+    }
+
+    /// How inner gradients are computed.
+    pub fn inner_grad(&self) -> InnerGrad {
+        self.inner_grad
     }
 
     /// Number of output classes.

@@ -7,7 +7,8 @@ use burn_tensor::{
     Int, Tensor,
 };
 
-use crate::config::LabelMode;
+use crate::config::{InnerGrad, LabelMode};
+use crate::grad::manual_loss_grads;
 use crate::net::{Network, Params};
 
 /// Mean over the batch of `−Σ_c target_c · log softmax(logits)_c`; with one-hot targets this is
@@ -35,11 +36,25 @@ pub fn label_targets<B: Backend>(labels: Tensor<B, 2>, mode: LabelMode) -> Tenso
     }
 }
 
-/// The inner loss of `net` at `params` on `(x, targets)` and its gradient for every parameter,
-/// taken with the autodiff backend `AD` one level above the tensors' own backend. When that
-/// backend is itself autodiff, the returned gradients stay differentiable with respect to
-/// `params`, `x` and `targets`: that is the hyper-gradient's second derivative.
+/// The inner loss of `net` at `params` on `(x, targets)` and its gradient for every parameter.
+/// When the tensors' backend is autodiff, the gradients stay differentiable with respect to
+/// `params`, `x` and `targets`: that is the hyper-gradient's second derivative. With
+/// [`InnerGrad::Nested`] they are taken with the autodiff backend `AD` one level above the
+/// tensors' own; with [`InnerGrad::Manual`] they are written out (`grad.rs`) and `AD` is unused.
 pub fn loss_grads<AD: AutodiffBackend>(
+    net: &Network,
+    params: &[Tensor<AD::InnerBackend, 1>],
+    x: Tensor<AD::InnerBackend, 4>,
+    targets: Tensor<AD::InnerBackend, 2>,
+) -> (Tensor<AD::InnerBackend, 1>, Params<AD::InnerBackend>) {
+    match net.inner_grad() {
+        InnerGrad::Nested => nested_loss_grads::<AD>(net, params, x, targets),
+        InnerGrad::Manual => manual_loss_grads(net, params, x, targets),
+    }
+}
+
+/// [`loss_grads`] by autodiff one level up.
+pub fn nested_loss_grads<AD: AutodiffBackend>(
     net: &Network,
     params: &[Tensor<AD::InnerBackend, 1>],
     x: Tensor<AD::InnerBackend, 4>,

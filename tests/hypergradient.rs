@@ -131,3 +131,12 @@ fn im2col_lenet_hypergradient_matches_finite_differences() {
 fn im2col_convnet_hypergradient_matches_finite_differences() {
     check(Config { conv: ConvImpl::Im2col, ..small(NetKind::ConvNet, 8) });
 }
+
+#[test]
+fn manual_inner_gradients_hypergradient_matches_finite_differences() {
+    use anondistill::InnerGrad;
+    check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Im2col, ..small(NetKind::LeNet, 12) });
+    check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Direct, ..small(NetKind::LeNet, 13) });
+    check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Im2col, ..small(NetKind::ConvNet, 8) });
+    check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Direct, label_mode: LabelMode::Softmax, known_init: true, ..small(NetKind::ConvNet, 8) });
+}

@@ -1,0 +1,249 @@
+//! The inner loss's gradient written out layer by layer with plain tensor operations (softmax
+//! minus target, matrix products, ReLU and pooling masks, the convolution's transposes), instead
+//! of asking autodiff for it. On an autodiff backend the result stays differentiable, so one
+//! first-order backward through the unrolled steps gives the exact hyper-gradient, and no
+//! autodiff is nested in another.
+//!
+//! Ties in max pooling send the gradient to every maximal entry (burn's `max_dim` sends it to
+//! one); after a ReLU such ties are between zeros, whose gradient the ReLU mask removes, so the
+//! two agree except on a set of measure zero.
+
+use burn_tensor::{
+    activation::softmax,
+    backend::Backend,
+    module::{conv2d, conv_transpose2d},
+    ops::{ConvOptions, ConvTransposeOptions, PadMode},
+    Tensor,
+};
+
+use crate::config::NetKind;
+use crate::net::{uses_im2col, Network, Params};
+use crate::train::soft_cross_entropy;
+
+/// What a convolution's backward pass needs from its forward pass.
+struct ConvCache<B: Backend> {
+    /// The input `[n, c, h, w]` (unpadded).
+    x: Tensor<B, 4>,
+    /// im2col columns `[n, c·k·k, ho·wo]`, when convolutions run as im2col.
+    cols: Option<Tensor<B, 3>>,
+    padding: usize,
+}
+
+/// A stride-1 convolution without bias as one matrix product over the `k × k` shifted views of
+/// the padded input; returns the output and the columns `[n, c·k·k, ho·wo]`.
+fn im2col_conv<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> (Tensor<B, 4>, Tensor<B, 3>) {
+    let [out, inp, k, _] = w.dims();
+    let xp = if padding > 0 { x.pad((padding, padding, padding, padding), PadMode::Constant(0.0)) } else { x };
+    let [n, c, h, wd] = xp.dims();
+    let (ho, wo) = (h + 1 - k, wd + 1 - k);
+    let shifted: Vec<Tensor<B, 4>> = (0..k * k).map(|s| xp.clone().slice([0..n, 0..c, s / k..s / k + ho, s % k..s % k + wo])).collect();
+    let cols = Tensor::stack::<5>(shifted, 2).reshape([n, inp * k * k, ho * wo]);
+    let y = w.reshape([1, out, inp * k * k]).matmul(cols.clone()).reshape([n, out, ho, wo]);
+    (y, cols)
+}
+
+fn conv_forward<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Tensor<B, 1>, padding: usize, im2col: bool) -> (Tensor<B, 4>, ConvCache<B>) {
+    let out = w.dims()[0];
+    if !im2col {
+        let y = conv2d(x.clone(), w, Some(b), ConvOptions::new([1, 1], [padding, padding], [1, 1], 1));
+        return (y, ConvCache { x, cols: None, padding });
+    }
+    let (y, cols) = im2col_conv(x.clone(), w, padding);
+    (y + b.reshape([1, out, 1, 1]), ConvCache { x, cols: Some(cols), padding })
+}
+
+/// Gradients of a stride-1 convolution: (d input when `need_dx`, d weight, d bias).
+fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B, 4>, need_dx: bool) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
+    let [out, inp, k, _] = w.dims();
+    let [n, _, ho, wo] = dy.dims();
+    let p = cache.padding;
+    let db = dy.clone().sum_dim(3).sum_dim(2).sum_dim(0).reshape([out]);
+    match cache.cols {
+        Some(cols) => {
+            let dym = dy.clone().reshape([n, out, ho * wo]);
+            let dw = dym.matmul(cols.swap_dims(1, 2)).sum_dim(0).reshape([out, inp, k, k]);
+            // d input: the "full" convolution of the output gradient with the kernel flipped and
+            // its channel dimensions swapped, again as im2col.
+            let dx = need_dx.then(|| im2col_conv(dy, w.swap_dims(0, 1).flip([2, 3]), k - 1 - p).0);
+            (dx, dw, db)
+        }
+        None => {
+            // d weight: the input and the output gradient correlated over the batch, i.e. a
+            // convolution with batch and channel dimensions swapped.
+            let xs = cache.x.clone().swap_dims(0, 1);
+            let dw = conv2d(xs, dy.clone().swap_dims(0, 1), None, ConvOptions::new([1, 1], [p, p], [1, 1], 1)).swap_dims(0, 1);
+            let dx = need_dx.then(|| conv_transpose2d(dy, w, None, ConvTransposeOptions::new([1, 1], [p, p], [0, 0], [1, 1], 1)));
+            let dx = dx.map(|d| {
+                // A transposed convolution gives back floor-cropped sizes; pad to the input's.
+                let [_, _, h, wd] = cache.x.dims();
+                let [_, _, dh, dwd] = d.dims();
+                if dh == h && dwd == wd { d } else { d.pad((0, wd - dwd, 0, h - dh), PadMode::Constant(0.0)) }
+            });
+            (dx, dw, db)
+        }
+    }
+}
+
+fn relu_mask<B: Backend>(pre: &Tensor<B, 4>) -> Tensor<B, 4> {
+    pre.clone().greater_elem(0.0).float()
+}
+
+fn relu_mask2<B: Backend>(pre: &Tensor<B, 2>) -> Tensor<B, 2> {
+    pre.clone().greater_elem(0.0).float()
+}
+
+/// `[n, c, h, w]` → `[n, c, h/2, 2, w/2, 2]` (floor mode), and the cropped size.
+fn windows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 6> {
+    let [n, c, h, w] = x.dims();
+    let (h2, w2) = (h / 2, w / 2);
+    let x = if h % 2 == 1 || w % 2 == 1 { x.slice([0..n, 0..c, 0..2 * h2, 0..2 * w2]) } else { x };
+    x.reshape([n, c, h2, 2, w2, 2])
+}
+
+/// Spreads `dy [n, c, h/2, w/2]` over the 2×2 windows of an `[n, c, h, w]` input, times `weight`
+/// (`[n, c, h/2, 2, w/2, 2]`), padding back a dropped odd row or column with zeros.
+fn unpool<B: Backend>(dy: Tensor<B, 4>, weight: Tensor<B, 6>, h: usize, w: usize) -> Tensor<B, 4> {
+    let [n, c, h2, w2] = dy.dims();
+    let spread = dy.reshape([n, c, h2, 1, w2, 1]).expand([n, c, h2, 2, w2, 2]) * weight;
+    let d = spread.reshape([n, c, 2 * h2, 2 * w2]);
+    if 2 * h2 == h && 2 * w2 == w { d } else { d.pad((0, w - 2 * w2, 0, h - 2 * h2), PadMode::Constant(0.0)) }
+}
+
+fn max_pool_forward<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 6>) {
+    let [n, c, h, w] = x.dims();
+    let win = windows(x);
+    let y = win.clone().max_dim(5).max_dim(3);
+    let mask = win.equal(y.clone().expand([n, c, h / 2, 2, w / 2, 2])).float();
+    (y.reshape([n, c, h / 2, w / 2]), mask)
+}
+
+fn avg_pool_forward<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    windows(x).mean_dim(5).mean_dim(3).reshape([n, c, h / 2, w / 2])
+}
+
+/// The inner loss of `net` at `params` on `(x, targets)` and its gradient for every parameter,
+/// in [`Network::params`] order, written out by hand (see the module documentation).
+pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>) -> (Tensor<B, 1>, Params<B>) {
+    let specs = net.params();
+    let shaped4 = |i: usize| -> Tensor<B, 4> { params[i].clone().reshape(<[usize; 4]>::try_from(specs[i].shape.clone()).expect("conv weight")) };
+    let shaped2 = |i: usize| -> Tensor<B, 2> { params[i].clone().reshape(<[usize; 2]>::try_from(specs[i].shape.clone()).expect("dense weight")) };
+    let im2col = uses_im2col::<B>(net.conv());
+    let n = x.dims()[0];
+    let mut grads: Vec<Option<Tensor<B, 1>>> = vec![None; params.len()];
+    let flat4 = |t: Tensor<B, 4>| t.reshape([-1]);
+    let flat2 = |t: Tensor<B, 2>| t.reshape([-1]);
+
+    // Forward, keeping what the backward needs; then d loss / d logits.
+    let (convs, pools, dense_in, dense_pre, logits) = match net.kind() {
+        NetKind::LeNet => {
+            let (a1, c1) = conv_forward(x, shaped4(0), params[1].clone(), 2, im2col);
+            let m1 = relu_mask(&a1);
+            let (p1, w1) = max_pool_forward(a1.clone() * m1.clone());
+            let (a2, c2) = conv_forward(p1, shaped4(2), params[3].clone(), 0, im2col);
+            let m2 = relu_mask(&a2);
+            let (p2, w2) = max_pool_forward(a2.clone() * m2.clone());
+            let f = p2.clone().reshape([n as i32, -1]);
+            let h1 = f.clone().matmul(shaped2(4)) + params[5].clone().unsqueeze();
+            let q1 = h1.clone() * relu_mask2(&h1);
+            let h2 = q1.clone().matmul(shaped2(6)) + params[7].clone().unsqueeze();
+            let q2 = h2.clone() * relu_mask2(&h2);
+            let z = q2.clone().matmul(shaped2(8)) + params[9].clone().unsqueeze();
+            (vec![(c1, a1.dims(), m1), (c2, a2.dims(), m2)], vec![Some(w1), Some(w2)], vec![f, q1, q2], vec![h1, h2], z)
+        }
+        NetKind::ConvNet => {
+            let mut convs = Vec::new();
+            let mut pools = Vec::new();
+            let mut x = x;
+            for d in 0..net.depth() {
+                let (a, c) = conv_forward(x, shaped4(2 * d), params[2 * d + 1].clone(), 1, im2col);
+                let m = relu_mask(&a);
+                x = avg_pool_forward(a.clone() * m.clone());
+                convs.push((c, a.dims(), m));
+                pools.push(None);
+            }
+            let f = x.reshape([n as i32, -1]);
+            let k = 2 * net.depth();
+            let z = f.clone().matmul(shaped2(k)) + params[k + 1].clone().unsqueeze();
+            (convs, pools, vec![f], vec![], z)
+        }
+    };
+    let loss = soft_cross_entropy(logits.clone(), targets.clone());
+    let mass = targets.clone().sum_dim(1);
+    let mut dz = (softmax(logits, 1) * mass - targets).div_scalar(n as f64);
+
+    // Dense layers, last to first.
+    let first_dense = 2 * convs.len();
+    let dense_count = dense_in.len();
+    for layer in (0..dense_count).rev() {
+        let wi = first_dense + 2 * layer;
+        grads[wi] = Some(flat2(dense_in[layer].clone().transpose().matmul(dz.clone())));
+        grads[wi + 1] = Some(dz.clone().sum_dim(0).reshape([-1]));
+        let dx = dz.matmul(shaped2(wi).transpose());
+        dz = if layer > 0 { dx * relu_mask2(&dense_pre[layer - 1]) } else { dx };
+    }
+
+    // Convolution blocks, last to first; `dz` is now d loss / d flattened features.
+    let mut dy = {
+        let (_, [_, c, h, w], _) = &convs[convs.len() - 1];
+        Some(dz.reshape([n, *c, h / 2, w / 2]))
+    };
+    for (d, ((cache, [_, _, h, w], mask), pool)) in convs.into_iter().zip(pools).enumerate().rev() {
+        let dy_here = dy.take().expect("the gradient of the block's output");
+        let dr = match pool {
+            Some(win) => unpool(dy_here, win, h, w),
+            None => {
+                let [bn, c, h2, w2] = dy_here.dims();
+                let quarter = Tensor::<B, 6>::full([bn, c, h2, 2, w2, 2], 0.25, &dy_here.device());
+                unpool(dy_here, quarter, h, w)
+            }
+        };
+        let da = dr * mask;
+        let (dx, dw, db) = conv_backward(cache, shaped4(2 * d), da, d > 0);
+        grads[2 * d] = Some(flat4(dw));
+        grads[2 * d + 1] = Some(db);
+        dy = dx;
+    }
+    (loss, grads.into_iter().map(|g| g.expect("a gradient for every parameter")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConvImpl};
+    use crate::rng::{normal, rng, Stream};
+    use crate::train::nested_loss_grads;
+    use burn_autodiff::Autodiff;
+    use burn_ndarray::NdArray;
+    use burn_tensor::TensorData;
+
+    type B = NdArray;
+
+    #[test]
+    fn manual_gradients_equal_autodiff() {
+        let dev = Default::default();
+        let cases = [(NetKind::LeNet, 28), (NetKind::LeNet, 13), (NetKind::ConvNet, 16), (NetKind::ConvNet, 14)];
+        for (net, size) in cases {
+            for conv in [ConvImpl::Direct, ConvImpl::Im2col] {
+                let cfg = Config { net, conv, image_size: size, convnet_width: 4, convnet_depth: 2, ..Config::default() };
+                let network = Network::new(&cfg, 3).unwrap();
+                let mut r = rng(5, Stream::Training);
+                let params = network.init::<B>(&mut r, &dev);
+                // Non-zero biases so that every ReLU mask and pooling window is exercised.
+                let params: Vec<_> = params.into_iter().map(|p| { let n = p.dims()[0]; p + Tensor::from_data(TensorData::new(normal(&mut r, n, 0.05), [n]), &dev) }).collect();
+                let x = Tensor::<B, 4>::from_data(TensorData::new(normal(&mut r, 4 * size * size, 1.0), [4, 1, size, size]), &dev);
+                // Raw soft labels whose rows do not sum to one, as learned labels can be.
+                let y = Tensor::<B, 2>::from_data(TensorData::new(normal(&mut r, 12, 1.0), [4, 3]), &dev);
+                let (l1, g1) = nested_loss_grads::<Autodiff<B>>(&network, &params, x.clone(), y.clone());
+                let (l2, g2) = manual_loss_grads(&network, &params, x, y);
+                let (l1, l2) = (l1.into_scalar(), l2.into_scalar());
+                assert!((l1 - l2).abs() <= 1e-5 * l1.abs().max(1.0), "{net:?} {size} {conv:?}: loss {l1} vs {l2}");
+                for (k, (a, b)) in g1.into_iter().zip(g2).enumerate() {
+                    let scale = a.clone().abs().max().into_scalar().max(1e-6);
+                    let diff = (a - b).abs().max().into_scalar();
+                    assert!(diff <= 1e-4 * scale, "{net:?} {size} {conv:?}: parameter {k} differs by {diff} (scale {scale})");
+                }
+            }
+        }
+    }
+}
