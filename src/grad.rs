@@ -17,7 +17,7 @@ use burn_tensor::{
 };
 
 use crate::config::NetKind;
-use crate::net::{uses_im2col, Network, Params};
+use crate::net::{avg_pool2, im2col_conv, uses_im2col, windows, Network, Params};
 use crate::train::soft_cross_entropy;
 
 /// What a convolution's backward pass needs from its forward pass.
@@ -27,19 +27,6 @@ struct ConvCache<B: Backend> {
     /// im2col columns `[n, c·k·k, ho·wo]`, when convolutions run as im2col.
     cols: Option<Tensor<B, 3>>,
     padding: usize,
-}
-
-/// A stride-1 convolution without bias as one matrix product over the `k × k` shifted views of
-/// the padded input; returns the output and the columns `[n, c·k·k, ho·wo]`.
-fn im2col_conv<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> (Tensor<B, 4>, Tensor<B, 3>) {
-    let [out, inp, k, _] = w.dims();
-    let xp = if padding > 0 { x.pad((padding, padding, padding, padding), PadMode::Constant(0.0)) } else { x };
-    let [n, c, h, wd] = xp.dims();
-    let (ho, wo) = (h + 1 - k, wd + 1 - k);
-    let shifted: Vec<Tensor<B, 4>> = (0..k * k).map(|s| xp.clone().slice([0..n, 0..c, s / k..s / k + ho, s % k..s % k + wo])).collect();
-    let cols = Tensor::stack::<5>(shifted, 2).reshape([n, inp * k * k, ho * wo]);
-    let y = w.reshape([1, out, inp * k * k]).matmul(cols.clone()).reshape([n, out, ho, wo]);
-    (y, cols)
 }
 
 fn conv_forward<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Tensor<B, 1>, padding: usize, im2col: bool) -> (Tensor<B, 4>, ConvCache<B>) {
@@ -92,14 +79,6 @@ fn relu_mask2<B: Backend>(pre: &Tensor<B, 2>) -> Tensor<B, 2> {
     pre.clone().greater_elem(0.0).float()
 }
 
-/// `[n, c, h, w]` → `[n, c, h/2, 2, w/2, 2]` (floor mode), and the cropped size.
-fn windows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 6> {
-    let [n, c, h, w] = x.dims();
-    let (h2, w2) = (h / 2, w / 2);
-    let x = if h % 2 == 1 || w % 2 == 1 { x.slice([0..n, 0..c, 0..2 * h2, 0..2 * w2]) } else { x };
-    x.reshape([n, c, h2, 2, w2, 2])
-}
-
 /// Spreads `dy [n, c, h/2, w/2]` over the 2×2 windows of an `[n, c, h, w]` input, times `weight`
 /// (`[n, c, h/2, 2, w/2, 2]`), padding back a dropped odd row or column with zeros.
 fn unpool<B: Backend>(dy: Tensor<B, 4>, weight: Tensor<B, 6>, h: usize, w: usize) -> Tensor<B, 4> {
@@ -115,11 +94,6 @@ fn max_pool_forward<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 6>)
     let y = win.clone().max_dim(5).max_dim(3);
     let mask = win.equal(y.clone().expand([n, c, h / 2, 2, w / 2, 2])).float();
     (y.reshape([n, c, h / 2, w / 2]), mask)
-}
-
-fn avg_pool_forward<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
-    windows(x).mean_dim(5).mean_dim(3).reshape([n, c, h / 2, w / 2])
 }
 
 /// The inner loss of `net` at `params` on `(x, targets)` and its gradient for every parameter,
@@ -158,7 +132,7 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
             for d in 0..net.depth() {
                 let (a, c) = conv_forward(x, shaped4(2 * d), params[2 * d + 1].clone(), 1, im2col);
                 let m = relu_mask(&a);
-                x = avg_pool_forward(a.clone() * m.clone());
+                x = avg_pool2(a.clone() * m.clone());
                 convs.push((c, a.dims(), m));
                 pools.push(None);
             }

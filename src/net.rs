@@ -197,19 +197,25 @@ fn conv<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, padding: 
     y + b.0.reshape([1, out, 1, 1])
 }
 
-/// The same convolution as [`conv`] (stride 1, square kernel) as one matrix product over the
-/// `k × k` shifted views of the padded input.
+/// The same convolution as [`conv`] (stride 1, square kernel) as one matrix product.
 fn conv_im2col<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, padding: usize) -> Tensor<B, 4> {
     let w: Tensor<B, 4> = reshape(w);
+    let out = w.dims()[0];
+    im2col_conv(x, w, padding).0 + b.0.reshape([1, out, 1, 1])
+}
+
+/// A stride-1 convolution without bias as one matrix product over the `k × k` shifted views of
+/// the padded input; returns the output and the columns `[n, c·k·k, ho·wo]`, rows ordered like
+/// the weight's `[c, k, k]`.
+pub(crate) fn im2col_conv<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> (Tensor<B, 4>, Tensor<B, 3>) {
     let [out, inp, k, _] = w.dims();
     let x = if padding > 0 { x.pad((padding, padding, padding, padding), PadMode::Constant(0.0)) } else { x };
     let [n, c, h, wd] = x.dims();
     let (ho, wo) = (h + 1 - k, wd + 1 - k);
     let shifted: Vec<Tensor<B, 4>> = (0..k * k).map(|s| x.clone().slice([0..n, 0..c, s / k..s / k + ho, s % k..s % k + wo])).collect();
-    // [n, c, k·k, ho, wo] → [n, c·k·k, ho·wo], rows ordered like the weight's [c, k, k].
     let cols = Tensor::stack::<5>(shifted, 2).reshape([n, inp * k * k, ho * wo]);
-    let y = w.reshape([1, out, inp * k * k]).matmul(cols).reshape([n, out, ho, wo]);
-    y + b.0.reshape([1, out, 1, 1])
+    let y = w.reshape([1, out, inp * k * k]).matmul(cols.clone()).reshape([n, out, ho, wo]);
+    (y, cols)
 }
 
 fn dense<B: Backend>(x: Tensor<B, 2>, w: Param<'_, B>, b: Param<'_, B>) -> Tensor<B, 2> {
@@ -224,7 +230,7 @@ fn flatten<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
 }
 
 /// `[n, c, h, w]` → `[n, c, h/2, 2, w/2, 2]`, dropping an odd last row or column (floor mode).
-fn windows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 6> {
+pub(crate) fn windows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 6> {
     let [n, c, h, w] = x.dims();
     let (h2, w2) = (h / 2, w / 2);
     let x = if h % 2 == 1 || w % 2 == 1 { x.slice([0..n, 0..c, 0..2 * h2, 0..2 * w2]) } else { x };
@@ -236,7 +242,7 @@ fn max_pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     windows(x).max_dim(5).max_dim(3).reshape([n, c, h / 2, w / 2])
 }
 
-fn avg_pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub(crate) fn avg_pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
     windows(x).mean_dim(5).mean_dim(3).reshape([n, c, h / 2, w / 2])
 }
