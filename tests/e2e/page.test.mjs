@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { deflateSync } from 'node:zlib';
 import { join } from 'node:path';
 import { serve, launch, open, setSetting, ARTIFACTS } from './helpers.mjs';
 
@@ -22,6 +23,29 @@ function patchFolder(n, extra = {}, classes = { normal: 'normal', pneumonia: 'pn
   }
   for (const [rel, bytes] of Object.entries(extra)) writeFileSync(join(root, rel), bytes);
   return root;
+}
+
+/** A valid 8-bit grey PNG `width` pixels wide and one high (small on disk, zlib packs it). */
+function widePng(width) {
+  const crc = (buf) => {
+    let c = ~0;
+    for (const b of buf) { c ^= b; for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1)); }
+    return ~c >>> 0;
+  };
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc(body), 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(1, 4);
+  ihdr.set([8, 0, 0, 0, 0], 8);
+  const raw = Buffer.alloc(width + 1);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
 const waitText = (page, sel, re, timeout = 600000) =>
@@ -90,9 +114,15 @@ test('bad input gets a clear message and the page keeps working', async () => {
     await page.setInputFiles('#folder-input', patchFolder(5, {}, { 'only-one': 'normal' }));
     await waitText(page, '#data-status', /at least two classes/);
     assert.equal(await page.getAttribute('#data-status', 'class'), 'error');
-    await page.setInputFiles('#folder-input', patchFolder(5, { 'normal/x.bmp': 'BM garbage' }));
+    // A corrupt file, an image 20,000 pixels wide, and a 65 MiB file.
+    const folder = patchFolder(5, { 'normal/x.bmp': 'BM garbage', 'normal/wide.png': widePng(20000) });
+    execFileSync('truncate', ['-s', '65M', join(folder, 'pneumonia', 'huge.png')]);
+    await page.setInputFiles('#folder-input', folder);
     await waitText(page, '#data-status', /10 images in 2 classes/);
-    assert.match(await page.textContent('#skipped'), /x\.bmp/);
+    const skipped = await page.textContent('#skipped');
+    assert.match(skipped, /x\.bmp: /);
+    assert.match(skipped, /wide\.png: image too large/);
+    assert.match(skipped, /huge\.png: file is 65\.0 MiB, above the 64 MiB limit/);
     assert.equal(await page.isDisabled('#start'), false);
     assert.deepEqual(late.slice(afterReady), []);
   } finally {
