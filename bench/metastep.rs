@@ -42,8 +42,12 @@ fn defaults() -> Variant {
 
 static RSS_BEFORE: std::sync::Mutex<f64> = std::sync::Mutex::new(f64::NAN);
 
-fn ours<B: burn_tensor::backend::Backend>(net: NetKind, (conv, inner_grad): Variant, batch: usize, repeats: usize) -> f64 {
-    let config = Config { net, conv, inner_grad, batch_size: batch, ..Config::default() };
+fn ours<B: burn_tensor::backend::Backend>(net: NetKind, v: Variant, batch: usize, repeats: usize) -> f64 {
+    ours_with::<B>(Config { net, conv: v.0, inner_grad: v.1, batch_size: batch, ..Config::default() }, repeats)
+}
+
+fn ours_with<B: burn_tensor::backend::Backend>(config: Config, repeats: usize) -> f64 {
+    let batch = config.batch_size;
     let data = random_data(10, batch, 28);
     let mut d = Distiller::<B>::new(config, &data, Normalization::of(&data), &Default::default()).unwrap();
     *RSS_BEFORE.lock().unwrap() = status_mib("VmRSS");
@@ -104,6 +108,28 @@ fn cell(net: &str, backend: &str) {
     println!("{}", serde_json::json!({ "median_s": t, "rss_before_mib": before, "peak_mib": status_mib("VmHWM") }));
 }
 
+/// Where a meta-step's time goes: the unrolled inner steps (30 steps, a real batch of 16) against
+/// the real batch (one inner step, batch 1024), on the default variant.
+fn split_table() {
+    println!("| network | backend | 30 inner steps, batch 1024 | 30 inner steps, batch 16 | 1 inner step, batch 1024 |");
+    println!("|---|---|---|---|---|");
+    for net in [NetKind::LeNet, NetKind::ConvNet] {
+        let base = Config { net, ..Config::default() };
+        let cases = [
+            Config { batch_size: 1024, ..base.clone() },
+            Config { batch_size: 16, ..base.clone() },
+            Config { batch_size: 1024, steps: 1, epochs: 1, ..base.clone() },
+        ];
+        let nd: Vec<String> = cases.iter().map(|c| format!("{:.3}", ours_with::<NdArray>(c.clone(), 3))).collect();
+        println!("| {net:?} | ndarray | {} |", nd.join(" | "));
+        #[cfg(feature = "flex")]
+        {
+            let fl: Vec<String> = cases.iter().map(|c| format!("{:.3}", ours_with::<burn_flex::Flex>(c.clone(), 3))).collect();
+            println!("| {net:?} | flex | {} |", fl.join(" | "));
+        }
+    }
+}
+
 fn memory_table(repeats: usize) {
     println!();
     println!("peak memory of the meta-step at the default configuration (LeNet and ConvNet, batch 1024), one process each:");
@@ -124,6 +150,9 @@ fn main() {
     }
     if args.iter().any(|a| a == "--memory") {
         return memory_table(1);
+    }
+    if args.iter().any(|a| a == "--split") {
+        return split_table();
     }
     let repeats = std::env::args().skip_while(|a| a != "--repeats").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
