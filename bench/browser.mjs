@@ -6,7 +6,7 @@
 //
 //     bash scripts/build-web.sh && cargo build --release && node bench/browser.mjs [iterations]
 import { execFileSync } from 'node:child_process';
-import { serve, launch, open, setSetting } from '../tests/e2e/helpers.mjs';
+import { serve, launch, waitText, demoPage } from '../tests/e2e/helpers.mjs';
 
 const N = Number(process.argv[2] || 8);
 
@@ -25,14 +25,9 @@ async function page(backend) {
   const server = await serve();
   const browser = await launch({ webgpu: backend === 'webgpu' });
   try {
-    const { page } = await open(browser, server.url);
-    await page.waitForSelector('body[data-ready="1"]');
-    await page.click('#demo-button');
-    await page.waitForFunction(() => /400 images/.test(document.querySelector('#data-status').textContent));
-    await page.selectOption('#settings [name=backend]', backend === 'webgpu' ? 'auto' : 'cpu');
-    await setSetting(page, 'max_iterations', N);
+    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : 'cpu', iterations: N });
     await page.click('#start');
-    await page.waitForFunction((n) => new RegExp(`finished after ${n} iterations|stopped`).test(document.querySelector('#run-status').textContent), N, { timeout: 1200000 });
+    await waitText(page, '#run-status', new RegExp(`finished after ${N} iterations|stopped`), 1200000);
     const chunks = await page.evaluate(() => window.anondistill.chunks);
     const used = await page.getAttribute('#backend-label', 'data-backend');
     const [first, last] = [chunks[0], chunks[chunks.length - 1]];

@@ -40,3 +40,18 @@ export async function open(browser, url) {
 export async function setSetting(page, name, value) {
   await page.locator(`#settings [name=${name}]`).fill(String(value));
 }
+
+export const waitText = (page, sel, re, timeout = 600000) =>
+  page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s).textContent), [sel, re.source], { timeout });
+
+/** Opens the page with the demo patches loaded, the backend picked and the iterations set. */
+export async function demoPage(browser, url, { backend, iterations }) {
+  const opened = await open(browser, url);
+  const { page } = opened;
+  await page.waitForSelector('body[data-ready="1"]');
+  await page.click('#demo-button');
+  await waitText(page, '#data-status', /400 images/);
+  if (backend) await page.selectOption('#settings [name=backend]', backend);
+  await setSetting(page, 'max_iterations', iterations);
+  return opened;
+}

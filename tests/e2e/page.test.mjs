@@ -7,7 +7,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { deflateSync } from 'node:zlib';
 import { join } from 'node:path';
-import { serve, launch, open, setSetting, ARTIFACTS } from './helpers.mjs';
+import { serve, launch, open, setSetting, waitText, demoPage, ARTIFACTS } from './helpers.mjs';
 
 const DEMO = new URL('../../demo/pneumonia-xray/', import.meta.url).pathname;
 let server;
@@ -47,9 +47,6 @@ function widePng(width) {
   const raw = Buffer.alloc(width + 1);
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
-
-const waitText = (page, sel, re, timeout = 600000) =>
-  page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s).textContent), [sel, re.source], { timeout });
 
 test('distils a folder of real patches on the CPU and downloads only the distilled artefacts', async () => {
   const png = readFileSync(join(DEMO, 'normal', readdirSync(join(DEMO, 'normal'))[0]));
@@ -171,12 +168,7 @@ test('WebGPU runs the same distillation as the CPU (SwiftShader adapter)', async
 test('pause holds the run and resume finishes it', async () => {
   const browser = await launch({ webgpu: false });
   try {
-    const { page } = await open(browser, server.url);
-    await page.waitForSelector('body[data-ready="1"]');
-    await page.click('#demo-button');
-    await waitText(page, '#data-status', /400 images/);
-    await page.selectOption('#settings [name=backend]', 'cpu');
-    await setSetting(page, 'max_iterations', 8);
+    const { page } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 8 });
     await page.click('#start');
     await waitText(page, '#run-status', /iteration [2-7] of 8/);
     await page.click('#pause');
@@ -195,23 +187,15 @@ test('pause holds the run and resume finishes it', async () => {
 
 test('a saved session continues where it stopped and ends where an uninterrupted run ends', async () => {
   const browser = await launch({ webgpu: false });
-  const demoPage = async () => {
-    const { page, late } = await open(browser, server.url);
-    await page.waitForSelector('body[data-ready="1"]');
-    await page.click('#demo-button');
-    await waitText(page, '#data-status', /400 images/);
-    await page.selectOption('#settings [name=backend]', 'cpu');
-    await setSetting(page, 'max_iterations', 6);
-    return { page, late };
-  };
+  const cpuDemo = () => demoPage(browser, server.url, { backend: 'cpu', iterations: 6 });
   const images = (page) => page.evaluate(() => window.anondistill.distilled.images);
   try {
-    const straight = (await demoPage()).page;
+    const straight = (await cpuDemo()).page;
     await straight.click('#start');
     await waitText(straight, '#run-status', /finished after 6 iterations/);
     const expected = await images(straight);
 
-    const first = (await demoPage()).page;
+    const first = (await cpuDemo()).page;
     await first.click('#start');
     await waitText(first, '#run-status', /iteration [2-4] of 6/);
     await first.click('#pause');
@@ -223,7 +207,7 @@ test('a saved session continues where it stopped and ends where an uninterrupted
     await download.saveAs(file);
 
     // The session file continues on the same data in a fresh page, with the saved settings.
-    const { page: second, late } = await demoPage();
+    const { page: second, late } = await cpuDemo();
     const afterReady = late.length;
     await setSetting(second, 'max_iterations', 99);
     await second.setInputFiles('#session-input', file);
@@ -247,11 +231,7 @@ test('a saved session continues where it stopped and ends where an uninterrupted
 test('losing the GPU mid-run carries on on the CPU from the last state', async () => {
   const browser = await launch({ webgpu: true });
   try {
-    const { page } = await open(browser, server.url);
-    await page.waitForSelector('body[data-ready="1"]');
-    await page.click('#demo-button');
-    await waitText(page, '#data-status', /400 images/);
-    await setSetting(page, 'max_iterations', 6);
+    const { page } = await demoPage(browser, server.url, { iterations: 6 });
     await page.click('#start');
     await page.waitForFunction(() => window.anondistill.checkpoint && window.anondistill.checkpoint.iterations >= 2, null, { timeout: 600000 });
     assert.equal(await page.getAttribute('#backend-label', 'data-backend'), 'webgpu');
