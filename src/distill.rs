@@ -409,15 +409,15 @@ impl<B: Backend> Distiller<B> {
                 return Err(Error::Session(format!("tensor {name} has the wrong shape for these settings")));
             }
         }
-        let t4 = |t: &HostTensor| Tensor::<B, 4>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), &self.device);
-        let t2 = |t: &HostTensor| Tensor::<B, 2>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), &self.device);
-        let t1 = |t: &HostTensor| Tensor::<B, 1>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), &self.device);
-        let x = &c.tensors;
-        self.state = DistilledTensors { images: t4(&x[0]), labels: t2(&x[1]), raw_lrs: t1(&x[2]) };
+        fn up<B: Backend, const D: usize>(t: &HostTensor, device: &B::Device) -> Tensor<B, D> {
+            Tensor::from_data(TensorData::new(t.values.clone(), t.shape.clone()), device)
+        }
+        let (x, dev) = (&c.tensors, &self.device);
+        self.state = DistilledTensors { images: up(&x[0], dev), labels: up(&x[1], dev), raw_lrs: up(&x[2], dev) };
         self.adam = (
-            Adam::from_moments(t4(&x[3]), t4(&x[4]), m.adam_steps[0]),
-            Adam::from_moments(t2(&x[5]), t2(&x[6]), m.adam_steps[1]),
-            Adam::from_moments(t1(&x[7]), t1(&x[8]), m.adam_steps[2]),
+            Adam::from_moments(up(&x[3], dev), up(&x[4], dev), m.adam_steps[0]),
+            Adam::from_moments(up(&x[5], dev), up(&x[6], dev), m.adam_steps[1]),
+            Adam::from_moments(up(&x[7], dev), up(&x[8], dev), m.adam_steps[2]),
         );
         self.rng.set_word_pos(word_pos);
         self.order = m.order.clone();
@@ -428,14 +428,26 @@ impl<B: Backend> Distiller<B> {
     /// The distilled data, read back to the host.
     pub async fn distilled(&self) -> Result<Distilled> {
         let s = &self.state;
+        let images = read_f32(s.images.clone().reshape([-1])).await?;
+        let labels = read_f32(s.labels.clone().reshape([-1])).await?;
+        self.distilled_with(images, labels).await
+    }
+
+    /// The distilled data of a checkpoint just taken from this distiller: its images and labels,
+    /// and the learning rates (the only values read back from the device).
+    pub async fn distilled_of(&self, c: &Checkpoint) -> Result<Distilled> {
+        self.distilled_with(c.tensors[0].values.clone(), c.tensors[1].values.clone()).await
+    }
+
+    async fn distilled_with(&self, images: Vec<f32>, labels: Vec<f32>) -> Result<Distilled> {
         Ok(Distilled {
             per_step: self.config.images_per_step(self.net.classes()),
             size: self.config.image_size,
             classes: self.net.classes(),
             epochs: self.config.epochs,
-            images: read_f32(s.images.clone().reshape([-1])).await?,
-            labels: read_f32(s.labels.clone().reshape([-1])).await?,
-            lrs: read_f32(softplus(s.raw_lrs.clone(), 1.0)).await?,
+            images,
+            labels,
+            lrs: read_f32(softplus(self.state.raw_lrs.clone(), 1.0)).await?,
             classes_of: self.classes_of.clone(),
         })
     }

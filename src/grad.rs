@@ -59,23 +59,15 @@ fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B,
             // convolution with batch and channel dimensions swapped.
             let xs = cache.x.clone().swap_dims(0, 1);
             let dw = conv2d(xs, dy.clone().swap_dims(0, 1), None, ConvOptions::new([1, 1], [p, p], [1, 1], 1)).swap_dims(0, 1);
+            // d input: the transposed convolution (stride 1, so exactly the input's size).
             let dx = need_dx.then(|| conv_transpose2d(dy, w, None, ConvTransposeOptions::new([1, 1], [p, p], [0, 0], [1, 1], 1)));
-            let dx = dx.map(|d| {
-                // A transposed convolution gives back floor-cropped sizes; pad to the input's.
-                let [_, _, h, wd] = cache.x.dims();
-                let [_, _, dh, dwd] = d.dims();
-                if dh == h && dwd == wd { d } else { d.pad((0, wd - dwd, 0, h - dh), PadMode::Constant(0.0)) }
-            });
             (dx, dw, db)
         }
     }
 }
 
-fn relu_mask<B: Backend>(pre: &Tensor<B, 4>) -> Tensor<B, 4> {
-    pre.clone().greater_elem(0.0).float()
-}
-
-fn relu_mask2<B: Backend>(pre: &Tensor<B, 2>) -> Tensor<B, 2> {
+/// 1 where the pre-activation is positive, else 0: the ReLU's derivative, held constant.
+fn relu_mask<B: Backend, const D: usize>(pre: &Tensor<B, D>) -> Tensor<B, D> {
     pre.clone().greater_elem(0.0).float()
 }
 
@@ -119,9 +111,9 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
             let (p2, w2) = max_pool_forward(a2.clone() * m2.clone());
             let f = p2.clone().reshape([n as i32, -1]);
             let h1 = f.clone().matmul(shaped2(4)) + params[5].clone().unsqueeze();
-            let q1 = h1.clone() * relu_mask2(&h1);
+            let q1 = h1.clone() * relu_mask(&h1);
             let h2 = q1.clone().matmul(shaped2(6)) + params[7].clone().unsqueeze();
-            let q2 = h2.clone() * relu_mask2(&h2);
+            let q2 = h2.clone() * relu_mask(&h2);
             let z = q2.clone().matmul(shaped2(8)) + params[9].clone().unsqueeze();
             (vec![(c1, a1.dims(), m1), (c2, a2.dims(), m2)], vec![Some(w1), Some(w2)], vec![f, q1, q2], vec![h1, h2], z)
         }
@@ -154,7 +146,7 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
         grads[wi] = Some(flat2(dense_in[layer].clone().transpose().matmul(dz.clone())));
         grads[wi + 1] = Some(dz.clone().sum_dim(0).reshape([-1]));
         let dx = dz.matmul(shaped2(wi).transpose());
-        dz = if layer > 0 { dx * relu_mask2(&dense_pre[layer - 1]) } else { dx };
+        dz = if layer > 0 { dx * relu_mask(&dense_pre[layer - 1]) } else { dx };
     }
 
     // Convolution blocks, last to first; `dz` is now d loss / d flattened features.

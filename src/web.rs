@@ -323,9 +323,9 @@ async fn run_chunk<B: Backend>(d: &mut Distiller<B>, n: usize) -> Chunk {
     let snapshot = if device_lost {
         None
     } else {
-        match (d.distilled().await, d.checkpoint().await) {
-            (Ok(a), Ok(b)) => Some((a, b)),
-            (Err(e), _) | (_, Err(e)) => {
+        match read_state(d).await {
+            Ok(state) => Some(state),
+            Err(e) => {
                 device_lost = true;
                 stopped = Some(e.to_string());
                 None
@@ -341,10 +341,13 @@ struct Snapshot {
     fixed_init: Option<Vec<Vec<f32>>>,
 }
 
+/// The whole state and the distilled data, each value read back from the device once.
+async fn read_state<B: Backend>(d: &Distiller<B>) -> crate::Result<(Distilled, Checkpoint)> {
+    let checkpoint = d.checkpoint().await?;
+    Ok((d.distilled_of(&checkpoint).await?, checkpoint))
+}
+
 async fn snapshot<B: Backend>(d: &Distiller<B>) -> Result<Snapshot, JsValue> {
-    Ok(Snapshot {
-        distilled: d.distilled().await.map_err(js_err)?,
-        checkpoint: d.checkpoint().await.map_err(js_err)?,
-        fixed_init: d.fixed_init_values().await.map_err(js_err)?,
-    })
+    let (distilled, checkpoint) = read_state(d).await.map_err(js_err)?;
+    Ok(Snapshot { distilled, checkpoint, fixed_init: d.fixed_init_values().await.map_err(js_err)? })
 }
