@@ -118,6 +118,9 @@ pub struct Config {
     pub full_data_epochs: usize,
     /// Share of each class held out as the test split when a folder is split.
     pub test_fraction: f64,
+    /// Share of each class of the training data kept back as the privacy audit's holdout: never
+    /// distilled from, compared with the members (0 turns the audit off).
+    pub holdout_fraction: f64,
     /// Seed of every random choice.
     pub seed: u64,
 }
@@ -152,6 +155,7 @@ impl Default for Config {
             full_data_nets: 3,
             full_data_epochs: 10,
             test_fraction: 0.2,
+            holdout_fraction: 0.2,
             seed: 0,
         }
     }
@@ -212,6 +216,9 @@ impl Config {
                 "test_fraction = {} is outside (0, 1)",
                 self.test_fraction
             )));
+        }
+        if !(0.0..=0.9).contains(&self.holdout_fraction) {
+            return Err(Error::Config(format!("holdout_fraction = {} is outside [0, 0.9]", self.holdout_fraction)));
         }
         if self.decay_factor > 1.0 {
             return Err(Error::Config(format!("decay_factor = {} is above 1", self.decay_factor)));

@@ -134,7 +134,7 @@ pub async fn evaluate_distilled<B: Backend>(
 
 /// A random real subset laid out like the distilled steps: for every step, `per_class` images of
 /// each class, with one-hot labels.
-fn random_subset_program<B: Backend>(
+pub(crate) fn random_subset_program<B: Backend>(
     train: &Dataset,
     config: &Config,
     norm: Normalization,
@@ -181,15 +181,9 @@ async fn random_subset_scores<B: Backend>(
     Ok(scores)
 }
 
-/// The random-subset baseline: its fixed learning rate is chosen among `config.baseline_lrs` by
-/// accuracy on the training data (three tuning networks), then it is scored on the test data.
-pub async fn evaluate_random_subset<B: Backend>(
-    config: &Config,
-    train: &Dataset,
-    norm: Normalization,
-    test: &TestSet<B>,
-    device: &B::Device,
-) -> Result<(Accuracy, f64)> {
+/// The random subset's fixed learning rate: the one of `config.baseline_lrs` that scores best
+/// on the training data (three tuning networks each).
+pub async fn pick_subset_lr<B: Backend>(config: &Config, train: &Dataset, norm: Normalization, device: &B::Device) -> Result<f64> {
     let net = Network::new(config, train.num_classes())?;
     let train_set = TestSet::<B>::new(train, norm, device);
     let mut best = (f64::NEG_INFINITY, config.baseline_lrs[0]);
@@ -201,7 +195,20 @@ pub async fn evaluate_random_subset<B: Backend>(
             best = (total, lr);
         }
     }
-    let lr = best.1;
+    Ok(best.1)
+}
+
+/// The random-subset baseline: its learning rate from [`pick_subset_lr`], then scored on the
+/// test data.
+pub async fn evaluate_random_subset<B: Backend>(
+    config: &Config,
+    train: &Dataset,
+    norm: Normalization,
+    test: &TestSet<B>,
+    device: &B::Device,
+) -> Result<(Accuracy, f64)> {
+    let net = Network::new(config, train.num_classes())?;
+    let lr = pick_subset_lr::<B>(config, train, norm, device).await?;
     let mut r = rng(config.seed ^ 0x5eed, Stream::Baseline);
     let scores = random_subset_scores(&net, config, train, norm, lr, config.eval_nets, &mut r, test, device).await?;
     Ok((summarise(scores), lr))

@@ -11,6 +11,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use zip::{write::SimpleFileOptions, CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
+use crate::audit::{render_png, Audit};
 use crate::config::Config;
 use crate::data::Normalization;
 use crate::distill::{initial_classes, Distilled};
@@ -33,8 +34,12 @@ pub struct Manifest {
     pub classes: Vec<String>,
     /// The normalisation the images live in: pixel = image · std + mean.
     pub normalization: Normalization,
-    /// Images per class in the training split the set was distilled from (counts only).
+    /// Images per class in the training split the set was distilled from: the audit's members
+    /// (counts only).
     pub train_counts: Vec<usize>,
+    /// Images per class kept back from training as the audit's holdout (counts only).
+    #[serde(default)]
+    pub holdout_counts: Vec<usize>,
     /// Outer iterations that were run.
     pub iterations_run: usize,
     /// Why the run stopped early, if it did.
@@ -57,6 +62,8 @@ pub struct Export<'a> {
     pub manifest: Manifest,
     /// The fixed initial weights when `known_init` was used (random, not derived from data).
     pub fixed_init: Option<Vec<Vec<f32>>>,
+    /// The privacy audit, when one was run (distances and statistics, no image).
+    pub audit: Option<&'a Audit>,
 }
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
@@ -110,10 +117,15 @@ pub fn write_archive(export: Export<'_>) -> Result<Vec<u8>> {
         files.push((format!("previews/image_{i:04}.png"), preview_png(pixels, d.size)?));
     }
     files.push(("labels.csv".into(), labels_csv(d, &manifest.classes).into_bytes()));
+    if let Some(a) = export.audit {
+        files.push(("audit.json".into(), serde_json::to_vec_pretty(a).map_err(|e| Error::Archive(e.to_string()))?));
+        files.push(("audit.png".into(), render_png(a)?));
+    }
     manifest.files = vec![
         "distilled.safetensors: images [n,1,H,W] f32 (normalised space), labels [n,C] f32, lrs [steps×epochs] f32, init.* (fixed initial weights, known_init only)".into(),
         "previews/image_NNNN.png: one preview per distilled image".into(),
         "labels.csv: the learned label values of each image".into(),
+        "audit.json, audit.png: the privacy audit (distances, statistics and charts; no real image), when it was run".into(),
         "manifest.json: this file".into(),
     ];
     manifest.preview_scaling = "each preview is min–max scaled on its own to 0–255".into();

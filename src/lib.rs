@@ -7,6 +7,7 @@
 //! writes (and reads) the result archive.
 
 pub mod adam;
+pub mod audit;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -10,7 +10,7 @@ use anondistill::{
     distill::Distiller,
     eval::{evaluate, evaluate_distilled, TestSet},
     export::read_archive,
-    pipeline::{check_same_classes, export, run_to_end, Prepared},
+    pipeline::{check_same_classes, export, run_audit, run_to_end, Prepared},
     Error, Result,
 };
 use burn_tensor::{backend::Backend, Tensor, TensorData};
@@ -57,6 +57,9 @@ struct DistillArgs {
     /// Skip the evaluation.
     #[arg(long)]
     no_eval: bool,
+    /// Skip the privacy audit (it also needs holdout_fraction above 0).
+    #[arg(long)]
+    no_audit: bool,
     /// Compute backend.
     #[arg(long, value_enum, default_value = if cfg!(feature = "flex") { "flex" } else { "ndarray" })]
     backend: BackendArg,
@@ -148,6 +151,7 @@ config_args! {
     full_data_nets: usize, "Networks of the full-data baseline (0 skips it)";
     full_data_epochs: usize, "Epochs of the full-data baseline";
     test_fraction: f64, "Share of each class held out for testing";
+    holdout_fraction: f64, "Share of each class of the training data kept back for the privacy audit (0: no audit)";
     seed: u64, "Seed of every random choice";
 }
 
@@ -175,7 +179,7 @@ fn load(data: Option<&Path>, config: &Config) -> Result<Prepared> {
 fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) -> Result<()> {
     let prepared = load(args.data.as_deref(), &config)?;
     let counts = |d: &Dataset| d.classes.iter().zip(d.class_counts()).map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ");
-    eprintln!("train: {} | test: {}", counts(&prepared.train), counts(&prepared.test));
+    eprintln!("train (members): {} | holdout: {} | test: {}", counts(&prepared.train), counts(&prepared.holdout), counts(&prepared.test));
     let mut d = Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device)?;
     let total = d.total_iterations();
     let bar = ProgressBar::new(total as u64);
@@ -205,7 +209,17 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
         println!("per-class accuracy of the distilled program: {}", per_class(&prepared.train.classes, &e.distilled.per_class));
         Some(e)
     };
-    let bytes = pollster::block_on(export(&d, &prepared, &outcome, metrics))?;
+    let audit = if args.no_audit || prepared.holdout.is_empty() {
+        None
+    } else {
+        let distilled = pollster::block_on(d.distilled())?;
+        let start = Instant::now();
+        let a = pollster::block_on(run_audit(&distilled, &config, &prepared, d.fixed_init(), metrics.as_ref(), &device))?;
+        println!("{}", a.summary());
+        eprintln!("audit in {:.1} s", start.elapsed().as_secs_f64());
+        Some(a)
+    };
+    let bytes = pollster::block_on(export(&d, &prepared, &outcome, metrics, audit.as_ref()))?;
     std::fs::write(&args.out, bytes).map_err(|e| Error::io(&args.out, e))?;
     println!("wrote {}", args.out.display());
     Ok(())

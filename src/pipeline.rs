@@ -3,18 +3,23 @@
 
 use burn_tensor::backend::Backend;
 
+use crate::audit::{audit, Audit, AuditConfig, AuditInputs};
 use crate::config::Config;
 use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped};
 use crate::distill::{Distilled, Distiller, StepReport};
 use crate::error::{Error, Result};
-use crate::eval::Evaluation;
+use crate::eval::{pick_subset_lr, Evaluation};
+use crate::net::Params;
 use crate::export::{write_archive, Export, Manifest, FORMAT};
 
-/// Training and test splits, the training normalisation, and the files that were skipped.
+/// Training (members), holdout and test splits, the training normalisation, and the files that
+/// were skipped.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    /// Images the set is distilled from.
+    /// Images the set is distilled from: the audit's members.
     pub train: Dataset,
+    /// Training images kept back for the privacy audit, never distilled from.
+    pub holdout: Dataset,
     /// Held-out images for evaluation only.
     pub test: Dataset,
     /// Statistics of the training pixels.
@@ -27,7 +32,12 @@ impl Prepared {
     /// Splits loaded files (stratified, seeded by `config`).
     pub fn from_loaded(loaded: Loaded, config: &Config) -> Result<Self> {
         let (train, test) = loaded.dataset.split(config.test_fraction, config.seed)?;
-        Ok(Self { norm: Normalization::of(&train), train, test, skipped: loaded.skipped })
+        Ok(Self::with_holdout(train, test, loaded.skipped, config))
+    }
+
+    fn with_holdout(train: Dataset, test: Dataset, skipped: Vec<Skipped>, config: &Config) -> Self {
+        let (train, holdout) = train.split_holdout(config.holdout_fraction, config.seed);
+        Self { norm: Normalization::of(&train), train, holdout, test, skipped }
     }
 
     /// Uses an archive's own train and test splits (a split of train when it has no test).
@@ -37,7 +47,7 @@ impl Prepared {
             None => splits.train.split(config.test_fraction, config.seed)?,
         };
         train.check_classes(1)?;
-        Ok(Self { norm: Normalization::of(&train), train, test, skipped: Vec::new() })
+        Ok(Self::with_holdout(train, test, Vec::new(), config))
     }
 }
 
@@ -62,16 +72,43 @@ pub async fn run_to_end<B: Backend>(d: &mut Distiller<B>, mut on_step: impl FnMu
     Outcome { iterations: d.iteration(), stopped_early: None }
 }
 
+/// The privacy audit of `distilled` against the run's members and holdout. The random subset
+/// takes the evaluation's learning rate when there is one, else the same choice made afresh.
+pub async fn run_audit<B: Backend>(
+    distilled: &Distilled,
+    config: &Config,
+    prepared: &Prepared,
+    fixed_init: Option<&Params<B>>,
+    metrics: Option<&Evaluation>,
+    device: &B::Device,
+) -> Result<Audit> {
+    let subset_lr = match metrics {
+        Some(m) => m.random_subset_lr,
+        None => pick_subset_lr::<B>(config, &prepared.train, prepared.norm, device).await?,
+    };
+    let inputs = AuditInputs {
+        config,
+        members: &prepared.train,
+        holdout: &prepared.holdout,
+        norm: prepared.norm,
+        fixed_init,
+        subset_lr,
+        device,
+    };
+    audit(distilled, inputs, &AuditConfig::default()).await
+}
+
 /// The result archive of a distiller's current state.
 pub async fn export<B: Backend>(
     d: &Distiller<B>,
     prepared: &Prepared,
     outcome: &Outcome,
     metrics: Option<Evaluation>,
+    audit: Option<&Audit>,
 ) -> Result<Vec<u8>> {
     let distilled = d.distilled().await?;
     let fixed_init = d.fixed_init_values().await?;
-    export_distilled(&distilled, d.config(), prepared, outcome, metrics, fixed_init)
+    export_distilled(&distilled, d.config(), prepared, outcome, metrics, audit, fixed_init)
 }
 
 /// The result archive of distilled data already read back to the host.
@@ -81,6 +118,7 @@ pub fn export_distilled(
     prepared: &Prepared,
     outcome: &Outcome,
     metrics: Option<Evaluation>,
+    audit: Option<&Audit>,
     fixed_init: Option<Vec<Vec<f32>>>,
 ) -> Result<Vec<u8>> {
     let manifest = Manifest {
@@ -90,6 +128,7 @@ pub fn export_distilled(
         classes: prepared.train.classes.clone(),
         normalization: prepared.norm,
         train_counts: prepared.train.class_counts(),
+        holdout_counts: prepared.holdout.class_counts(),
         iterations_run: outcome.iterations,
         stopped_early: outcome.stopped_early.clone(),
         metrics,
@@ -97,7 +136,7 @@ pub fn export_distilled(
         preview_scaling: String::new(),
         files: Vec::new(),
     };
-    write_archive(Export { distilled, manifest, fixed_init })
+    write_archive(Export { distilled, manifest, fixed_init, audit })
 }
 
 /// Checks that `data` has the classes an archive was distilled for.

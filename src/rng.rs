@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 /// The purposes a seed is used for; each gets its own independent stream.
 #[derive(Clone, Copy, Debug)]
 pub enum Stream {
-    /// Train/test split and member/holdout split.
+    /// Train/test split.
     Split = 1,
     /// Initial distilled images.
     DistillInit = 2,
@@ -16,6 +16,10 @@ pub enum Stream {
     Eval = 4,
     /// Baselines (random subsets, full-data training).
     Baseline = 5,
+    /// The privacy audit's samples and networks.
+    Audit = 6,
+    /// Member/holdout split of the training data.
+    Holdout = 7,
 }
 
 /// A ChaCha8 generator for one purpose of one seed.

@@ -141,7 +141,7 @@ fn divergence_stops_the_run_and_keeps_the_last_good_state() {
     assert_eq!(outcome.iterations, 2);
     assert!(outcome.stopped_early.as_deref().unwrap().contains("diverged at iteration 3"));
     // The kept state can still be exported.
-    let zip = pollster::block_on(export(&d, &prepared, &outcome, None)).unwrap();
+    let zip = pollster::block_on(export(&d, &prepared, &outcome, None, None)).unwrap();
     let archive = anondistill::export::read_archive(&zip).unwrap();
     assert_eq!(archive.distilled.images, before.images);
     assert!(archive.manifest.stopped_early.unwrap().contains("diverged"));

@@ -33,7 +33,7 @@ fn run(config: &Config) -> Vec<u8> {
     assert_eq!(outcome.stopped_early, None);
     let distilled = pollster::block_on(d.distilled()).unwrap();
     let e = pollster::block_on(evaluate(config, &distilled, d.fixed_init(), &prepared.train, &prepared.test, prepared.norm, &device)).unwrap();
-    pollster::block_on(export(&d, &prepared, &outcome, Some(e))).unwrap()
+    pollster::block_on(export(&d, &prepared, &outcome, Some(e), None)).unwrap()
 }
 
 #[test]

@@ -173,17 +173,28 @@ impl Dataset {
     /// go to the second part. Needs two images per class.
     pub fn split(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
         self.check_classes(2)?;
-        let mut rng = rng(seed, Stream::Split);
+        Ok(self.split_by(fraction, 1, rng(seed, Stream::Split)))
+    }
+
+    /// The members/holdout split of training data: from each class with at least two images,
+    /// `fraction` of them (at least one when `fraction` > 0) go to the holdout; a class with one
+    /// image keeps it. `fraction` 0 gives an empty holdout.
+    pub fn split_holdout(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+        self.split_by(fraction, usize::from(fraction > 0.0), rng(seed, Stream::Holdout))
+    }
+
+    fn split_by(&self, fraction: f64, at_least: usize, mut rng: rand_chacha::ChaCha8Rng) -> (Dataset, Dataset) {
         let (mut first, mut second) = (Vec::new(), Vec::new());
         for idx in self.indices_by_class() {
             let perm = permutation(&mut rng, idx.len());
-            let k = ((idx.len() as f64 * fraction).round() as usize).clamp(1, idx.len() - 1);
+            let most = idx.len().saturating_sub(1);
+            let k = ((idx.len() as f64 * fraction).round() as usize).max(at_least).min(most);
             second.extend(perm[..k].iter().map(|&p| idx[p]));
             first.extend(perm[k..].iter().map(|&p| idx[p]));
         }
         first.sort_unstable();
         second.sort_unstable();
-        Ok((self.subset(&first), self.subset(&second)))
+        (self.subset(&first), self.subset(&second))
     }
 
     /// Images at `indices`, normalised, as a `[n, 1, size, size]` tensor, with their one-hot
@@ -236,6 +247,22 @@ pub(crate) mod tests {
         for i in 0..b.len() {
             assert!((0..a.len()).all(|j| a.image(j) != b.image(i)));
         }
+    }
+
+    #[test]
+    fn holdout_split_is_stratified_disjoint_and_may_be_empty() {
+        let d = toy(2, 10, 4);
+        let (members, holdout) = d.split_holdout(0.2, 5);
+        assert_eq!((members.class_counts(), holdout.class_counts()), (vec![8, 8], vec![2, 2]));
+        for i in 0..holdout.len() {
+            assert!((0..members.len()).all(|j| members.image(j) != holdout.image(i)));
+        }
+        // Another stream than the train/test split of the same seed.
+        assert_ne!(d.split(0.2, 5).unwrap().1, holdout);
+        let (all, none) = d.split_holdout(0.0, 5);
+        assert_eq!((all.len(), none.len()), (20, 0));
+        let single = toy(2, 1, 4);
+        assert_eq!(single.split_holdout(0.5, 0).1.len(), 0);
     }
 
     #[test]
