@@ -14,13 +14,14 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::audit::Audit;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::data::{load_files, InputFile, Skipped};
 use crate::demo::{demo_files, ATTRIBUTION};
 use crate::distill::{Distilled, Distiller, StepReport};
 use crate::eval::{evaluate, Evaluation};
-use crate::pipeline::{export_distilled, Outcome, Prepared};
+use crate::pipeline::{export_distilled, run_audit, Outcome, Prepared};
 
 macro_rules! on_engine {
     ($engine:expr, $d:ident => $body:expr) => {
@@ -46,6 +47,8 @@ struct Inner {
     last_checkpoint: Option<Checkpoint>,
     fixed_init: Option<Vec<Vec<f32>>>,
     metrics: Option<Evaluation>,
+    /// The privacy audit of the state at `outcome.iterations` (dropped when that moves on).
+    audit: Option<Audit>,
 }
 
 /// What the page shows about the loaded data.
@@ -53,6 +56,7 @@ struct Inner {
 struct Summary<'a> {
     classes: &'a [String],
     train_counts: Vec<usize>,
+    holdout_counts: Vec<usize>,
     test_counts: Vec<usize>,
     skipped: &'a [Skipped],
     image_size: usize,
@@ -133,6 +137,7 @@ impl Session {
             last_checkpoint: None,
             fixed_init: None,
             metrics: None,
+            audit: None,
         };
         Ok(Session { inner: Rc::new(RefCell::new(inner)) })
     }
@@ -145,6 +150,7 @@ impl Session {
         to_js(&Summary {
             classes: &s.prepared.train.classes,
             train_counts: s.prepared.train.class_counts(),
+            holdout_counts: s.prepared.holdout.class_counts(),
             test_counts: s.prepared.test.class_counts(),
             skipped: &s.prepared.skipped,
             image_size: c.image_size,
@@ -194,6 +200,7 @@ impl Session {
             s.last_checkpoint = Some(snap.checkpoint);
             s.fixed_init = snap.fixed_init;
             s.metrics = None;
+            s.audit = None;
             Ok(JsValue::from(total as u32))
         })
     }
@@ -209,6 +216,9 @@ impl Session {
             let total = on_engine!(&engine, d => d.total_iterations());
             let mut s = inner.borrow_mut();
             if let Some((d, c)) = chunk.snapshot {
+                if c.meta.iteration != s.outcome.iterations {
+                    s.audit = None;
+                }
                 s.outcome.iterations = c.meta.iteration;
                 s.last_good = Some(d);
                 s.last_checkpoint = Some(c);
@@ -250,6 +260,48 @@ impl Session {
         })
     }
 
+    /// The privacy audit of the last good state against the members and the holdout; resolves
+    /// to `{report, size, gallery}`: the report as `audit.json` holds it, and for each distilled
+    /// image its pixels and those of its nearest member and holdout image by L2 and by SSIM
+    /// (`Float32Array`s in [0, 1] units), for the page to show locally. Only the report goes
+    /// into the export.
+    pub fn audit(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let engine = take_engine(&inner)?;
+            let (config, prepared, distilled, metrics) = {
+                let s = inner.borrow();
+                (s.config.clone(), s.prepared.clone(), s.last_good.clone().ok_or_else(|| js_err("nothing distilled yet"))?, s.metrics.clone())
+            };
+            let result = on_engine!(&engine, d => {
+                run_audit(&distilled, &config, &prepared, d.fixed_init(), metrics.as_ref(), d.device()).await
+            });
+            let mut s = inner.borrow_mut();
+            s.engine = Some(engine);
+            let a = result.map_err(js_err)?;
+            let out = js_sys::Object::new();
+            let set = |o: &js_sys::Object, k: &str, v: JsValue| js_sys::Reflect::set(o, &k.into(), &v).map(|_| ());
+            set(&out, "report", to_js(&a)?)?;
+            set(&out, "size", (distilled.size as u32).into())?;
+            let n = distilled.size * distilled.size;
+            let norm = prepared.norm;
+            let gallery = Array::new();
+            for (i, nb) in a.neighbours.iter().enumerate() {
+                let row = js_sys::Object::new();
+                let own: Vec<f32> = distilled.images[i * n..(i + 1) * n].iter().map(|v| v * norm.std + norm.mean).collect();
+                set(&row, "distilled", Float32Array::from(&own[..]).into())?;
+                set(&row, "memberL2", Float32Array::from(prepared.train.image(nb.member.l2_index)).into())?;
+                set(&row, "memberSsim", Float32Array::from(prepared.train.image(nb.member.ssim_index)).into())?;
+                set(&row, "holdoutL2", Float32Array::from(prepared.holdout.image(nb.holdout.l2_index)).into())?;
+                set(&row, "holdoutSsim", Float32Array::from(prepared.holdout.image(nb.holdout.ssim_index)).into())?;
+                gallery.push(&row);
+            }
+            set(&out, "gallery", gallery.into())?;
+            s.audit = Some(a);
+            Ok(out.into())
+        })
+    }
+
     /// The distilled data as last read back: `{size, classes, perStep, images, labels, lrs}`
     /// with `Float32Array`s (images in normalised space, row-major, image after image).
     pub fn distilled(&self) -> Result<JsValue, JsValue> {
@@ -275,11 +327,13 @@ impl Session {
         Ok(Uint8Array::from(&c.to_bytes().map_err(js_err)?[..]))
     }
 
-    /// The result archive (the engine's export) of the last good state.
+    /// The result archive (the engine's export) of the last good state, with the privacy audit
+    /// when one was run on that state.
     pub fn export(&self) -> Result<Uint8Array, JsValue> {
         let s = self.inner.borrow();
         let d = s.last_good.as_ref().ok_or_else(|| js_err("nothing distilled yet"))?;
-        let bytes = export_distilled(d, &s.config, &s.prepared, &s.outcome, s.metrics.clone(), s.fixed_init.clone()).map_err(js_err)?;
+        let bytes = export_distilled(d, &s.config, &s.prepared, &s.outcome, s.metrics.clone(), s.audit.as_ref(), s.fixed_init.clone())
+            .map_err(js_err)?;
         Ok(Uint8Array::from(&bytes[..]))
     }
 }

@@ -135,8 +135,9 @@ drop.addEventListener('drop', async (e) => {
 function showSummary(s) {
   state.classes = s.classes;
   const total = (a) => a.reduce((x, y) => x + y, 0);
-  $('data-status').textContent = `${total(s.train_counts) + total(s.test_counts)} images in ${s.classes.length} classes: ` +
-    `${total(s.train_counts)} to distil from, ${total(s.test_counts)} held out for evaluation. ` +
+  const all = total(s.train_counts) + total(s.holdout_counts) + total(s.test_counts);
+  $('data-status').textContent = `${all} images in ${s.classes.length} classes: ` +
+    `${total(s.train_counts)} to distil from, ${total(s.holdout_counts)} kept back for the privacy audit, ${total(s.test_counts)} held out for evaluation. ` +
     `The distilled set will have ${s.distilled_images} images and ${s.inner_steps} learning rates.`;
   const box = $('classes');
   box.replaceChildren();
@@ -153,7 +154,7 @@ function showSummary(s) {
       loadIntoWorker();
     });
     const count = document.createElement('span');
-    count.textContent = `${s.train_counts[c] + s.test_counts[c]} images`;
+    count.textContent = `${s.train_counts[c] + s.holdout_counts[c] + s.test_counts[c]} images`;
     row.append(input, count);
     const thumbs = state.files.filter((f) => (state.renames[f.cls] || f.cls) === name).slice(0, 8);
     for (const t of thumbs) {
@@ -205,7 +206,11 @@ $('cancel').addEventListener('click', () => send({ type: 'cancel' }));
 $('evaluate').addEventListener('click', () => {
   $('evaluate').disabled = true;
   $('eval-status').textContent = 'training fresh networks on the distilled set and on the baselines…';
-  send({ type: 'evaluate' });
+  send({ type: 'evaluate', audit: true });
+});
+$('audit').addEventListener('click', () => {
+  $('audit').disabled = true;
+  send({ type: 'audit' });
 });
 $('download').addEventListener('click', () => send({ type: 'export' }));
 $('save-session').addEventListener('click', () => {
@@ -242,6 +247,7 @@ function setRunning(on) {
   $('pause').disabled = !state.started || (!on && !state.paused);
   $('cancel').disabled = !on && !state.paused;
   $('evaluate').disabled = on || !state.started;
+  $('audit').disabled = on || !state.started;
   $('download').disabled = on || !state.started;
   $('save-session').disabled = !state.checkpoint;
 }
@@ -306,6 +312,76 @@ function drawGrid(d) {
   }
 }
 
+// A grey image on a canvas: pixel values in [0, 1], or min–max scaled when `stretch`.
+function greyCanvas(values, size, stretch) {
+  const c = document.createElement('canvas');
+  c.width = size;
+  c.height = size;
+  c.className = 'audit-image';
+  let lo = 0, hi = 1;
+  if (stretch) {
+    lo = Infinity; hi = -Infinity;
+    for (const v of values) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  }
+  const span = hi - lo || 1;
+  const ctx = c.getContext('2d');
+  const img = ctx.createImageData(size, size);
+  values.forEach((v, k) => {
+    const g = Math.round(Math.min(1, Math.max(0, (v - lo) / span)) * 255);
+    img.data.set([g, g, g, 255], k * 4);
+  });
+  ctx.putImageData(img, 0, 0);
+  return c;
+}
+
+function cell(...parts) {
+  const td = document.createElement('td');
+  for (const p of parts) td.append(typeof p === 'string' ? document.createTextNode(p) : p);
+  return td;
+}
+
+function showAudit(m) {
+  const a = m.report;
+  const iv = (x, d = 3) => `${x.value.toFixed(d)} [${x.lo.toFixed(d)}, ${x.hi.toFixed(d)}]`;
+  const leak = a.reasons.length > 0;
+  $('audit-verdict').textContent = `Verdict: ${a.verdict}.`;
+  $('audit-verdict').className = leak ? 'error' : 'ok';
+  $('audit-reasons').replaceChildren(...a.reasons.map((r) => Object.assign(document.createElement('li'), { textContent: r })));
+  const sum = (v) => v.reduce((x, y) => x + y, 0);
+  const sh = a.share;
+  $('audit-summary').textContent = `${sum(a.members)} members, ${sum(a.holdout)} holdout patches (never distilled from). ` +
+    `${sh.closer_to_member} of ${sh.images} distilled images are nearer a member than a holdout patch; counting each nearest patch once, ` +
+    `${sh.distinct_nearest_members} of ${sh.distinct_nearest} (95% interval ${sh.distinct_share.lo.toFixed(2)}–${sh.distinct_share.hi.toFixed(2)}; one half when nothing leaks). ` +
+    `Near copies: ${a.near_copy.flagged.length} (L2 ≤ ${a.near_copy.l2_threshold.toFixed(2)} or SSIM ≥ ${a.near_copy.ssim_threshold.toFixed(3)}, ` +
+    `the ${100 * a.near_copy.quantile}% quantile of members' distances to their nearest other member). ` +
+    `Labels whose largest entry is another class: ${a.labels_not_own_class.length}.`;
+  const mem = a.membership;
+  $('audit-attack').tBodies[0].replaceChildren(...[['the distilled set', mem.distilled], [`a random real subset of the same size (lr ${mem.random_subset_lr})`, mem.random_subset]]
+    .map(([name, x]) => {
+      const tr = document.createElement('tr');
+      tr.append(cell(name), cell(iv(x.auc)), cell(iv(x.tpr_at_1pct_fpr)), cell(iv(x.tpr_at_0_1pct_fpr)));
+      return tr;
+    }));
+  $('audit-comparison').textContent = `${mem.comparison} (mean loss over ${mem.nets} networks; ${mem.members} members vs ${mem.holdout} holdout patches).`;
+  $('audit-gallery').tBodies[0].replaceChildren(...a.images.map((im, i) => {
+    const g = m.gallery[i];
+    const tr = document.createElement('tr');
+    if (im.near_copy) tr.className = 'flagged';
+    const label = `${im.label_top_class}, entropy ${im.label_entropy_bits == null ? '–' : im.label_entropy_bits.toFixed(2)} bits` +
+      (im.label_not_own_class ? ` (initialised as ${im.class})` : '');
+    tr.append(
+      cell(greyCanvas(g.distilled, m.size, true), `#${i}${im.near_copy ? ' NEAR COPY' : ''}`),
+      cell(greyCanvas(g.memberL2, m.size), `L2 ${im.member_l2.toFixed(2)}`),
+      cell(greyCanvas(g.memberSsim, m.size), `SSIM ${im.member_ssim.toFixed(3)}`),
+      cell(greyCanvas(g.holdoutL2, m.size), `L2 ${im.holdout_l2.toFixed(2)}`),
+      cell(greyCanvas(g.holdoutSsim, m.size), `SSIM ${im.holdout_ssim.toFixed(3)}`),
+      cell(label),
+    );
+    return tr;
+  }));
+  $('audit-panel').hidden = false;
+}
+
 // ---- messages from the worker ----------------------------------------------------------------
 
 const handlers = {
@@ -351,6 +427,10 @@ const handlers = {
     recover(true);
   },
   progress(m) {
+    if (state.audit) {
+      state.audit = null;
+      $('audit-status').textContent = 'the audit shown is of an earlier state and is left out of the download; run it again for this one';
+    }
     for (const r of m.reports) state.losses.push(r.loss);
     (state.chunks = state.chunks || []).push({ iterations: m.iterations, elapsed: m.elapsed, backend: state.backend });
     const last = m.reports[m.reports.length - 1];
@@ -410,6 +490,16 @@ const handlers = {
     $('eval-status').textContent = `on ${e.test_images} held-out patches`;
     $('evaluate').disabled = false;
   },
+  'audit-started'() {
+    $('audit').disabled = true;
+    $('audit-status').textContent = 'auditing: nearest real patches, near copies, membership attack…';
+  },
+  audit(m) {
+    showAudit(m);
+    state.audit = m.report;
+    $('audit-status').textContent = `audit of iteration ${state.checkpoint ? state.checkpoint.iterations : '?'}; it goes into the download`;
+    $('audit').disabled = state.running;
+  },
   archive(m) {
     saveBlob(new Blob([m.bytes], { type: 'application/zip' }), 'result.zip');
   },
@@ -430,6 +520,7 @@ const handlers = {
     setRunning(false);
     $('start').disabled = false;
     $('evaluate').disabled = !state.started;
+    $('audit').disabled = !state.started;
   },
 };
 

@@ -133,8 +133,15 @@ const handlers = {
     running = false;
     post({ type: 'cancelled', iterations: session ? session.iterations() : 0 });
   },
-  async evaluate() {
+  async evaluate({ audit }) {
     post({ type: 'evaluation', evaluation: await session.evaluate() });
+    if (audit) handlers.audit();
+  },
+  async audit() {
+    post({ type: 'audit-started' });
+    const a = await session.audit();
+    const buffers = a.gallery.flatMap((g) => [g.distilled, g.memberL2, g.memberSsim, g.holdoutL2, g.holdoutSsim].map((x) => x.buffer));
+    post({ type: 'audit', ...a }, buffers);
   },
   async export() {
     const bytes = session.export();

@@ -85,16 +85,33 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     await page.waitForSelector('#eval-table:not([hidden])', { timeout: 600000 });
     assert.equal(await page.locator('#eval-table tbody tr').count(), 3);
     assert.match(await page.textContent('#eval-status'), /on 16 held-out patches/);
+    assert.match(await page.textContent('#data-status'), /52 to distil from, 12 kept back for the privacy audit, 16 held out/);
+    // The privacy audit follows the evaluation: verdict, attack table, and the local gallery of
+    // each distilled image with its nearest real patches.
+    await page.waitForSelector('#audit-panel:not([hidden])', { timeout: 600000 });
+    assert.match(await page.textContent('#audit-verdict'), /^Verdict: (no evidence of leakage at this sample size|leakage detected)\.$/);
+    assert.doesNotMatch(await page.textContent('#audit-section'), /anonymous/i);
+    assert.equal(await page.locator('#audit-attack tbody tr').count(), 2);
+    assert.equal(await page.locator('#audit-gallery tbody tr').count(), 20);
+    assert.equal(await page.locator('#audit-gallery canvas').count(), 100);
+    assert.match(await page.textContent('#audit-summary'), /52 members, 12 holdout patches/);
     await page.screenshot({ path: ARTIFACTS + 'after.png', fullPage: true });
 
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
     const zip = ARTIFACTS + 'result.zip';
     await download.saveAs(zip);
     const names = JSON.parse(execFileSync('python3', ['-c', 'import json,sys,zipfile; print(json.dumps(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))', zip]));
-    const expected = ['distilled.safetensors', 'labels.csv', 'manifest.json', ...Array.from({ length: 20 }, (_, i) => `previews/image_${String(i).padStart(4, '0')}.png`)].sort();
+    const expected = ['audit.json', 'audit.png', 'distilled.safetensors', 'labels.csv', 'manifest.json', ...Array.from({ length: 20 }, (_, i) => `previews/image_${String(i).padStart(4, '0')}.png`)].sort();
     assert.deepEqual(names, expected);
     const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', zip]));
     assert.equal(manifest.iterations_run, 6);
+    assert.deepEqual(manifest.holdout_counts, [6, 6]);
+    const audit = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("audit.json").decode())', zip]));
+    assert.equal(audit.images.length, 20);
+    assert.equal(audit.verdict, await page.evaluate(() => window.anondistill.audit.verdict));
+    const longest = (v) => (Array.isArray(v) ? Math.max(v.length, ...v.map(longest)) : v && typeof v === 'object' ? Math.max(0, ...Object.values(v).map(longest)) : 0);
+    assert.ok(longest(audit) < 28 * 28, 'no image-sized array in audit.json');
+    assert.equal(audit.neighbours, undefined);
     assert.ok(!JSON.stringify(manifest).includes('train_0'), 'no file name in the manifest');
     assert.deepEqual(late.slice(afterReady), [], 'network requests after the page was ready');
   } finally {
@@ -249,6 +266,13 @@ test('losing the GPU mid-run carries on on the CPU from the last state', async (
     await download.saveAs(ARTIFACTS + 'after-gpu-loss.zip');
     const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', ARTIFACTS + 'after-gpu-loss.zip']));
     assert.equal(manifest.iterations_run, 6);
+    assert.deepEqual(manifest.holdout_counts, [6, 6]);
+    const audit = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("audit.json").decode())', zip]));
+    assert.equal(audit.images.length, 20);
+    assert.equal(audit.verdict, await page.evaluate(() => window.anondistill.audit.verdict));
+    const longest = (v) => (Array.isArray(v) ? Math.max(v.length, ...v.map(longest)) : v && typeof v === 'object' ? Math.max(0, ...Object.values(v).map(longest)) : 0);
+    assert.ok(longest(audit) < 28 * 28, 'no image-sized array in audit.json');
+    assert.equal(audit.neighbours, undefined);
   } finally {
     await browser.close();
   }
@@ -276,7 +300,7 @@ test('a folder of 10,000 patches loads, stays responsive and runs', async () => 
       await page.waitForTimeout(100);
     }
     assert.ok(slowest < 1000, `a frame took ${slowest} ms while 10,000 files were read and decoded`);
-    assert.match(await page.textContent('#data-status'), /8000 to distil from, 2000 held out/);
+    assert.match(await page.textContent('#data-status'), /6400 to distil from, 1600 kept back for the privacy audit, 2000 held out/);
     assert.equal(await page.locator('.thumb').count(), 16);
     await page.selectOption('#settings [name=backend]', 'cpu');
     await setSetting(page, 'max_iterations', 2);

@@ -1,0 +1,155 @@
+//! The privacy audit on real demo X-ray patches: a clean run is not flagged; a member image, or
+//! a lightly noised copy of one, planted among the distilled images is; the export holds no
+//! member or holdout image.
+
+use std::io::{Cursor, Read};
+
+use anondistill::{
+    audit::{render_png, Audit, LEAKAGE, NO_EVIDENCE},
+    config::Config,
+    data::load_files,
+    demo::demo_files,
+    distill::{Distilled, Distiller},
+    pipeline::{export_distilled, run_audit, run_to_end, Outcome, Prepared},
+    rng::{normal, rng, Stream},
+};
+use burn_ndarray::NdArray;
+
+type B = NdArray;
+
+fn config() -> Config {
+    Config { max_iterations: Some(10), eval_nets: 4, full_data_nets: 0, baseline_lrs: vec![0.01, 0.1], ..Config::default() }
+}
+
+fn demo(config: &Config) -> Prepared {
+    Prepared::from_loaded(load_files(demo_files(), config.image_size).unwrap(), config).unwrap()
+}
+
+fn distilled(config: &Config, p: &Prepared) -> Distilled {
+    let mut d = Distiller::<B>::new(config.clone(), &p.train, p.norm, &Default::default()).unwrap();
+    assert_eq!(pollster::block_on(run_to_end(&mut d, |_| {})).stopped_early, None);
+    pollster::block_on(d.distilled()).unwrap()
+}
+
+fn audit(d: &Distilled, config: &Config, p: &Prepared) -> Audit {
+    pollster::block_on(run_audit::<B>(d, config, p, None, None, &Default::default())).unwrap()
+}
+
+/// `d` with image `at` replaced by member `member` (normalised), plus pixel noise of `noise`.
+fn plant(d: &Distilled, p: &Prepared, at: usize, member: usize, noise: f64) -> Distilled {
+    let n = d.size * d.size;
+    let eps = normal(&mut rng(9, Stream::Eval), n, noise);
+    let mut planted = d.clone();
+    for (k, v) in planted.images[at * n..(at + 1) * n].iter_mut().enumerate() {
+        *v = (p.train.image(member)[k] + eps[k] - p.norm.mean) / p.norm.std;
+    }
+    planted
+}
+
+#[test]
+fn a_clean_run_is_not_flagged_and_planted_copies_are() {
+    let cfg = config();
+    let p = demo(&cfg);
+    assert_eq!((p.train.class_counts(), p.holdout.class_counts()), (vec![128, 128], vec![32, 32]));
+    let d = distilled(&cfg, &p);
+
+    let clean = audit(&d, &cfg, &p);
+    println!("{}", clean.summary());
+    assert_eq!(clean.verdict, NO_EVIDENCE, "{:?}", clean.reasons);
+    assert!(clean.near_copy.flagged.is_empty());
+    assert_eq!(clean.images.len(), 20);
+    assert!(clean.images.iter().all(|i| i.member_l2 > clean.near_copy.l2_threshold && i.member_ssim < clean.near_copy.ssim_threshold));
+    let m = &clean.membership;
+    assert_eq!((m.nets, m.members, m.holdout), (4, 64, 64));
+    for a in [&m.distilled, &m.random_subset] {
+        assert!(a.auc.lo <= a.auc.value && a.auc.value <= a.auc.hi && (0.0..=1.0).contains(&a.auc.value));
+    }
+    assert!(m.comparison.starts_with("no claim") || m.comparison.contains("do not overlap"));
+
+    // An exact member copy: flagged, with distance zero and SSIM one, and the verdict changes.
+    let copied = audit(&plant(&d, &p, 3, 17, 0.0), &cfg, &p);
+    println!("{}", copied.summary());
+    assert_eq!(copied.verdict, LEAKAGE);
+    assert_eq!(copied.near_copy.flagged, vec![3]);
+    assert!(copied.images[3].member_l2 < 1e-4 && copied.images[3].member_ssim > 0.9999);
+    assert!(copied.reasons[0].contains("distilled image 3 is a near copy"), "{:?}", copied.reasons);
+    assert_eq!(copied.neighbours[3].member.l2_index, 17);
+
+    // A copy under Gaussian noise of 5% of the grey range (about 13 grey levels) is flagged too.
+    let noised = audit(&plant(&d, &p, 8, 101, 0.05), &cfg, &p);
+    println!("{}", noised.summary());
+    assert_eq!(noised.verdict, LEAKAGE);
+    assert_eq!(noised.near_copy.flagged, vec![8]);
+    assert_eq!(noised.neighbours[8].member.l2_index, 101);
+    assert!(noised.images[8].member_l2 > 1.0, "the noise is real: {}", noised.images[8].member_l2);
+}
+
+#[test]
+fn labels_that_point_at_another_class_are_flagged() {
+    let cfg = Config { max_iterations: Some(1), ..config() };
+    let p = demo(&cfg);
+    let mut d = distilled(&cfg, &p);
+    // Image 0 was initialised for class 0; give its label mass to class 1.
+    d.labels[0] = 0.1;
+    d.labels[1] = 0.9;
+    let a = audit(&d, &cfg, &p);
+    assert_eq!(a.labels_not_own_class, vec![0]);
+    let h = a.images[0].label_entropy_bits.unwrap();
+    let expected = -(0.1f64 * 0.1f64.log2() + 0.9 * 0.9f64.log2());
+    assert!((h - expected).abs() < 1e-6, "{h} vs {expected}");
+}
+
+#[test]
+fn the_export_holds_no_member_or_holdout_image() {
+    let cfg = config();
+    let p = demo(&cfg);
+    let d = distilled(&cfg, &p);
+    let a = audit(&d, &cfg, &p);
+    let outcome = Outcome { iterations: 10, stopped_early: None };
+    let bytes = export_distilled(&d, &cfg, &p, &outcome, None, Some(&a), None).unwrap();
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+    let names: Vec<String> = zip.file_names().map(String::from).collect();
+    assert!(names.contains(&"audit.json".to_string()) && names.contains(&"audit.png".to_string()), "{names:?}");
+
+    let real: Vec<&[f32]> = (0..p.train.len()).map(|i| p.train.image(i)).chain((0..p.holdout.len()).map(|i| p.holdout.image(i))).collect();
+    let grey = |v: &[f32]| v.iter().map(|x| (x * 255.0).round() as u8).collect::<Vec<u8>>();
+    let real_grey: Vec<Vec<u8>> = real.iter().map(|r| grey(r)).collect();
+    let side = cfg.image_size;
+    for name in &names {
+        let mut buf = Vec::new();
+        zip.by_name(name).unwrap().read_to_end(&mut buf).unwrap();
+        if name.ends_with(".png") {
+            let img = image::load_from_memory(&buf).unwrap().to_luma8();
+            // Every image-sized tile of every PNG differs from every real image's grey levels.
+            for y in (0..img.height() as usize + 1).step_by(side).take_while(|y| y + side <= img.height() as usize) {
+                for x in (0..img.width() as usize + 1).step_by(side).take_while(|x| x + side <= img.width() as usize) {
+                    let tile: Vec<u8> = (0..side * side).map(|k| img.get_pixel((x + k % side) as u32, (y + k / side) as u32)[0]).collect();
+                    assert!(!real_grey.contains(&tile), "{name} holds a real image at ({x}, {y})");
+                }
+            }
+        }
+        if name == "audit.json" {
+            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            fn longest_array(v: &serde_json::Value) -> usize {
+                match v {
+                    serde_json::Value::Array(a) => a.len().max(a.iter().map(longest_array).max().unwrap_or(0)),
+                    serde_json::Value::Object(o) => o.values().map(longest_array).max().unwrap_or(0),
+                    _ => 0,
+                }
+            }
+            assert!(longest_array(&v) < side * side, "audit.json holds an array as long as an image");
+            assert!(v.get("neighbours").is_none(), "indices of real images are not written");
+            // audit.png is drawn from the report alone: the same picture from its JSON.
+            let back: Audit = serde_json::from_value(v).unwrap();
+            let mut png = Vec::new();
+            zip.by_name("audit.png").unwrap().read_to_end(&mut png).unwrap();
+            assert!(render_png(&back).unwrap() == png, "audit.png depends on more than audit.json");
+        }
+    }
+    // The distilled images themselves are not real images either.
+    let n = side * side;
+    for i in 0..d.len() {
+        let pixels: Vec<f32> = d.images[i * n..(i + 1) * n].iter().map(|v| v * p.norm.std + p.norm.mean).collect();
+        assert!(real.iter().all(|r| anondistill::audit::l2(&pixels, r) > 0.5));
+    }
+}
