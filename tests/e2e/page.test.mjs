@@ -266,13 +266,6 @@ test('losing the GPU mid-run carries on on the CPU from the last state', async (
     await download.saveAs(ARTIFACTS + 'after-gpu-loss.zip');
     const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', ARTIFACTS + 'after-gpu-loss.zip']));
     assert.equal(manifest.iterations_run, 6);
-    assert.deepEqual(manifest.holdout_counts, [6, 6]);
-    const audit = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("audit.json").decode())', zip]));
-    assert.equal(audit.images.length, 20);
-    assert.equal(audit.verdict, await page.evaluate(() => window.anondistill.audit.verdict));
-    const longest = (v) => (Array.isArray(v) ? Math.max(v.length, ...v.map(longest)) : v && typeof v === 'object' ? Math.max(0, ...Object.values(v).map(longest)) : 0);
-    assert.ok(longest(audit) < 28 * 28, 'no image-sized array in audit.json');
-    assert.equal(audit.neighbours, undefined);
   } finally {
     await browser.close();
   }
