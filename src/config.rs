@@ -80,6 +80,10 @@ pub struct Config {
     pub steps: usize,
     /// Distilled images of each class in each step.
     pub images_per_class_per_step: usize,
+    /// Distilled images per step in all, instead of `images_per_class_per_step` × classes; it
+    /// may be fewer than the classes (image i starts as class i mod classes, and its learned
+    /// label can move to any class).
+    pub images_per_step: Option<usize>,
     /// How often the step sequence is replayed.
     pub epochs: usize,
     /// Initialisation of the distilled images.
@@ -136,6 +140,7 @@ impl Default for Config {
             image_size: 28,
             steps: 10,
             images_per_class_per_step: 1,
+            images_per_step: None,
             epochs: 3,
             init: ImageInit::Noise,
             learn_labels: true,
@@ -174,6 +179,9 @@ impl Config {
         range("image_size", self.image_size, 8, 256)?;
         range("steps", self.steps, 1, 1000)?;
         range("images_per_class_per_step", self.images_per_class_per_step, 1, 1000)?;
+        if let Some(n) = self.images_per_step {
+            range("images_per_step", n, 1, 100_000)?;
+        }
         range("epochs", self.epochs, 1, 100)?;
         range("convnet_width", self.convnet_width, 1, 1024)?;
         range("convnet_depth", self.convnet_depth, 1, 6)?;
@@ -239,7 +247,7 @@ impl Config {
 
     /// Distilled images in each step for `classes` classes.
     pub fn images_per_step(&self, classes: usize) -> usize {
-        self.images_per_class_per_step * classes
+        self.images_per_step.unwrap_or(self.images_per_class_per_step * classes)
     }
 
     /// The raw learning-rate parameter whose softplus is `lr_init`.

@@ -133,6 +133,7 @@ config_args! {
     image_size: usize, "Images are resized to this square size";
     steps: usize, "Distilled steps";
     images_per_class_per_step: usize, "Distilled images of each class in each step";
+    images_per_step: usize, "Distilled images per step in all (overrides the per-class count; may be fewer than the classes)";
     epochs: usize, "Replays of the step sequence";
     init: anondistill::ImageInit => parse_json::<anondistill::ImageInit>, "Image init: noise or real";
     learn_labels: bool, "Learn the labels (true/false)";
