@@ -288,6 +288,8 @@ mod tests {
             (Config { beta1: 1.0, ..Config::default() }, "beta1"),
             (Config { test_fraction: 1.5, ..Config::default() }, "test_fraction"),
             (Config { image_size: 4, ..Config::default() }, "image_size"),
+            (Config { images_per_step: Some(0), ..Config::default() }, "images_per_step"),
+            (Config { holdout_fraction: 0.95, ..Config::default() }, "holdout_fraction"),
             (
                 Config { net: NetKind::ConvNet, image_size: 8, convnet_depth: 4, ..Config::default() },
                 "ConvNet",
@@ -297,6 +299,15 @@ mod tests {
             let msg = c.validate().unwrap_err().to_string();
             assert!(msg.contains(field), "{msg} does not name {field}");
         }
+    }
+
+    #[test]
+    fn images_per_step_overrides_the_per_class_count() {
+        let c = Config { images_per_class_per_step: 2, ..Config::default() };
+        assert_eq!(c.images_per_step(10), 20);
+        let fewer = Config { images_per_step: Some(5), ..c };
+        assert_eq!(fewer.images_per_step(10), 5);
+        assert_eq!(crate::distill::initial_classes(10, 10)[..5], [0, 1, 2, 3, 4]);
     }
 
     #[test]

@@ -90,6 +90,18 @@ fn the_archive_holds_exactly_the_distilled_artefacts() {
     assert!(csv.starts_with("image,step,initial_class,normal,pneumonia\n"));
 }
 
+#[test]
+fn fewer_distilled_images_than_classes_run_evaluate_and_export() {
+    // One image per step for two classes: step 0 starts as "normal", step 1 as "pneumonia".
+    let config = Config { images_per_step: Some(1), steps: 2, ..quick() };
+    let archive = read_archive(&run(&config)).unwrap();
+    assert_eq!(archive.distilled.len(), 2);
+    assert_eq!(archive.distilled.per_step, 1);
+    assert_eq!(archive.distilled.classes_of, vec![0, 1]);
+    assert_eq!(archive.distilled.lrs.len(), 2 * config.epochs);
+    assert!(archive.manifest.metrics.unwrap().distilled.mean > 0.0);
+}
+
 fn read_zip_entry(bytes: &[u8], name: &str) -> Vec<u8> {
     use std::io::Read;
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
