@@ -279,9 +279,70 @@ pub struct AuditInputs<'a, B: Backend> {
     pub device: &'a B::Device,
 }
 
+/// The loss-based membership attack on networks trained by the distilled program and on
+/// networks trained on one random real subset of members: an image's score is minus its mean
+/// loss over the networks of a family.
+async fn membership_attack<B: Backend>(
+    d: &Distilled,
+    inputs: &AuditInputs<'_, B>,
+    member_sample: &[usize],
+    holdout_sample: &[usize],
+    settings: &AuditConfig,
+    r: &mut ChaCha8Rng,
+) -> Result<Membership> {
+    let AuditInputs { config, members, holdout, norm, fixed_init, subset_lr, device } = *inputs;
+    let net = Network::new(config, d.classes)?;
+    let (mx, _) = members.tensors::<B>(member_sample, norm, device);
+    let (hx, _) = holdout.tensors::<B>(holdout_sample, norm, device);
+    let ml: Vec<usize> = member_sample.iter().map(|&i| members.labels[i]).collect();
+    let hl: Vec<usize> = holdout_sample.iter().map(|&i| holdout.labels[i]).collect();
+    let nets = if fixed_init.is_some() { 1 } else { config.eval_nets };
+    let (steps, lrs) = distilled_program::<B>(d, config, device);
+    let subset = random_subset_program::<B>(members, config, norm, r, device);
+    let subset_lrs = Tensor::<B, 1>::full([config.inner_steps()], subset_lr, device);
+    let mut losses = [vec![0.0; ml.len()], vec![0.0; hl.len()], vec![0.0; ml.len()], vec![0.0; hl.len()]];
+    for _ in 0..nets {
+        let init = fixed_init.cloned().unwrap_or_else(|| net.init(r, device));
+        let trained = replay(&net, init, &steps, &lrs, d.epochs);
+        let subset_trained = replay(&net, net.init(r, device), &subset, &subset_lrs, config.epochs);
+        let parts = [
+            example_losses(&net, &trained, &mx, &ml).await?,
+            example_losses(&net, &trained, &hx, &hl).await?,
+            example_losses(&net, &subset_trained, &mx, &ml).await?,
+            example_losses(&net, &subset_trained, &hx, &hl).await?,
+        ];
+        for (sum, part) in losses.iter_mut().zip(parts) {
+            sum.iter_mut().zip(part).for_each(|(s, v)| *s += v / nets as f64);
+        }
+    }
+    let distilled_attack = attack(&losses[0], &losses[1], settings.resamples, r);
+    let subset_attack = attack(&losses[2], &losses[3], settings.resamples, r);
+    let comparison = if distilled_attack.auc.below(&subset_attack.auc) {
+        format!(
+            "the distilled set protects membership better than a random real subset of the same size: attack AUC {:.3} [{:.3}, {:.3}] vs {:.3} [{:.3}, {:.3}], 95% intervals do not overlap",
+            distilled_attack.auc.value, distilled_attack.auc.lo, distilled_attack.auc.hi, subset_attack.auc.value, subset_attack.auc.lo, subset_attack.auc.hi
+        )
+    } else {
+        format!(
+            "no claim: the attack's AUC intervals overlap (distilled {:.3} [{:.3}, {:.3}], random subset {:.3} [{:.3}, {:.3}])",
+            distilled_attack.auc.value, distilled_attack.auc.lo, distilled_attack.auc.hi, subset_attack.auc.value, subset_attack.auc.lo, subset_attack.auc.hi
+        )
+    };
+
+    Ok(Membership {
+        nets,
+        members: ml.len(),
+        holdout: hl.len(),
+        distilled: distilled_attack,
+        random_subset: subset_attack,
+        random_subset_lr: subset_lr,
+        comparison,
+    })
+}
+
 /// Audits `d` against the members and the holdout.
 pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settings: &AuditConfig) -> Result<Audit> {
-    let AuditInputs { config, members, holdout, norm, fixed_init, subset_lr, device } = inputs;
+    let AuditInputs { config, members, holdout, norm, .. } = inputs;
     if holdout.is_empty() {
         return Err(Error::Config("the privacy audit needs a holdout: set holdout_fraction above 0".into()));
     }
@@ -350,44 +411,8 @@ pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settin
         distinct_share: clopper_pearson(nearest_real.iter().filter(|n| n.0).count(), nearest_real.len()),
     };
 
-    // The membership attack: mean loss over several networks of each family.
-    let net = Network::new(config, d.classes)?;
-    let (mx, _) = members.tensors::<B>(&member_sample, norm, device);
-    let (hx, _) = holdout.tensors::<B>(&holdout_sample, norm, device);
-    let ml: Vec<usize> = member_sample.iter().map(|&i| members.labels[i]).collect();
-    let hl: Vec<usize> = holdout_sample.iter().map(|&i| holdout.labels[i]).collect();
-    let nets = if fixed_init.is_some() { 1 } else { config.eval_nets };
-    let (steps, lrs) = distilled_program::<B>(d, config, device);
-    let subset = random_subset_program::<B>(members, config, norm, &mut r, device);
-    let subset_lrs = Tensor::<B, 1>::full([config.inner_steps()], subset_lr, device);
-    let mut losses = [vec![0.0; ml.len()], vec![0.0; hl.len()], vec![0.0; ml.len()], vec![0.0; hl.len()]];
-    for _ in 0..nets {
-        let init = fixed_init.cloned().unwrap_or_else(|| net.init(&mut r, device));
-        let trained = replay(&net, init, &steps, &lrs, d.epochs);
-        let subset_trained = replay(&net, net.init(&mut r, device), &subset, &subset_lrs, config.epochs);
-        let parts = [
-            example_losses(&net, &trained, &mx, &ml).await?,
-            example_losses(&net, &trained, &hx, &hl).await?,
-            example_losses(&net, &subset_trained, &mx, &ml).await?,
-            example_losses(&net, &subset_trained, &hx, &hl).await?,
-        ];
-        for (sum, part) in losses.iter_mut().zip(parts) {
-            sum.iter_mut().zip(part).for_each(|(s, v)| *s += v / nets as f64);
-        }
-    }
-    let distilled_attack = attack(&losses[0], &losses[1], settings.resamples, &mut r);
-    let subset_attack = attack(&losses[2], &losses[3], settings.resamples, &mut r);
-    let comparison = if distilled_attack.auc.below(&subset_attack.auc) {
-        format!(
-            "the distilled set protects membership better than a random real subset of the same size: attack AUC {:.3} [{:.3}, {:.3}] vs {:.3} [{:.3}, {:.3}], 95% intervals do not overlap",
-            distilled_attack.auc.value, distilled_attack.auc.lo, distilled_attack.auc.hi, subset_attack.auc.value, subset_attack.auc.lo, subset_attack.auc.hi
-        )
-    } else {
-        format!(
-            "no claim: the attack's AUC intervals overlap (distilled {:.3} [{:.3}, {:.3}], random subset {:.3} [{:.3}, {:.3}])",
-            distilled_attack.auc.value, distilled_attack.auc.lo, distilled_attack.auc.hi, subset_attack.auc.value, subset_attack.auc.lo, subset_attack.auc.hi
-        )
-    };
+    let membership = membership_attack(d, &inputs, &member_sample, &holdout_sample, settings, &mut r).await?;
+    let distilled_attack = &membership.distilled;
 
     let mut reasons = Vec::new();
     for a in images.iter().filter(|a| a.near_copy) {
@@ -418,15 +443,7 @@ pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settin
         images,
         share,
         near_copy: NearCopy { quantile: settings.copy_quantile, l2_threshold, ssim_threshold, member_nn_l2, member_nn_ssim, flagged },
-        membership: Membership {
-            nets,
-            members: ml.len(),
-            holdout: hl.len(),
-            distilled: distilled_attack,
-            random_subset: subset_attack,
-            random_subset_lr: subset_lr,
-            comparison,
-        },
+        membership,
         labels_not_own_class,
         notes: vec![
             "The verdict speaks of these tests at this sample size; it is not a guarantee of anonymity.".into(),
