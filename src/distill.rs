@@ -146,7 +146,7 @@ impl<B: Backend> Distiller<B> {
                     let k = used[c] % by_class[c].len();
                     used[c] += 1;
                     let image = train.image(by_class[c][perms[c][k]]);
-                    pixels.extend(image.iter().map(|&v| (v - norm.mean) / norm.std));
+                    pixels.extend(image.iter().map(|&v| norm.normalise(v)));
                 }
                 pixels
             }

@@ -39,7 +39,8 @@ enum Engine {
 
 struct Inner {
     config: Config,
-    prepared: Prepared,
+    /// The loaded splits, shared (not copied) with each promise that reads them.
+    prepared: Rc<Prepared>,
     engine: Option<Engine>,
     backend: &'static str,
     outcome: Outcome,
@@ -129,7 +130,7 @@ impl Session {
         let prepared = Prepared::from_loaded(loaded, &config).map_err(js_err)?;
         let inner = Inner {
             config,
-            prepared,
+            prepared: Rc::new(prepared),
             engine: None,
             backend: "none",
             outcome: Outcome { iterations: 0, stopped_early: None },
@@ -288,7 +289,7 @@ impl Session {
             let gallery = Array::new();
             for (i, nb) in a.neighbours.iter().enumerate() {
                 let row = js_sys::Object::new();
-                let own: Vec<f32> = distilled.images[i * n..(i + 1) * n].iter().map(|v| v * norm.std + norm.mean).collect();
+                let own: Vec<f32> = distilled.images[i * n..(i + 1) * n].iter().map(|&v| norm.pixel(v)).collect();
                 set(&row, "distilled", Float32Array::from(&own[..]).into())?;
                 set(&row, "memberL2", Float32Array::from(prepared.train.image(nb.member.l2_index)).into())?;
                 set(&row, "memberSsim", Float32Array::from(prepared.train.image(nb.member.ssim_index)).into())?;

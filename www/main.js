@@ -279,6 +279,24 @@ function plot(canvas, values, color) {
   ctx.fillText(lo.toPrecision(3), 2, canvas.height - 20);
 }
 
+// Paints a size × size grey image on `canvas`: values in [0, 1] as they are, or min–max scaled
+// when `stretch`.
+function paintGrey(canvas, values, size, stretch) {
+  let lo = 0, hi = 1;
+  if (stretch) {
+    lo = Infinity; hi = -Infinity;
+    for (const v of values) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  }
+  const span = hi - lo || 1;
+  const ctx = canvas.getContext('2d');
+  const img = ctx.createImageData(size, size);
+  values.forEach((v, k) => {
+    const g = Math.round(Math.min(1, Math.max(0, (v - lo) / span)) * 255);
+    img.data.set([g, g, g, 255], k * 4);
+  });
+  ctx.putImageData(img, 0, 0);
+}
+
 function drawGrid(d) {
   const grid = $('grid');
   const n = d.images.length / (d.size * d.size);
@@ -294,43 +312,21 @@ function drawGrid(d) {
     }));
   }
   for (let i = 0; i < n; i++) {
-    const px = d.images.subarray(i * d.size * d.size, (i + 1) * d.size * d.size);
-    let lo = Infinity, hi = -Infinity;
-    for (const v of px) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-    const span = hi - lo || 1;
     const fig = grid.children[i];
-    const ctx = fig.firstChild.getContext('2d');
-    const img = ctx.createImageData(d.size, d.size);
-    px.forEach((v, k) => {
-      const g = Math.round(((v - lo) / span) * 255);
-      img.data.set([g, g, g, 255], k * 4);
-    });
-    ctx.putImageData(img, 0, 0);
+    paintGrey(fig.firstChild, d.images.subarray(i * d.size * d.size, (i + 1) * d.size * d.size), d.size, true);
     const label = Array.from(d.labels.subarray(i * d.classes, (i + 1) * d.classes));
     fig.lastChild.textContent = label.map((v, c) => `${state.classes[c] ?? c} ${v.toFixed(2)}`).join(' · ');
     fig.title = `image ${i}, step ${Math.floor(i / d.perStep)}`;
   }
 }
 
-// A grey image on a canvas: pixel values in [0, 1], or min–max scaled when `stretch`.
+// A new canvas with a grey image of pixel values in [0, 1], or min–max scaled when `stretch`.
 function greyCanvas(values, size, stretch) {
   const c = document.createElement('canvas');
   c.width = size;
   c.height = size;
   c.className = 'audit-image';
-  let lo = 0, hi = 1;
-  if (stretch) {
-    lo = Infinity; hi = -Infinity;
-    for (const v of values) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-  }
-  const span = hi - lo || 1;
-  const ctx = c.getContext('2d');
-  const img = ctx.createImageData(size, size);
-  values.forEach((v, k) => {
-    const g = Math.round(Math.min(1, Math.max(0, (v - lo) / span)) * 255);
-    img.data.set([g, g, g, 255], k * 4);
-  });
-  ctx.putImageData(img, 0, 0);
+  paintGrey(c, values, size, stretch);
   return c;
 }
 

@@ -135,7 +135,7 @@ const handlers = {
   },
   async evaluate({ audit }) {
     post({ type: 'evaluation', evaluation: await session.evaluate() });
-    if (audit) handlers.audit();
+    if (audit) await handlers.audit();
   },
   async audit() {
     post({ type: 'audit-started' });

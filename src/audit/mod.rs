@@ -200,11 +200,6 @@ fn images_of(ds: &Dataset) -> Vec<&[f32]> {
     (0..ds.len()).map(|i| ds.image(i)).collect()
 }
 
-/// Pixel values in [0, 1] units of normalised values.
-fn to_pixels(values: &[f32], norm: Normalization) -> Vec<f32> {
-    values.iter().map(|&v| v * norm.std + norm.mean).collect()
-}
-
 /// Class by class, equally many members and holdout images (as many as the smaller side has,
 /// scaled down so that each side has at most `max` in all).
 fn paired_samples(members: &Dataset, holdout: &Dataset, max: usize, r: &mut ChaCha8Rng) -> (Vec<usize>, Vec<usize>) {
@@ -351,9 +346,8 @@ pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settin
     }
     let mut r = rng(config.seed, Stream::Audit);
     let size = d.size;
-    let to_norm = |v: f32| (v - norm.mean) / norm.std;
-    let member_gallery = Gallery::new(images_of(members), size, to_norm);
-    let holdout_gallery = Gallery::new(images_of(holdout), size, to_norm);
+    let member_gallery = Gallery::new(images_of(members), size, |v| norm.normalise(v));
+    let holdout_gallery = Gallery::new(images_of(holdout), size, |v| norm.normalise(v));
     let (member_sample, holdout_sample) = paired_samples(members, holdout, settings.max_scored, &mut r);
 
     // Near-copy calibration: how close members come to each other.
@@ -371,7 +365,7 @@ pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settin
     let mut nearest_real = std::collections::BTreeSet::new();
     for i in 0..d.len() {
         let values = &d.images[i * size * size..(i + 1) * size * size];
-        let pixels = SsimImage::new(&to_pixels(values, norm), size);
+        let pixels = SsimImage::new(&values.iter().map(|&v| norm.pixel(v)).collect::<Vec<_>>(), size);
         let m = member_gallery.nearest(values, &pixels, None).expect("members exist");
         let h = holdout_gallery.nearest(values, &pixels, None).expect("a holdout exists");
         let nearest_in = |g: &Gallery, sample: &[usize]| {

@@ -24,11 +24,6 @@ impl Interval {
     }
 }
 
-fn ln_choose(n: usize, k: usize) -> f64 {
-    let ln_fact = |m: usize| (1..=m).map(|i| (i as f64).ln()).sum::<f64>();
-    ln_fact(n) - ln_fact(k) - ln_fact(n - k)
-}
-
 /// P(X ≥ k) for X ~ Binomial(n, p).
 pub fn binomial_upper_tail(k: usize, n: usize, p: f64) -> f64 {
     if k == 0 {
@@ -40,7 +35,13 @@ pub fn binomial_upper_tail(k: usize, n: usize, p: f64) -> f64 {
     if p >= 1.0 {
         return 1.0;
     }
-    (k..=n).map(|i| (ln_choose(n, i) + i as f64 * p.ln() + (n - i) as f64 * (1.0 - p).ln()).exp()).sum::<f64>().min(1.0)
+    // ln m! for m = 0..=n, once per call (not once per term).
+    let ln_fact: Vec<f64> = std::iter::once(0.0).chain((1..=n).scan(0.0, |acc, i| {
+        *acc += (i as f64).ln();
+        Some(*acc)
+    })).collect();
+    let ln_choose = |i: usize| ln_fact[n] - ln_fact[i] - ln_fact[n - i];
+    (k..=n).map(|i| (ln_choose(i) + i as f64 * p.ln() + (n - i) as f64 * (1.0 - p).ln()).exp()).sum::<f64>().min(1.0)
 }
 
 /// The exact (Clopper–Pearson) 95% interval of a proportion `k / n`.

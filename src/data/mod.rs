@@ -64,6 +64,16 @@ impl Normalization {
         let std = var.sqrt();
         Self { mean: mean as f32, std: if std > 1e-6 { std as f32 } else { 1.0 } }
     }
+
+    /// A pixel value in the networks' normalised space.
+    pub fn normalise(&self, pixel: f32) -> f32 {
+        (pixel - self.mean) / self.std
+    }
+
+    /// A normalised value back in pixel units.
+    pub fn pixel(&self, value: f32) -> f32 {
+        value * self.std + self.mean
+    }
 }
 
 impl Dataset {
@@ -208,7 +218,7 @@ impl Dataset {
         let n = indices.len();
         let mut values = Vec::with_capacity(n * self.size * self.size);
         for &i in indices {
-            values.extend(self.image(i).iter().map(|&v| (v - norm.mean) / norm.std));
+            values.extend(self.image(i).iter().map(|&v| norm.normalise(v)));
         }
         let x = Tensor::from_data(TensorData::new(values, [n, 1, self.size, self.size]), device);
         let labels: Vec<usize> = indices.iter().map(|&i| self.labels[i]).collect();
