@@ -4,6 +4,11 @@
 //!     cargo run --release --example bench_metastep [-- --repeats 5]   (time)
 //!     cargo run --release --example bench_metastep -- --memory         (peak memory)
 
+/// Large tensors are freed and allocated again every step; glibc's malloc unmaps and remaps them
+/// (page faults), mimalloc reuses them (bench/README.md, change 10).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::Command;
 use std::time::Instant;
 
@@ -143,8 +148,27 @@ fn memory_table(repeats: usize) {
     }
 }
 
+/// `--loop NET BACKEND BATCH STEPS [nested|manual]`: only meta-steps, for a profiler.
+fn profile_loop(net: &str, backend: &str, batch: usize, steps: usize, grad: Option<&str>) {
+    let kind = if net == "lenet" { NetKind::LeNet } else { NetKind::ConvNet };
+    let v = match grad {
+        Some("manual") => (defaults().0, InnerGrad::Manual),
+        Some("nested") => (defaults().0, InnerGrad::Nested),
+        _ => defaults(),
+    };
+    let t = match backend {
+        "flex" => flex(kind, v, batch, steps).unwrap_or(f64::NAN),
+        _ => ours::<NdArray>(kind, v, batch, steps),
+    };
+    println!("median {t:.3} s over {steps} meta-steps");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--loop") {
+        let n = |j: usize| args[i + j].parse().expect("a number");
+        return profile_loop(&args[i + 1], &args[i + 2], n(3), n(4), args.get(i + 5).map(String::as_str));
+    }
     if let Some(i) = args.iter().position(|a| a == "--cell") {
         return cell(&args[i + 1], &args[i + 2]);
     }

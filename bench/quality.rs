@@ -14,6 +14,9 @@
 
 use std::time::Instant;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anondistill::{
     config::Config,
     data::{load_npz, Dataset, NpzSplits},

@@ -68,7 +68,7 @@ pub struct Config {
     pub net: NetKind,
     /// How convolutions are computed.
     pub conv: ConvImpl,
-    /// How inner gradients are computed.
+    /// How inner gradients are computed (`manual`, the faster on flex: bench/README.md, change 11).
     pub inner_grad: InnerGrad,
     /// Channels of every ConvNet block.
     pub convnet_width: usize,
@@ -134,7 +134,7 @@ impl Default for Config {
         Self {
             net: NetKind::LeNet,
             conv: ConvImpl::Auto,
-            inner_grad: InnerGrad::Nested,
+            inner_grad: InnerGrad::Manual,
             convnet_width: 32,
             convnet_depth: 3,
             image_size: 28,

@@ -1,5 +1,5 @@
 //! The distillation itself: learnable images, labels and learning rates, one outer iteration at a
-//! time, with the exact hyper-gradient through the unrolled inner SGD steps (nested autodiff).
+//! time, with the exact hyper-gradient through the unrolled inner SGD steps.
 
 use burn_autodiff::Autodiff;
 use burn_tensor::{activation::softplus, backend::Backend, Int, Tensor, TensorData};

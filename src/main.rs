@@ -3,6 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Large tensors are freed and allocated again every step; glibc's malloc unmaps and remaps them
+/// (page faults), mimalloc reuses them (bench/README.md, change 10).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anondistill::{
     config::Config,
     data::{load_files, load_folder, load_npz, Dataset, Normalization},

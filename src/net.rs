@@ -1,8 +1,10 @@
-//! Functional networks whose weights are plain tensors, built only from operations that burn can
-//! differentiate twice: `conv2d`, matmul plus bias (not the fused `linear`), ReLU, and pooling
-//! written as reshape plus max/mean (not `max_pool2d`/`avg_pool2d`).
+//! Functional networks whose weights are plain tensors. [`Network::forward_twice`] is built only
+//! from operations that burn can differentiate twice: `conv2d`, matmul plus bias (not the fused
+//! `linear`), ReLU, and pooling written as reshape plus max/mean (not `max_pool2d`/`avg_pool2d`).
+//! [`Network::forward`] is the same function with the fused pooling operations, differentiable
+//! once and several times faster on a large batch.
 
-use burn_tensor::{activation::relu, backend::Backend, module::conv2d, ops::{ConvOptions, PadMode}, Tensor, TensorData};
+use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d, max_pool2d}, ops::{ConvOptions, PadMode}, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -145,16 +147,26 @@ impl Network {
             .collect()
     }
 
-    /// Logits `[n, classes]` of images `[n, 1, size, size]`.
+    /// Logits `[n, classes]` of images `[n, 1, size, size]`; differentiable once.
     pub fn forward<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.forward_with(params, x, Pooling::Fused)
+    }
+
+    /// [`Network::forward`] built from operations that burn differentiates twice (an inner
+    /// gradient that is itself differentiated).
+    pub fn forward_twice<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.forward_with(params, x, Pooling::Reshape)
+    }
+
+    fn forward_with<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>, pooling: Pooling) -> Tensor<B, 2> {
         let mut p = params.iter().zip(&self.params).map(|(t, spec)| (t.clone(), spec));
         let mut next = || p.next().expect("a tensor for every parameter");
         let im2col = uses_im2col::<B>(self.conv);
         let conv = |x, w, b, padding| if im2col { conv_im2col(x, w, b, padding) } else { conv(x, w, b, padding) };
         match self.kind {
             NetKind::LeNet => {
-                let x = max_pool2(relu(conv(x, next(), next(), 2)));
-                let x = max_pool2(relu(conv(x, next(), next(), 0)));
+                let x = pooling.max(relu(conv(x, next(), next(), 2)));
+                let x = pooling.max(relu(conv(x, next(), next(), 0)));
                 let x = flatten(x);
                 let x = relu(dense(x, next(), next()));
                 let x = relu(dense(x, next(), next()));
@@ -163,7 +175,7 @@ impl Network {
             NetKind::ConvNet => {
                 let mut x = x;
                 for _ in 0..self.depth {
-                    x = avg_pool2(relu(conv(x, next(), next(), 1)));
+                    x = pooling.avg(relu(conv(x, next(), next(), 1)));
                 }
                 debug_assert_eq!(x.dims()[1], self.width);
                 debug_assert_eq!(x.dims()[2], self.image_size >> self.depth);
@@ -191,10 +203,8 @@ fn reshape<B: Backend, const D: usize>((t, spec): Param<'_, B>) -> Tensor<B, D> 
 }
 
 fn conv<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, padding: usize) -> Tensor<B, 4> {
-    let w: Tensor<B, 4> = reshape(w);
-    let out = w.dims()[0];
-    let y = conv2d(x, w, None, ConvOptions::new([1, 1], [padding, padding], [1, 1], 1));
-    y + b.0.reshape([1, out, 1, 1])
+    // The bias inside the convolution: a broadcast add of it is several times slower on flex.
+    conv2d(x, reshape(w), Some(b.0), ConvOptions::new([1, 1], [padding, padding], [1, 1], 1))
 }
 
 /// The same convolution as [`conv`] (stride 1, square kernel) as one matrix product.
@@ -235,6 +245,31 @@ pub(crate) fn windows<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 6> {
     let (h2, w2) = (h / 2, w / 2);
     let x = if h % 2 == 1 || w % 2 == 1 { x.slice([0..n, 0..c, 0..2 * h2, 0..2 * w2]) } else { x };
     x.reshape([n, c, h2, 2, w2, 2])
+}
+
+/// How 2×2 pooling (stride 2, floor mode) is computed.
+#[derive(Clone, Copy)]
+enum Pooling {
+    /// burn's `max_pool2d`/`avg_pool2d`: differentiable once.
+    Fused,
+    /// Reshape plus max/mean: differentiable twice.
+    Reshape,
+}
+
+impl Pooling {
+    fn max<B: Backend>(self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::Fused => max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false),
+            Self::Reshape => max_pool2(x),
+        }
+    }
+
+    fn avg<B: Backend>(self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::Fused => avg_pool2d(x, [2, 2], [2, 2], [0, 0], true, false),
+            Self::Reshape => avg_pool2(x),
+        }
+    }
 }
 
 fn max_pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -315,7 +350,28 @@ mod tests {
         );
         let max = max_pool2(x.clone()).into_data().to_vec::<f32>().unwrap();
         assert_eq!(max, vec![6.0, 8.0, 16.0, 18.0]);
-        let avg = avg_pool2(x).into_data().to_vec::<f32>().unwrap();
+        let avg = avg_pool2(x.clone()).into_data().to_vec::<f32>().unwrap();
         assert_eq!(avg, vec![3.0, 5.0, 13.0, 15.0]);
+        assert_eq!(Pooling::Fused.max(x.clone()).into_data().to_vec::<f32>().unwrap(), max);
+        assert_eq!(Pooling::Fused.avg(x).into_data().to_vec::<f32>().unwrap(), avg);
+    }
+
+    #[test]
+    fn both_forwards_are_one_function() {
+        for (kind, size) in [(NetKind::LeNet, 28), (NetKind::LeNet, 13), (NetKind::ConvNet, 28), (NetKind::ConvNet, 14)] {
+            let net = Network::new(&Config { net: kind, image_size: size, ..Config::default() }, 3).unwrap();
+            let params = net.init::<B>(&mut rng(1, Stream::Eval), &Default::default());
+            let pixels = normal(&mut rng(2, Stream::Eval), 4 * size * size, 1.0);
+            let x = Tensor::<B, 4>::from_data(TensorData::new(pixels, [4, 1, size, size]), &Default::default());
+            let a = net.forward(&params, x.clone()).into_data().to_vec::<f32>().unwrap();
+            let b = net.forward_twice(&params, x).into_data().to_vec::<f32>().unwrap();
+            // Max pooling is exact; average pooling sums in another order.
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(diff <= 1e-5 * scale, "{kind:?} at {size}: {diff} of {scale}");
+            if kind == NetKind::LeNet {
+                assert_eq!(a, b, "{kind:?} at {size}");
+            }
+        }
     }
 }

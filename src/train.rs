@@ -62,7 +62,12 @@ pub fn nested_loss_grads<AD: AutodiffBackend>(
 ) -> (Tensor<AD::InnerBackend, 1>, Params<AD::InnerBackend>) {
     let lifted: Vec<Tensor<AD, 1>> =
         params.iter().map(|p| Tensor::from_inner(p.clone()).require_grad()).collect();
-    let logits = net.forward(&lifted, Tensor::from_inner(x));
+    // The gradient is differentiated again only when the tensors' own backend is autodiff.
+    let logits = if <AD::InnerBackend as Backend>::ad_enabled(&x.device()) {
+        net.forward_twice(&lifted, Tensor::from_inner(x))
+    } else {
+        net.forward(&lifted, Tensor::from_inner(x))
+    };
     let loss = soft_cross_entropy(logits, Tensor::from_inner(targets));
     let grads = loss.backward();
     let g = lifted

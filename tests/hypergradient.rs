@@ -103,6 +103,8 @@ fn small(net: NetKind, size: usize) -> Config {
         convnet_depth: 2,
         lr_init: 0.1,
         seed: 3,
+        // The tests below name `Manual` where they mean it.
+        inner_grad: anondistill::InnerGrad::Nested,
         ..Config::default()
     }
 }
