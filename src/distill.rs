@@ -291,7 +291,7 @@ impl<B: Backend> Distiller<B> {
         );
         let real_x = Tensor::from_inner(self.train_x.clone().select(0, idx.clone()));
         let real_y = Tensor::from_inner(self.train_y.clone().select(0, idx));
-        let loss = soft_cross_entropy(self.net.forward(&params, real_x), real_y);
+        let loss = soft_cross_entropy(self.net.forward_ad(&params, real_x), real_y);
         let grads = loss.backward();
         MetaGradient {
             images: images.grad(&grads).unwrap_or_else(|| self.state.images.zeros_like()),

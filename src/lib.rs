@@ -18,6 +18,7 @@ pub mod eval;
 pub mod export;
 pub mod grad;
 pub mod net;
+pub mod outer_conv;
 pub mod pipeline;
 pub mod rng;
 pub mod train;

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConvImpl, InnerGrad, NetKind};
 use crate::error::{Error, Result};
+use crate::outer_conv::conv2d_once;
+use burn_autodiff::Autodiff;
 use crate::rng::normal;
 
 /// The weights of a network: one flat tensor per parameter, in [`Network::params`] order.
@@ -149,20 +151,31 @@ impl Network {
 
     /// Logits `[n, classes]` of images `[n, 1, size, size]`; differentiable once.
     pub fn forward<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.forward_with(params, x, Pooling::Fused)
+        self.forward_with(params, x, Pooling::Fused, None)
+    }
+
+    /// [`Network::forward`] on autodiff tensors, with the convolution's backward of
+    /// [`conv2d_once`] (unless convolutions run as im2col): the real minibatch's pass.
+    pub fn forward_ad<B: Backend>(&self, params: &[Tensor<Autodiff<B>, 1>], x: Tensor<Autodiff<B>, 4>) -> Tensor<Autodiff<B>, 2> {
+        let custom = if uses_im2col::<B>(self.conv) { None } else { Some(&conv2d_once::<B> as &CustomConv<Autodiff<B>>) };
+        self.forward_with(params, x, Pooling::Fused, custom)
     }
 
     /// [`Network::forward`] built from operations that burn differentiates twice (an inner
     /// gradient that is itself differentiated).
     pub fn forward_twice<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.forward_with(params, x, Pooling::Reshape)
+        self.forward_with(params, x, Pooling::Reshape, None)
     }
 
-    fn forward_with<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>, pooling: Pooling) -> Tensor<B, 2> {
+    fn forward_with<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>, pooling: Pooling, custom: Option<&CustomConv<B>>) -> Tensor<B, 2> {
         let mut p = params.iter().zip(&self.params).map(|(t, spec)| (t.clone(), spec));
         let mut next = || p.next().expect("a tensor for every parameter");
         let im2col = uses_im2col::<B>(self.conv);
-        let conv = |x, w, b, padding| if im2col { conv_im2col(x, w, b, padding) } else { conv(x, w, b, padding) };
+        let conv = |x, w, b: Param<'_, B>, padding| match custom {
+            Some(f) => f(x, reshape(w), b.0, padding),
+            None if im2col => conv_im2col(x, w, b, padding),
+            None => conv(x, w, b, padding),
+        };
         match self.kind {
             NetKind::LeNet => {
                 let x = pooling.max(relu(conv(x, next(), next(), 2)));
@@ -196,6 +209,9 @@ pub fn uses_im2col<B: Backend>(conv: ConvImpl) -> bool {
 }
 
 type Param<'a, B> = (Tensor<B, 1>, &'a ParamSpec);
+
+/// A stride-1 convolution of an input, a weight and a bias with the given padding.
+type CustomConv<B> = dyn Fn(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 1>, usize) -> Tensor<B, 4>;
 
 fn reshape<B: Backend, const D: usize>((t, spec): Param<'_, B>) -> Tensor<B, D> {
     let shape: [usize; D] = spec.shape.clone().try_into().expect("parameter rank");
