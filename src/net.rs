@@ -154,10 +154,12 @@ impl Network {
         self.forward_with(params, x, Pooling::Fused, None)
     }
 
-    /// [`Network::forward`] on autodiff tensors, with the convolution's backward of
-    /// [`conv2d_once`] (unless convolutions run as im2col): the real minibatch's pass.
+    /// [`Network::forward`] on autodiff tensors: the real minibatch's pass. On burn-flex with
+    /// `conv2d` its convolutions take [`conv2d_once`]'s backward (other backends have their own
+    /// weight gradient kernels, or run convolutions as im2col).
     pub fn forward_ad<B: Backend>(&self, params: &[Tensor<Autodiff<B>, 1>], x: Tensor<Autodiff<B>, 4>) -> Tensor<Autodiff<B>, 2> {
-        let custom = if uses_im2col::<B>(self.conv) { None } else { Some(&conv2d_once::<B> as &CustomConv<Autodiff<B>>) };
+        let own = !uses_im2col::<B>(self.conv) && std::any::type_name::<B>().contains("burn_flex");
+        let custom = if own { Some(&conv2d_once::<B> as &CustomConv<Autodiff<B>>) } else { None };
         self.forward_with(params, x, Pooling::Fused, custom)
     }
 
