@@ -98,6 +98,9 @@ pub struct Config {
     pub known_init: bool,
     /// Real minibatch size of the outer loss (capped by the training set).
     pub batch_size: usize,
+    /// Initial networks sampled per outer iteration; their hyper-gradients are averaged on the
+    /// same real minibatch (each costs one unrolled meta-step).
+    pub nets_per_iteration: usize,
     /// Adam learning rate of the outer optimisation.
     pub outer_lr: f64,
     /// Adam beta1.
@@ -148,6 +151,7 @@ impl Default for Config {
             lr_init: 0.02,
             known_init: false,
             batch_size: 1024,
+            nets_per_iteration: 1,
             outer_lr: 0.01,
             beta1: 0.5,
             beta2: 0.999,
@@ -186,6 +190,7 @@ impl Config {
         range("convnet_width", self.convnet_width, 1, 1024)?;
         range("convnet_depth", self.convnet_depth, 1, 6)?;
         range("batch_size", self.batch_size, 1, 1 << 20)?;
+        range("nets_per_iteration", self.nets_per_iteration, 1, 64)?;
         range("epochs_outer", self.epochs_outer, 1, 1_000_000)?;
         range("decay_epochs", self.decay_epochs, 1, 1_000_000)?;
         range("eval_nets", self.eval_nets, 1, 1000)?;

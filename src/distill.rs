@@ -94,6 +94,16 @@ pub struct MetaGradient<B: Backend> {
     pub raw_lrs: Tensor<B, 1>,
 }
 
+impl<B: Backend> MetaGradient<B> {
+    fn plus(self, o: Self) -> Self {
+        Self { loss: self.loss + o.loss, images: self.images + o.images, labels: self.labels + o.labels, raw_lrs: self.raw_lrs + o.raw_lrs }
+    }
+
+    fn scaled(self, f: f64) -> Self {
+        Self { loss: self.loss * f, images: self.images * f, labels: self.labels * f, raw_lrs: self.raw_lrs * f }
+    }
+}
+
 /// A distillation in progress.
 pub struct Distiller<B: Backend> {
     config: Config,
@@ -301,13 +311,29 @@ impl<B: Backend> Distiller<B> {
         }
     }
 
-    /// One outer iteration: fresh weights, a real minibatch, the hyper-gradient, an Adam step.
-    /// A NaN or infinite loss or gradient leaves the state as it was and returns
-    /// [`Error::Diverged`]. Reads back from the device only asynchronously.
-    pub async fn step(&mut self) -> Result<StepReport> {
+    /// The next iteration's hyper-gradient: an initial network, a real minibatch, then the other
+    /// `nets_per_iteration − 1` networks, and the mean of their [`Distiller::meta_gradient`]s.
+    pub fn hypergradient(&mut self) -> MetaGradient<B> {
         let init = self.sample_init();
         let batch = self.next_batch();
-        let g = self.meta_gradient(&init, &batch);
+        let mut g = self.meta_gradient(&init, &batch);
+        let nets = self.config.nets_per_iteration;
+        if nets > 1 {
+            for _ in 1..nets {
+                let init = self.sample_init();
+                g = g.plus(self.meta_gradient(&init, &batch));
+            }
+            g = g.scaled(1.0 / nets as f64);
+        }
+        g
+    }
+
+    /// One outer iteration: fresh weights (`nets_per_iteration` of them), a real minibatch, the
+    /// hyper-gradient (averaged over the networks), an Adam step. A NaN or infinite loss or
+    /// gradient leaves the state as it was and returns [`Error::Diverged`]. Reads back from the
+    /// device only asynchronously.
+    pub async fn step(&mut self) -> Result<StepReport> {
+        let g = self.hypergradient();
         let sq = |t: Tensor<B, 1>| t.clone().mul(t).sum();
         let checks = Tensor::cat(
             vec![

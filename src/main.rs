@@ -146,6 +146,7 @@ config_args! {
     lr_init: f64, "Initial inner learning rate";
     known_init: bool, "Keep one fixed initial network (true/false)";
     batch_size: usize, "Real minibatch size";
+    nets_per_iteration: usize, "Initial networks per outer iteration (their hyper-gradients averaged)";
     outer_lr: f64, "Adam learning rate";
     beta1: f64, "Adam beta1";
     beta2: f64, "Adam beta2";

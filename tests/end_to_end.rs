@@ -111,6 +111,29 @@ fn read_zip_entry(bytes: &[u8], name: &str) -> Vec<u8> {
 }
 
 #[test]
+fn several_networks_per_iteration_average_their_hypergradients() {
+    let config = Config { nets_per_iteration: 3, steps: 2, ..quick() };
+    let prepared = demo(&config);
+    let device = Default::default();
+    let new = || Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device).unwrap();
+    let averaged = new().hypergradient().images.into_data().to_vec::<f32>().unwrap();
+    // The same draws by hand: a network, the minibatch, two more networks.
+    let mut d = new();
+    let first = d.sample_init();
+    let batch = d.next_batch();
+    let inits = [first, d.sample_init(), d.sample_init()];
+    assert_ne!(inits[0][0].to_data(), inits[1][0].to_data(), "fresh weights for every network");
+    let each: Vec<Vec<f32>> = inits.iter().map(|i| d.meta_gradient(i, &batch).images.into_data().to_vec::<f32>().unwrap()).collect();
+    let scale = averaged.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (k, a) in averaged.iter().enumerate() {
+        let mean = (each[0][k] + each[1][k] + each[2][k]) / 3.0;
+        assert!((a - mean).abs() <= 1e-5 * scale, "entry {k}: {a} vs {mean}");
+    }
+    // One network's gradient alone is not the mean.
+    assert!(each[0].iter().zip(&averaged).any(|(x, a)| (x - a).abs() > 1e-3 * scale));
+}
+
+#[test]
 fn re_evaluating_an_archive_gives_the_recorded_accuracy() {
     let config = quick();
     let bytes = run(&config);
