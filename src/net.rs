@@ -2,8 +2,9 @@
 //! from operations that burn can differentiate twice: `conv2d`, matmul plus bias (not the fused
 //! `linear`), ReLU, and pooling written as reshape plus max/mean (not `max_pool2d`/`avg_pool2d`).
 //! [`Network::forward`] is the same function with the fused pooling operations, differentiable
-//! once and several times faster on a large batch.
+//! once and faster on a large batch (bench/README.md, change 9).
 
+use burn_autodiff::Autodiff;
 use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d, max_pool2d}, ops::{ConvOptions, PadMode}, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, ConvImpl, InnerGrad, NetKind};
 use crate::error::{Error, Result};
 use crate::outer_conv::conv2d_once;
-use burn_autodiff::Autodiff;
 use crate::rng::normal;
 
 /// The weights of a network: one flat tensor per parameter, in [`Network::params`] order.
