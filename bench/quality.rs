@@ -4,10 +4,12 @@
 //! size, training on all data, the published anchor and the target.
 //!
 //!     cargo run --release --example bench_quality -- [--rows 1,4,5] [--iterations 600] [--nets 10]
-//!         [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--set field=value ...]
+//!         [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--tune-nets 3]
+//!         [--set field=value ...]
 //!
 //! With `--tune`, every combination of the listed values is distilled on the training split minus
-//! a stratified validation tenth and scored on that tenth (never on the test split); the best
+//! a stratified validation tenth and scored on that tenth with `--tune-nets` networks (never on
+//! the test split); the best
 //! combination is then distilled on the whole training split and scored on the test split.
 //! The audit holdout is off here (`holdout_fraction` 0): every row distils from the whole
 //! training split, as the baselines train on it.
@@ -155,6 +157,7 @@ fn main() {
 fn run<B: Backend>(backend: &str) {
     let iterations: usize = arg("--iterations").and_then(|v| v.parse().ok()).unwrap_or(600);
     let tune_iterations: usize = arg("--tune-iterations").and_then(|v| v.parse().ok()).unwrap_or(iterations / 3);
+    let tune_nets: usize = arg("--tune-nets").and_then(|v| v.parse().ok()).unwrap_or(3);
     let nets: usize = arg("--nets").and_then(|v| v.parse().ok()).unwrap_or(10);
     let wanted: Vec<usize> = arg("--rows").map(|r| r.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or_else(|| vec![1, 2, 3, 4, 5, 6]);
     let extra = args("--set").join(" ");
@@ -178,7 +181,7 @@ fn run<B: Backend>(backend: &str) {
             let mut best = (f64::NEG_INFINITY, String::new());
             for combo in grid(spec) {
                 let c = apply(&Config { max_iterations: Some(tune_iterations), ..base.clone() }, &combo);
-                let a = distilled_accuracy::<B>(&Config { eval_nets: 3, ..c.clone() }, &prepared, &val, 3);
+                let a = distilled_accuracy::<B>(&Config { eval_nets: tune_nets, ..c.clone() }, &prepared, &val, tune_nets);
                 eprintln!("  row {} tune [{}]: validation {}", row.id, combo.trim(), pct(&a));
                 if a.mean > best.0 {
                     best = (a.mean, combo);
