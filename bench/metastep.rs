@@ -103,12 +103,17 @@ fn memory_cell(net: &str, backend: &str) -> Option<(f64, f64)> {
     Some((v["rss_before_mib"].as_f64()?, v["peak_mib"].as_f64()?))
 }
 
-fn cell(net: &str, backend: &str) {
+/// [`ours`] for a network and a backend named on the command line.
+fn ours_named(net: &str, backend: &str, v: Variant, batch: usize, repeats: usize) -> f64 {
     let kind = if net == "lenet" { NetKind::LeNet } else { NetKind::ConvNet };
-    let t = match backend {
-        "flex" => flex(kind, defaults(), 1024, 1).unwrap_or(f64::NAN),
-        _ => ours::<NdArray>(kind, defaults(), 1024, 1),
-    };
+    match backend {
+        "flex" => flex(kind, v, batch, repeats).unwrap_or(f64::NAN),
+        _ => ours::<NdArray>(kind, v, batch, repeats),
+    }
+}
+
+fn cell(net: &str, backend: &str) {
+    let t = ours_named(net, backend, defaults(), 1024, 1);
     let before = *RSS_BEFORE.lock().unwrap();
     println!("{}", serde_json::json!({ "median_s": t, "rss_before_mib": before, "peak_mib": status_mib("VmHWM") }));
 }
@@ -150,16 +155,12 @@ fn memory_table(repeats: usize) {
 
 /// `--loop NET BACKEND BATCH STEPS [nested|manual]`: only meta-steps, for a profiler.
 fn profile_loop(net: &str, backend: &str, batch: usize, steps: usize, grad: Option<&str>) {
-    let kind = if net == "lenet" { NetKind::LeNet } else { NetKind::ConvNet };
     let v = match grad {
         Some("manual") => (defaults().0, InnerGrad::Manual),
         Some("nested") => (defaults().0, InnerGrad::Nested),
         _ => defaults(),
     };
-    let t = match backend {
-        "flex" => flex(kind, v, batch, steps).unwrap_or(f64::NAN),
-        _ => ours::<NdArray>(kind, v, batch, steps),
-    };
+    let t = ours_named(net, backend, v, batch, steps);
     println!("median {t:.3} s over {steps} meta-steps");
 }
 

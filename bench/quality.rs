@@ -197,8 +197,9 @@ fn run<B: Backend>(backend: &str) {
         let test_set = TestSet::<B>::new(&test, prepared.norm, &device);
         let (subset, lr) = pollster::block_on(evaluate_random_subset(&config, &prepared.train, prepared.norm, &test_set, &device)).unwrap();
         let full = pollster::block_on(evaluate_full_data(&config, &prepared.train, prepared.norm, &test_set, &device)).unwrap();
+        let verdict = |met: bool| if met { "yes" } else { "no" };
         let (target, met) = match row.target {
-            Target::AtLeast(t) => (format!("≥ {t}%"), 100.0 * distilled.mean >= t),
+            Target::AtLeast(t) => (format!("≥ {t}%"), verdict(100.0 * distilled.mean >= t)),
             Target::OverSubset(over, within) => {
                 let above = 100.0 * (distilled.mean - subset.mean) >= over;
                 let near = match (within, &full) {
@@ -206,9 +207,9 @@ fn run<B: Backend>(backend: &str) {
                     _ => true,
                 };
                 let t = format!("≥ subset + {over}{}", within.map(|w| format!(", within {w} of full")).unwrap_or_default());
-                (t, above && near)
+                (t, verdict(above && near))
             }
-            Target::None => ("-".into(), false),
+            Target::None => ("-".into(), "-"),
         };
         println!(
             "| {} | {} | {} | {chosen} | {} | {target} | {} | {} ({lr}) | {} | {} | {:.0} |",
@@ -219,11 +220,7 @@ fn run<B: Backend>(backend: &str) {
             pct(&distilled),
             pct(&subset),
             full.as_ref().map(pct).unwrap_or_default(),
-            match (met, &row.target) {
-                (_, Target::None) => "-",
-                (true, _) => "yes",
-                (false, _) => "no",
-            },
+            met,
             start.elapsed().as_secs_f64()
         );
     }

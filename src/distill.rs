@@ -318,14 +318,11 @@ impl<B: Backend> Distiller<B> {
         let batch = self.next_batch();
         let mut g = self.meta_gradient(&init, &batch);
         let nets = self.config.nets_per_iteration;
-        if nets > 1 {
-            for _ in 1..nets {
-                let init = self.sample_init();
-                g = g.plus(self.meta_gradient(&init, &batch));
-            }
-            g = g.scaled(1.0 / nets as f64);
+        for _ in 1..nets {
+            let init = self.sample_init();
+            g = g.plus(self.meta_gradient(&init, &batch));
         }
-        g
+        if nets > 1 { g.scaled(1.0 / nets as f64) } else { g }
     }
 
     /// One outer iteration: fresh weights (`nets_per_iteration` of them), a real minibatch, the

@@ -12,12 +12,12 @@ use burn_tensor::{
     activation::softmax,
     backend::Backend,
     module::{conv2d, conv_transpose2d},
-    ops::{ConvOptions, ConvTransposeOptions, PadMode},
+    ops::{ConvTransposeOptions, PadMode},
     Tensor,
 };
 
 use crate::config::NetKind;
-use crate::net::{avg_pool2, im2col_conv, uses_im2col, windows, Network, Params};
+use crate::net::{avg_pool2, im2col_conv, stride1, uses_im2col, windows, Network, Params};
 use crate::train::soft_cross_entropy;
 
 /// What a convolution's backward pass needs from its forward pass.
@@ -32,7 +32,7 @@ struct ConvCache<B: Backend> {
 fn conv_forward<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Tensor<B, 1>, padding: usize, im2col: bool) -> (Tensor<B, 4>, ConvCache<B>) {
     let out = w.dims()[0];
     if !im2col {
-        let y = conv2d(x.clone(), w, Some(b), ConvOptions::new([1, 1], [padding, padding], [1, 1], 1));
+        let y = conv2d(x.clone(), w, Some(b), stride1(padding));
         return (y, ConvCache { x, cols: None, padding });
     }
     let (y, cols) = im2col_conv(x.clone(), w, padding);
@@ -44,9 +44,9 @@ fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B,
     let [out, inp, k, _] = w.dims();
     let [n, _, ho, wo] = dy.dims();
     let p = cache.padding;
-    let db = dy.clone().sum_dim(3).sum_dim(2).sum_dim(0).reshape([out]);
     match cache.cols {
         Some(cols) => {
+            let db = bias_grad(dy.clone());
             let dym = dy.clone().reshape([n, out, ho * wo]);
             let dw = dym.matmul(cols.swap_dims(1, 2)).sum_dim(0).reshape([out, inp, k, k]);
             // d input: the "full" convolution of the output gradient with the kernel flipped and
@@ -54,16 +54,35 @@ fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B,
             let dx = need_dx.then(|| im2col_conv(dy, w.swap_dims(0, 1).flip([2, 3]), k - 1 - p).0);
             (dx, dw, db)
         }
-        None => {
-            // d weight: the input and the output gradient correlated over the batch, i.e. a
-            // convolution with batch and channel dimensions swapped.
-            let xs = cache.x.clone().swap_dims(0, 1);
-            let dw = conv2d(xs, dy.clone().swap_dims(0, 1), None, ConvOptions::new([1, 1], [p, p], [1, 1], 1)).swap_dims(0, 1);
-            // d input: the transposed convolution (stride 1, so exactly the input's size).
-            let dx = need_dx.then(|| conv_transpose2d(dy, w, None, ConvTransposeOptions::new([1, 1], [p, p], [0, 0], [1, 1], 1)));
-            (dx, dw, db)
-        }
+        None => direct_conv_grads(cache.x, w, dy, p, need_dx, |t| t.swap_dims(0, 1)),
     }
+}
+
+/// Gradients of the stride-1 convolution of `x` by `w` with `padding`, given the output
+/// gradient `dy`, with burn's convolutions: (d input when `need_dx`, d weight, d bias). `swap`
+/// exchanges a tensor's first two dimensions (how is the caller's choice: a view, or a copy the
+/// backend makes fast).
+pub(crate) fn direct_conv_grads<B: Backend>(
+    x: Tensor<B, 4>,
+    w: Tensor<B, 4>,
+    dy: Tensor<B, 4>,
+    padding: usize,
+    need_dx: bool,
+    swap: fn(Tensor<B, 4>) -> Tensor<B, 4>,
+) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
+    let db = bias_grad(dy.clone());
+    // d weight: the input and the output gradient correlated over the batch, i.e. a convolution
+    // with batch and channel dimensions swapped ([c, n, h, w] by [out, n, ho, wo] is [c, out, k, k]).
+    let dw = swap(conv2d(swap(x), swap(dy.clone()), None, stride1(padding)));
+    // d input: the transposed convolution (stride 1, so exactly the input's size).
+    let dx = need_dx.then(|| conv_transpose2d(dy, w, None, ConvTransposeOptions::new([1, 1], [padding, padding], [0, 0], [1, 1], 1)));
+    (dx, dw, db)
+}
+
+/// d bias of a convolution: the output gradient summed over batch and space.
+fn bias_grad<B: Backend>(dy: Tensor<B, 4>) -> Tensor<B, 1> {
+    let out = dy.dims()[1];
+    dy.sum_dim(3).sum_dim(2).sum_dim(0).reshape([out])
 }
 
 /// 1 where the pre-activation is positive, else 0: the ReLU's derivative, held constant.

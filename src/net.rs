@@ -158,7 +158,7 @@ impl Network {
     /// `conv2d` its convolutions take [`conv2d_once`]'s backward (other backends have their own
     /// weight gradient kernels, or run convolutions as im2col).
     pub fn forward_ad<B: Backend>(&self, params: &[Tensor<Autodiff<B>, 1>], x: Tensor<Autodiff<B>, 4>) -> Tensor<Autodiff<B>, 2> {
-        let own = !uses_im2col::<B>(self.conv) && std::any::type_name::<B>().contains("burn_flex");
+        let own = !uses_im2col::<B>(self.conv) && base_backend_is::<B>("burn_flex");
         let custom = if own { Some(&conv2d_once::<B> as &CustomConv<Autodiff<B>>) } else { None };
         self.forward_with(params, x, Pooling::Fused, custom)
     }
@@ -205,9 +205,14 @@ pub fn uses_im2col<B: Backend>(conv: ConvImpl) -> bool {
     match conv {
         ConvImpl::Direct => false,
         ConvImpl::Im2col => true,
-        // The backend's type names its base backend under any number of Autodiff layers.
-        ConvImpl::Auto => std::any::type_name::<B>().contains("burn_ndarray"),
+        ConvImpl::Auto => base_backend_is::<B>("burn_ndarray"),
     }
+}
+
+/// Whether `B`'s base backend comes from the crate `name` (its type name names the base backend
+/// under any number of Autodiff layers).
+fn base_backend_is<B: Backend>(name: &str) -> bool {
+    std::any::type_name::<B>().contains(name)
 }
 
 type Param<'a, B> = (Tensor<B, 1>, &'a ParamSpec);
@@ -220,9 +225,14 @@ fn reshape<B: Backend, const D: usize>((t, spec): Param<'_, B>) -> Tensor<B, D> 
     t.reshape(shape)
 }
 
+/// Options of a stride-1, undilated, ungrouped convolution with `padding` on every side.
+pub(crate) fn stride1(padding: usize) -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [padding, padding], [1, 1], 1)
+}
+
 fn conv<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, padding: usize) -> Tensor<B, 4> {
     // The bias inside the convolution: a broadcast add of it is several times slower on flex.
-    conv2d(x, reshape(w), Some(b.0), ConvOptions::new([1, 1], [padding, padding], [1, 1], 1))
+    conv2d(x, reshape(w), Some(b.0), stride1(padding))
 }
 
 /// The same convolution as [`conv`] (stride 1, square kernel) as one matrix product.

@@ -4,9 +4,10 @@
 //! gradient with their batch and channel dimensions swapped, and its bias gradient sums the
 //! swapped output gradient. On flex each swap is a copy element by element (a 3-d strided
 //! walk): a fifth of a LeNet meta-step at batch 1024 (bench/README.md, change 12). Here the
-//! swaps are built from one channel at a time (each a 2-d strided copy that flex tiles) and the
-//! bias gradient is a sum over batch and space without any copy. Same values; differentiable
-//! once, which is all the real minibatch's pass needs.
+//! gradients are those of the manual inner steps (`grad::direct_conv_grads`) with the swaps
+//! built from one channel at a time (each a 2-d strided copy that flex tiles), and the bias
+//! gradient a sum over batch and space without any copy. Same values; differentiable once,
+//! which is all the real minibatch's pass needs.
 
 use burn_autodiff::{
     checkpoint::{base::Checkpointer, strategy::NoCheckpointing},
@@ -14,12 +15,10 @@ use burn_autodiff::{
     ops::{Backward, Ops, OpsKind},
     Autodiff,
 };
-use burn_tensor::{
-    backend::Backend,
-    module::conv2d,
-    ops::{ConvOptions, FloatTensor},
-    Tensor, TensorPrimitive,
-};
+use burn_tensor::{backend::Backend, ops::FloatTensor, Tensor, TensorPrimitive};
+
+use crate::grad::direct_conv_grads;
+use crate::net::stride1;
 
 /// `[a, b, h, w]` → `[b, a, h, w]`, contiguous, one slice of dimension 1 at a time.
 pub(crate) fn swap01<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -33,7 +32,7 @@ pub(crate) fn swap01<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 4> {
 
 /// Stride-1 convolution with bias and `padding` on every side, differentiable once.
 pub fn conv2d_once<B: Backend>(x: Tensor<Autodiff<B>, 4>, w: Tensor<Autodiff<B>, 4>, b: Tensor<Autodiff<B>, 1>, padding: usize) -> Tensor<Autodiff<B>, 4> {
-    let options = ConvOptions::new([1, 1], [padding, padding], [1, 1], 1);
+    let options = stride1(padding);
     let (x, w, b) = (x.into_primitive().tensor(), w.into_primitive().tensor(), b.into_primitive().tensor());
     let out = match ConvBackward.prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
@@ -54,23 +53,14 @@ impl<B: Backend> Backward<B, 3> for ConvBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
-        let dy: Tensor<B, 4> = Tensor::from_primitive(TensorPrimitive::Float(grads.consume::<B>(&ops.node)));
+        let tensor = |t: FloatTensor<B>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(t));
+        let dy = tensor(grads.consume::<B>(&ops.node));
         let (x, w, padding) = ops.state;
-        let options = ConvOptions::new([1, 1], [padding, padding], [1, 1], 1);
-        let register = |grads: &mut Gradients, id, t: FloatTensor<B>| grads.register::<B>(id, t);
-        if let Some(node) = node_x {
-            register(grads, node.id, B::conv2d_x_backward(x.clone(), w.clone(), dy.clone().into_primitive().tensor(), options.clone()));
-        }
-        if let Some(node) = node_w {
-            let x: Tensor<B, 4> = Tensor::from_primitive(TensorPrimitive::Float(x));
-            // [c, n, h, w] convolved with [out, n, ho, wo] is [c, out, k, k].
-            let g = swap01(conv2d(swap01(x), swap01(dy.clone()), None, options));
-            register(grads, node.id, g.into_primitive().tensor());
-        }
-        if let Some(node) = node_b {
-            let [n, out, ho, wo] = dy.dims();
-            let g = dy.reshape([n, out, ho * wo]).sum_dim(2).sum_dim(0).reshape([out]);
-            register(grads, node.id, g.into_primitive().tensor());
+        let (dx, dw, db) = direct_conv_grads(tensor(x), tensor(w), dy, padding, node_x.is_some(), swap01);
+        for (node, g) in [(node_x, dx.map(|t| t.into_primitive().tensor())), (node_w, Some(dw.into_primitive().tensor())), (node_b, Some(db.into_primitive().tensor()))] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<B>(node.id, g);
+            }
         }
     }
 }
@@ -80,7 +70,7 @@ mod tests {
     use super::*;
     use crate::rng::{normal, rng, Stream};
     use burn_ndarray::NdArray;
-    use burn_tensor::TensorData;
+    use burn_tensor::{module::conv2d, TensorData};
 
     type A = Autodiff<NdArray>;
 
@@ -110,8 +100,7 @@ mod tests {
             let (x, w, b) = (tensor(2, [5, c, 9, 9]).require_grad(), tensor(3, [4, c, 3, 3]).require_grad(), tensor(4, [4]).require_grad());
             let weights = tensor::<4>(5, [5, 4, 9 + 2 * padding - 2, 9 + 2 * padding - 2]);
             let ours = (conv2d_once(x.clone(), w.clone(), b.clone(), padding) * weights.clone()).sum();
-            let options = ConvOptions::new([1, 1], [padding, padding], [1, 1], 1);
-            let burns = (conv2d(x.clone(), w.clone(), Some(b.clone()), options) * weights).sum();
+            let burns = (conv2d(x.clone(), w.clone(), Some(b.clone()), stride1(padding)) * weights).sum();
             close(ours.clone().inner(), burns.clone().inner());
             let (g1, g2) = (ours.backward(), burns.backward());
             close(x.grad(&g1).unwrap().reshape([-1]), x.grad(&g2).unwrap().reshape([-1]));
