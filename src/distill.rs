@@ -224,10 +224,11 @@ impl<B: Backend> Distiller<B> {
         self.config.max_iterations.map_or(all, |m| m.min(all))
     }
 
-    /// The outer learning rate at `iteration` (step decay per pass).
+    /// The outer learning rate at `iteration` (step decay every `decay_epochs` passes, or every
+    /// `decay_iterations` iterations when set).
     pub fn outer_lr(&self, iteration: usize) -> f64 {
-        let epoch = iteration / self.iterations_per_epoch();
-        self.config.outer_lr * self.config.decay_factor.powi((epoch / self.config.decay_epochs) as i32)
+        let period = self.config.decay_iterations.unwrap_or(self.config.decay_epochs * self.iterations_per_epoch());
+        self.config.outer_lr * self.config.decay_factor.powi((iteration / period) as i32)
     }
 
     /// The current learnable tensors.

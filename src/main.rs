@@ -151,6 +151,7 @@ config_args! {
     beta1: f64, "Adam beta1";
     beta2: f64, "Adam beta2";
     decay_epochs: usize, "Halve the Adam learning rate every this many passes";
+    decay_iterations: usize, "Halve it every this many outer iterations instead (whatever the data's size)";
     decay_factor: f64, "Factor of the step decay";
     epochs_outer: usize, "Passes over the real training data";
     max_iterations: usize, "Stop after this many outer iterations";
