@@ -109,9 +109,9 @@ pub struct Config {
     pub beta2: f64,
     /// Multiply the outer learning rate by `decay_factor` every `decay_epochs` passes.
     pub decay_epochs: usize,
-    /// When set, decay every this many outer iterations instead, whatever the data's size (the
-    /// reference's 40 passes over MNIST's 60,000 images at batch 1024 are 2,320 iterations; 40
-    /// passes over a few hundred patches are 40 iterations).
+    /// When set, decay every this many outer iterations instead, whatever the data's size. The
+    /// default, 2,320, is the reference's schedule counted in iterations (40 passes over MNIST's
+    /// 60,000 images at batch 1024); 40 passes over a few hundred patches would be 40 iterations.
     pub decay_iterations: Option<usize>,
     /// Factor of the step decay.
     pub decay_factor: f64,
@@ -135,6 +135,10 @@ pub struct Config {
     /// Seed of every random choice.
     pub seed: u64,
 }
+
+/// The reference's step decay (every 40 passes over MNIST's 60,000 training images at batch
+/// 1024) in outer iterations.
+pub const REFERENCE_DECAY_ITERATIONS: usize = 40 * (60_000 / 1024);
 
 impl Default for Config {
     fn default() -> Self {
@@ -160,7 +164,7 @@ impl Default for Config {
             beta1: 0.5,
             beta2: 0.999,
             decay_epochs: 40,
-            decay_iterations: None,
+            decay_iterations: Some(REFERENCE_DECAY_ITERATIONS),
             decay_factor: 0.5,
             epochs_outer: 400,
             max_iterations: None,
@@ -289,6 +293,7 @@ mod tests {
         assert_eq!((c.steps, c.epochs, c.images_per_class_per_step), (10, 3, 1));
         assert_eq!((c.outer_lr, c.beta1, c.beta2), (0.01, 0.5, 0.999));
         assert_eq!((c.decay_epochs, c.epochs_outer, c.batch_size), (40, 400, 1024));
+        assert_eq!(c.decay_iterations, Some(40 * (60_000 / 1024)));
         let lr = (1.0 + c.raw_lr_init().exp()).ln();
         assert!((lr - 0.02).abs() < 1e-12);
     }

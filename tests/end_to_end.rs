@@ -142,12 +142,13 @@ fn the_outer_rate_decays_per_pass_or_per_iteration() {
         at.iter().map(|&i| d.outer_lr(i)).collect::<Vec<f64>>()
     };
     // At batch 64 a pass over the demo's training split is a few iterations.
-    let per_pass = Config { batch_size: 64, decay_epochs: 2, ..quick() };
+    let per_pass = Config { batch_size: 64, decay_epochs: 2, decay_iterations: None, ..quick() };
     let d = Distiller::<B>::new(per_pass.clone(), &prepared.train, prepared.norm, &device).unwrap();
     let pass = d.iterations_per_epoch();
     assert!(pass > 1, "{pass} iterations per pass");
     assert_eq!(lrs(per_pass.clone(), &[0, 2 * pass - 1, 2 * pass, 4 * pass]), vec![0.01, 0.01, 0.005, 0.0025]);
-    // In iterations, whatever a pass is.
+    // In iterations, whatever a pass is (the default: the reference's 40 passes over MNIST).
+    assert_eq!(quick().decay_iterations, Some(2320));
     let per_iteration = Config { decay_iterations: Some(5), ..per_pass };
     assert_eq!(lrs(per_iteration, &[0, 4, 5, 10, 14]), vec![0.01, 0.01, 0.005, 0.0025, 0.0025]);
 }
@@ -212,4 +213,15 @@ fn the_command_line_distils_and_evaluates() {
     assert!(err.contains("error:") && err.contains("'only'") && err.contains("a.png") && !err.contains("panicked"), "{err}");
     let o = Command::new(exe).args(["distill", "--steps", "0"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("steps = 0 is outside"));
+
+    // A decay in passes replaces the default decay in iterations; the archive records which.
+    let decay = |extra: &[&str]| {
+        let o = Command::new(exe).args(["distill", "--max-iterations", "1", "--no-eval", "--out"]).arg(&again).args(extra).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let c = read_archive(&std::fs::read(&again).unwrap()).unwrap().manifest.config;
+        (c.decay_epochs, c.decay_iterations)
+    };
+    assert_eq!(decay(&[]), (40, Some(2320)));
+    assert_eq!(decay(&["--decay-epochs", "7"]), (7, None));
+    assert_eq!(decay(&["--decay-epochs", "7", "--decay-iterations", "9"]), (7, Some(9)));
 }
