@@ -21,7 +21,7 @@ pub enum Error {
         message: String,
     },
     /// The loss or a gradient became NaN or infinite; the last good state is kept.
-    #[error("diverged at iteration {iteration}: {cause}; the last good state (iteration {last_good}) is kept")]
+    #[error("diverged at iteration {iteration}: {cause}; the last good state (iteration {last_good}) is kept (a smaller outer_lr or an earlier decay, decay_iterations, may avoid it)")]
     Diverged {
         /// The iteration whose step produced a non-finite value.
         iteration: usize,
