@@ -107,7 +107,8 @@ pub struct Config {
     pub beta1: f64,
     /// Adam beta2.
     pub beta2: f64,
-    /// Multiply the outer learning rate by `decay_factor` every `decay_epochs` passes.
+    /// Multiply the outer learning rate by `decay_factor` every `decay_epochs` passes (used only
+    /// when `decay_iterations` is `None`: `null` in a JSON configuration).
     pub decay_epochs: usize,
     /// When set, decay every this many outer iterations instead, whatever the data's size. The
     /// default, 2,320, is the reference's schedule counted in iterations (40 passes over MNIST's
