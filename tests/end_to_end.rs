@@ -137,20 +137,18 @@ fn several_networks_per_iteration_average_their_hypergradients() {
 fn the_outer_rate_decays_per_pass_or_per_iteration() {
     let prepared = demo(&quick());
     let device = Default::default();
-    let lrs = |config: Config, at: &[usize]| {
-        let d = Distiller::<B>::new(config, &prepared.train, prepared.norm, &device).unwrap();
-        at.iter().map(|&i| d.outer_lr(i)).collect::<Vec<f64>>()
-    };
+    let distiller = |config: Config| Distiller::<B>::new(config, &prepared.train, prepared.norm, &device).unwrap();
+    let lrs = |d: &Distiller<B>, at: &[usize]| at.iter().map(|&i| d.outer_lr(i)).collect::<Vec<f64>>();
     // At batch 64 a pass over the demo's training split is a few iterations.
     let per_pass = Config { batch_size: 64, decay_epochs: 2, decay_iterations: None, ..quick() };
-    let d = Distiller::<B>::new(per_pass.clone(), &prepared.train, prepared.norm, &device).unwrap();
+    let d = distiller(per_pass.clone());
     let pass = d.iterations_per_epoch();
     assert!(pass > 1, "{pass} iterations per pass");
-    assert_eq!(lrs(per_pass.clone(), &[0, 2 * pass - 1, 2 * pass, 4 * pass]), vec![0.01, 0.01, 0.005, 0.0025]);
+    assert_eq!(lrs(&d, &[0, 2 * pass - 1, 2 * pass, 4 * pass]), vec![0.01, 0.01, 0.005, 0.0025]);
     // In iterations, whatever a pass is (the default: the reference's 40 passes over MNIST).
     assert_eq!(quick().decay_iterations, Some(2320));
-    let per_iteration = Config { decay_iterations: Some(5), ..per_pass };
-    assert_eq!(lrs(per_iteration, &[0, 4, 5, 10, 14]), vec![0.01, 0.01, 0.005, 0.0025, 0.0025]);
+    let per_iteration = distiller(Config { decay_iterations: Some(5), ..per_pass });
+    assert_eq!(lrs(&per_iteration, &[0, 4, 5, 10, 14]), vec![0.01, 0.01, 0.005, 0.0025, 0.0025]);
 }
 
 #[test]
