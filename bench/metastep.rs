@@ -3,6 +3,10 @@
 //!
 //!     cargo run --release --example bench_metastep [-- --repeats 5]   (time)
 //!     cargo run --release --example bench_metastep -- --memory         (peak memory)
+//!     cargo run --release --features wgpu --example bench_metastep -- --gpu   (burn-wgpu next to
+//!         PyTorch on CUDA: `bench/README.md`, GPU)
+//!
+//! `--only flex` keeps the CPU table's columns whose name holds "flex".
 
 /// Large tensors are freed and allocated again every step; glibc's malloc unmaps and remaps them
 /// (page faults), mimalloc reuses them (bench/README.md, change 10).
@@ -79,8 +83,12 @@ fn flex(_: NetKind, _: Variant, _: usize, _: usize) -> Option<f64> {
 }
 
 fn torch_json(net: &str, batch: usize, repeats: usize) -> Option<serde_json::Value> {
+    torch_json_on("cpu", net, batch, repeats)
+}
+
+fn torch_json_on(device: &str, net: &str, batch: usize, repeats: usize) -> Option<serde_json::Value> {
     let out = Command::new("python3")
-        .args(["bench/torch_metastep.py", "--net", net, "--batch", &batch.to_string(), "--repeats", &repeats.to_string()])
+        .args(["bench/torch_metastep.py", "--device", device, "--net", net, "--batch", &batch.to_string(), "--repeats", &repeats.to_string()])
         .output()
         .ok()?;
     if !out.status.success() {
@@ -164,6 +172,53 @@ fn profile_loop(net: &str, backend: &str, batch: usize, steps: usize, grad: Opti
     println!("median {t:.3} s over {steps} meta-steps");
 }
 
+/// The GPU columns: burn-wgpu (with fusion and autotune, its defaults) on the default adapter.
+const GPU_COLUMNS: [(&str, Variant); 3] = [
+    ("wgpu conv2d manual", (ConvImpl::Direct, InnerGrad::Manual)),
+    ("wgpu im2col manual", (ConvImpl::Im2col, InnerGrad::Manual)),
+    ("wgpu conv2d nested", (ConvImpl::Direct, InnerGrad::Nested)),
+];
+
+/// `--gpu`: the timing table on a GPU, ours through burn-wgpu against PyTorch on CUDA. Each cell
+/// prints `cell NET BATCH COLUMN start|end UNIX_SECONDS` to stderr, so that a sampler of the
+/// device's memory (`nvidia-smi`) can be matched to it.
+#[cfg(feature = "wgpu")]
+fn gpu_table(repeats: usize) {
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    println!("meta-step on the GPU: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32; median of {repeats} after one warm-up; seconds, and ratio to PyTorch (CUDA)");
+    println!("| network | real batch | PyTorch CUDA | PyTorch peak allocated MiB | {} |", GPU_COLUMNS.map(|c| c.0).join(" | "));
+    println!("|---|---|---|---|{}", "---|".repeat(GPU_COLUMNS.len()));
+    for (net, name) in [(NetKind::LeNet, "lenet"), (NetKind::ConvNet, "convnet")] {
+        for batch in [256, 1024] {
+            eprintln!("cell {name} {batch} pytorch start {:.2}", now());
+            let p = torch_json_on("cuda", name, batch, repeats);
+            eprintln!("cell {name} {batch} pytorch end {:.2}", now());
+            let pt = p.as_ref().and_then(|v| v["median_s"].as_f64());
+            let cells: Vec<String> = GPU_COLUMNS
+                .iter()
+                .map(|&(column, v)| {
+                    eprintln!("cell {name} {batch} {} start {:.2}", column.replace(' ', "_"), now());
+                    let t = ours::<burn_wgpu::Wgpu>(net, v, batch, repeats);
+                    eprintln!("cell {name} {batch} {} end {:.2}", column.replace(' ', "_"), now());
+                    pt.map_or(format!("{t:.4}"), |p| format!("{t:.4} ({:.2}×)", t / p))
+                })
+                .collect();
+            let mem = p.as_ref().and_then(|v| v["cuda_peak_allocated_mib"].as_f64()).map_or("n/a".into(), |m| format!("{m:.0}"));
+            let ps = pt.map_or("n/a".into(), |p| format!("{p:.4}"));
+            println!("| {name} | {batch} | {ps} | {mem} | {} |", cells.join(" | "));
+        }
+    }
+    if let Some(v) = torch_json_on("cuda", "lenet", 256, 1) {
+        println!("PyTorch {} on {}", v["torch"], v["gpu"]);
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn gpu_table(_: usize) {
+    eprintln!("this build has no wgpu backend: cargo run --release --features wgpu --example bench_metastep -- --gpu");
+    std::process::exit(2);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--loop") {
@@ -180,16 +235,21 @@ fn main() {
         return split_table();
     }
     let repeats = std::env::args().skip_while(|a| a != "--repeats").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3);
+    if args.iter().any(|a| a == "--gpu") {
+        return gpu_table(repeats);
+    }
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1).unwrap_or_default();
+    let columns: Vec<_> = COLUMNS.iter().filter(|c| c.0.contains(only.as_str())).collect();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("meta-step: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32, CPU; median of {repeats}; seconds, and ratio to PyTorch");
-    println!("| network | real batch | PyTorch | {} | threads ours / PyTorch |", COLUMNS.map(|c| c.0).join(" | "));
-    println!("|---|---|---|{}---|", "---|".repeat(COLUMNS.len()));
+    println!("| network | real batch | PyTorch | {} | threads ours / PyTorch |", columns.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "));
+    println!("|---|---|---|{}---|", "---|".repeat(columns.len()));
     for (net, name) in [(NetKind::LeNet, "lenet"), (NetKind::ConvNet, "convnet")] {
         for batch in [256, 1024] {
             let p = torch(name, batch, repeats);
-            let cells: Vec<String> = COLUMNS
+            let cells: Vec<String> = columns
                 .iter()
-                .map(|&(_, backend, v)| {
+                .map(|&&(_, backend, v)| {
                     let t = if backend == "flex" { flex(net, v, batch, repeats) } else { Some(ours::<NdArray>(net, v, batch, repeats)) };
                     match (t, p) {
                         (Some(t), Some((p, _))) => format!("{t:.3} ({:.2}×)", t / p),

@@ -5,6 +5,7 @@ learnable labels and learning rates), timed on the CPU. Prints one JSON line per
 Same networks as the Rust engine (LeNet: conv 6 (5x5, pad 2), max-pool, conv 16 (5x5), max-pool,
 fc 120, fc 84, fc C; ConvNet: depth x [3x3 conv width, ReLU, 2x2 avg-pool], fc C), Xavier-normal
 weights, zero biases, inner SGD with create_graph=True, outer cross-entropy on a real batch.
+`--device cuda` runs it on the GPU (the loss's `.item()` at the end of each step waits for it).
 """
 import argparse, json, resource, time
 
@@ -27,13 +28,13 @@ def convnet_params(classes, size, width, depth):
     return shapes
 
 
-def init(shapes):
+def init(shapes, device):
     out = []
     for s in shapes:
         if len(s) == 1:
-            out.append(torch.zeros(s))
+            out.append(torch.zeros(s, device=device))
         else:
-            w = torch.empty(s)
+            w = torch.empty(s, device=device)
             if len(s) == 4:
                 fan_in, fan_out = s[1] * s[2] * s[3], s[0] * s[2] * s[3]
             else:
@@ -57,7 +58,7 @@ def forward(net, p, x, depth):
 
 
 def meta_step(net, shapes, images, labels, raw_lrs, real_x, real_y, steps, epochs, per_step, depth, opt):
-    params = [t.requires_grad_() for t in init(shapes)]
+    params = [t.requires_grad_() for t in init(shapes, images.device)]
     lrs = F.softplus(raw_lrs)
     i = 0
     for _ in range(epochs):
@@ -98,6 +99,7 @@ def main():
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -105,12 +107,13 @@ def main():
     shapes = lenet_params(a.classes, a.size) if a.net == "lenet" else convnet_params(a.classes, a.size, a.width, a.depth)
     per_step = a.ipc * a.classes
     n = per_step * a.steps
-    images = torch.randn(n, 1, a.size, a.size, requires_grad=True)
-    labels = F.one_hot(torch.arange(n) % a.classes, a.classes).float().requires_grad_()
-    raw_lrs = torch.full((a.steps * a.epochs,), float(torch.log(torch.expm1(torch.tensor(0.02))))).requires_grad_()
+    dev = torch.device(a.device)
+    images = torch.randn(n, 1, a.size, a.size, device=dev, requires_grad=True)
+    labels = F.one_hot(torch.arange(n, device=dev) % a.classes, a.classes).float().requires_grad_()
+    raw_lrs = torch.full((a.steps * a.epochs,), float(torch.log(torch.expm1(torch.tensor(0.02)))), device=dev).requires_grad_()
     opt = torch.optim.Adam([images, labels, raw_lrs], lr=0.01, betas=(0.5, 0.999))
-    real_x = torch.randn(a.batch, 1, a.size, a.size)
-    real_y = torch.randint(0, a.classes, (a.batch,))
+    real_x = torch.randn(a.batch, 1, a.size, a.size, device=dev)
+    real_y = torch.randint(0, a.classes, (a.batch,), device=dev)
     rss_before = status_mib("VmRSS")
     args = (a.net, shapes, images, labels, raw_lrs, real_x, real_y, a.steps, a.epochs, per_step, a.depth, opt)
     meta_step(*args)  # warm-up
@@ -120,7 +123,11 @@ def main():
         meta_step(*args)
         times.append(time.perf_counter() - t)
     times.sort()
-    print(json.dumps({
+    gpu = {}
+    if dev.type == "cuda":
+        gpu = {"gpu": torch.cuda.get_device_name(dev), "cuda_peak_allocated_mib": torch.cuda.max_memory_allocated(dev) / 2**20,
+               "cuda_peak_reserved_mib": torch.cuda.max_memory_reserved(dev) / 2**20}
+    print(json.dumps({**gpu, "device": a.device,
         "net": a.net, "batch": a.batch, "median_s": times[len(times) // 2], "min_s": times[0],
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
