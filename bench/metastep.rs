@@ -116,6 +116,8 @@ fn ours_named(net: &str, backend: &str, v: Variant, batch: usize, repeats: usize
     let kind = if net == "lenet" { NetKind::LeNet } else { NetKind::ConvNet };
     match backend {
         "flex" => flex(kind, v, batch, repeats).unwrap_or(f64::NAN),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => ours::<burn_wgpu::Wgpu>(kind, v, batch, repeats),
         _ => ours::<NdArray>(kind, v, batch, repeats),
     }
 }
