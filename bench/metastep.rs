@@ -175,6 +175,7 @@ fn profile_loop(net: &str, backend: &str, batch: usize, steps: usize, grad: Opti
 }
 
 /// The GPU columns: burn-wgpu (with fusion and autotune, its defaults) on the default adapter.
+#[cfg(feature = "wgpu")]
 const GPU_COLUMNS: [(&str, Variant); 3] = [
     ("wgpu conv2d manual", (ConvImpl::Direct, InnerGrad::Manual)),
     ("wgpu im2col manual", (ConvImpl::Im2col, InnerGrad::Manual)),

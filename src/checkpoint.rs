@@ -11,7 +11,10 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// Identifies the session file layout.
-pub const FORMAT: &str = "anondistill-session/1";
+pub const FORMAT: &str = "anondistill-session/2";
+
+/// The layout before the outer decay's fields changed; read with its configuration upgraded.
+const FORMAT_1: &str = "anondistill-session/1";
 
 /// A tensor read back to the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,7 +83,12 @@ impl Checkpoint {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(bad)?;
         let json = header.metadata().as_ref().and_then(|m| m.get("anondistill-session")).ok_or_else(|| bad("no session metadata"))?;
-        let meta: SessionMeta = serde_json::from_str(json).map_err(bad)?;
+        let mut value: serde_json::Value = serde_json::from_str(json).map_err(bad)?;
+        if value["format"] == FORMAT_1 {
+            crate::config::upgrade_format_1(&mut value["config"]);
+            value["format"] = FORMAT.into();
+        }
+        let meta: SessionMeta = serde_json::from_value(value).map_err(bad)?;
         if meta.format != FORMAT {
             return Err(Error::Session(format!("format {} is not {FORMAT}", meta.format)));
         }

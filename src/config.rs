@@ -107,13 +107,14 @@ pub struct Config {
     pub beta1: f64,
     /// Adam beta2.
     pub beta2: f64,
-    /// Multiply the outer learning rate by `decay_factor` every `decay_epochs` passes (used only
-    /// when `decay_iterations` is `None`: `null` in a JSON configuration).
-    pub decay_epochs: usize,
-    /// When set, decay every this many outer iterations instead, whatever the data's size. The
-    /// default, 2,320, is the reference's schedule counted in iterations (40 passes over MNIST's
-    /// 60,000 images at batch 1024); 40 passes over a few hundred patches would be 40 iterations.
-    pub decay_iterations: Option<usize>,
+    /// Multiply the outer learning rate by `decay_factor` every this many outer iterations,
+    /// whatever the data's size. The default, 2,320, is the reference's schedule counted in
+    /// iterations (40 passes over MNIST's 60,000 images at batch 1024); 40 passes over a few
+    /// hundred patches would be 40 iterations.
+    pub decay_iterations: usize,
+    /// When set, decay every this many passes over the real training data instead (the
+    /// reference's own unit; `decay_iterations` is then unused).
+    pub decay_epochs: Option<usize>,
     /// Factor of the step decay.
     pub decay_factor: f64,
     /// Passes over the real training data.
@@ -164,8 +165,8 @@ impl Default for Config {
             outer_lr: 0.01,
             beta1: 0.5,
             beta2: 0.999,
-            decay_epochs: 40,
-            decay_iterations: Some(REFERENCE_DECAY_ITERATIONS),
+            decay_iterations: REFERENCE_DECAY_ITERATIONS,
+            decay_epochs: None,
             decay_factor: 0.5,
             epochs_outer: 400,
             max_iterations: None,
@@ -202,9 +203,9 @@ impl Config {
         range("batch_size", self.batch_size, 1, 1 << 20)?;
         range("nets_per_iteration", self.nets_per_iteration, 1, 64)?;
         range("epochs_outer", self.epochs_outer, 1, 1_000_000)?;
-        range("decay_epochs", self.decay_epochs, 1, 1_000_000)?;
-        if let Some(n) = self.decay_iterations {
-            range("decay_iterations", n, 1, 100_000_000)?;
+        range("decay_iterations", self.decay_iterations, 1, 100_000_000)?;
+        if let Some(n) = self.decay_epochs {
+            range("decay_epochs", n, 1, 1_000_000)?;
         }
         range("eval_nets", self.eval_nets, 1, 1000)?;
         range("full_data_nets", self.full_data_nets, 0, 1000)?;
@@ -268,9 +269,28 @@ impl Config {
         self.images_per_step.unwrap_or(self.images_per_class_per_step * classes)
     }
 
+    /// Outer iterations between two decays of the outer learning rate, when a pass over the real
+    /// data takes `iterations_per_epoch` iterations.
+    pub fn decay_period(&self, iterations_per_epoch: usize) -> usize {
+        self.decay_epochs.map_or(self.decay_iterations, |e| e * iterations_per_epoch)
+    }
+
     /// The raw learning-rate parameter whose softplus is `lr_init`.
     pub fn raw_lr_init(&self) -> f64 {
         softplus_inverse(self.lr_init)
+    }
+}
+
+/// Rewrites, in place, a configuration recorded by format 1 of the archive or the session file
+/// into today's fields. There `decay_epochs` was a number that applied unless `decay_iterations`
+/// was one (2026-11-27: both numbers meant a decay in iterations; a missing or `null`
+/// `decay_iterations`, a decay per pass).
+pub fn upgrade_format_1(config: &mut serde_json::Value) {
+    let Some(c) = config.as_object_mut() else { return };
+    if c.get("decay_iterations").is_some_and(serde_json::Value::is_number) {
+        c.insert("decay_epochs".into(), serde_json::Value::Null);
+    } else {
+        c.remove("decay_iterations");
     }
 }
 
@@ -293,8 +313,9 @@ mod tests {
         c.validate().unwrap();
         assert_eq!((c.steps, c.epochs, c.images_per_class_per_step), (10, 3, 1));
         assert_eq!((c.outer_lr, c.beta1, c.beta2), (0.01, 0.5, 0.999));
-        assert_eq!((c.decay_epochs, c.epochs_outer, c.batch_size), (40, 400, 1024));
-        assert_eq!(c.decay_iterations, Some(40 * (60_000 / 1024)));
+        assert_eq!((c.epochs_outer, c.batch_size), (400, 1024));
+        assert_eq!((c.decay_iterations, c.decay_epochs), (40 * (60_000 / 1024), None));
+        assert_eq!((c.decay_period(7), Config { decay_epochs: Some(40), ..c.clone() }.decay_period(7)), (2320, 280));
         let lr = (1.0 + c.raw_lr_init().exp()).ln();
         assert!((lr - 0.02).abs() < 1e-12);
     }
@@ -337,5 +358,23 @@ mod tests {
         let partial: Config = serde_json::from_str(r#"{"steps": 3}"#).unwrap();
         assert_eq!(partial.steps, 3);
         assert!(serde_json::from_str::<Config>(r#"{"stepz": 3}"#).is_err());
+    }
+
+    #[test]
+    fn format_1_configurations_keep_the_decay_they_ran_with() {
+        let read = |json: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+            upgrade_format_1(&mut v);
+            let c: Config = serde_json::from_value(v).unwrap();
+            (c.decay_period(7), c.decay_epochs)
+        };
+        // Before decay_iterations existed: per pass.
+        assert_eq!(read(r#"{"decay_epochs": 40}"#), (280, Some(40)));
+        // decay_iterations null: per pass; a number: per iteration, decay_epochs unused.
+        assert_eq!(read(r#"{"decay_epochs": 40, "decay_iterations": null}"#), (280, Some(40)));
+        assert_eq!(read(r#"{"decay_epochs": 40, "decay_iterations": 2320}"#), (2320, None));
+        // Today's format reads decay_epochs as the per-pass decay that wins.
+        let today: Config = serde_json::from_str(r#"{"decay_epochs": 40, "decay_iterations": 9}"#).unwrap();
+        assert_eq!(today.decay_period(7), 280);
     }
 }

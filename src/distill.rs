@@ -224,10 +224,10 @@ impl<B: Backend> Distiller<B> {
         self.config.max_iterations.map_or(all, |m| m.min(all))
     }
 
-    /// The outer learning rate at `iteration` (step decay every `decay_epochs` passes, or every
-    /// `decay_iterations` iterations when set).
+    /// The outer learning rate at `iteration` (step decay every `decay_iterations` iterations, or
+    /// every `decay_epochs` passes when set).
     pub fn outer_lr(&self, iteration: usize) -> f64 {
-        let period = self.config.decay_iterations.unwrap_or(self.config.decay_epochs * self.iterations_per_epoch());
+        let period = self.config.decay_period(self.iterations_per_epoch());
         self.config.outer_lr * self.config.decay_factor.powi((iteration / period) as i32)
     }
 

@@ -19,7 +19,10 @@ use crate::error::{Error, Result};
 use crate::eval::Evaluation;
 
 /// Identifies the archive layout.
-pub const FORMAT: &str = "anondistill/1";
+pub const FORMAT: &str = "anondistill/2";
+
+/// The layout before the outer decay's fields changed; read with its configuration upgraded.
+const FORMAT_1: &str = "anondistill/1";
 
 /// What `manifest.json` records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,7 +170,12 @@ pub fn read_archive(bytes: &[u8]) -> Result<Archive> {
         f.read_to_end(&mut buf).map_err(|e| bad(&e))?;
         Ok(buf)
     };
-    let manifest: Manifest = serde_json::from_slice(&read("manifest.json")?).map_err(|e| bad(&e))?;
+    let mut value: serde_json::Value = serde_json::from_slice(&read("manifest.json")?).map_err(|e| bad(&e))?;
+    if value["format"] == FORMAT_1 {
+        crate::config::upgrade_format_1(&mut value["config"]);
+        value["format"] = FORMAT.into();
+    }
+    let manifest: Manifest = serde_json::from_value(value).map_err(|e| bad(&e))?;
     if manifest.format != FORMAT {
         return Err(Error::Archive(format!("format {} is not {FORMAT}", manifest.format)));
     }

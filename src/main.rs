@@ -150,8 +150,8 @@ config_args! {
     outer_lr: f64, "Adam learning rate";
     beta1: f64, "Adam beta1";
     beta2: f64, "Adam beta2";
-    decay_epochs: usize, "Halve the Adam learning rate every this many passes over the data (replaces the default decay in iterations)";
-    decay_iterations: usize, "Halve it every this many outer iterations, whatever the data's size (default 2320: the reference's 40 passes over MNIST)";
+    decay_iterations: usize, "Halve the Adam learning rate every this many outer iterations, whatever the data's size (default 2320: the reference's 40 passes over MNIST)";
+    decay_epochs: usize, "Halve it every this many passes over the data instead";
     decay_factor: f64, "Factor of the step decay";
     epochs_outer: usize, "Passes over the real training data";
     max_iterations: usize, "Stop after this many outer iterations";
@@ -323,9 +323,8 @@ fn main() {
                 None => Config::default(),
             };
             args.overrides.apply(&mut config);
-            if args.overrides.decay_epochs.is_some() && args.overrides.decay_iterations.is_none() {
-                // A decay in passes asked for on the command line replaces the default's.
-                config.decay_iterations = None;
+            if let (Some(_), Some(e)) = (args.overrides.decay_iterations, config.decay_epochs) {
+                return Err(Error::Config(format!("--decay-iterations has no effect while decay_epochs is {e}: give one of the two")));
             }
             config.validate()?;
             match args.backend {

@@ -140,14 +140,14 @@ fn the_outer_rate_decays_per_pass_or_per_iteration() {
     let distiller = |config: Config| Distiller::<B>::new(config, &prepared.train, prepared.norm, &device).unwrap();
     let lrs = |d: &Distiller<B>, at: &[usize]| at.iter().map(|&i| d.outer_lr(i)).collect::<Vec<f64>>();
     // At batch 64 a pass over the demo's training split is a few iterations.
-    let per_pass = Config { batch_size: 64, decay_epochs: 2, decay_iterations: None, ..quick() };
+    let per_pass = Config { batch_size: 64, decay_epochs: Some(2), ..quick() };
     let d = distiller(per_pass.clone());
     let pass = d.iterations_per_epoch();
     assert!(pass > 1, "{pass} iterations per pass");
     assert_eq!(lrs(&d, &[0, 2 * pass - 1, 2 * pass, 4 * pass]), vec![0.01, 0.01, 0.005, 0.0025]);
     // In iterations, whatever a pass is (the default: the reference's 40 passes over MNIST).
-    assert_eq!(quick().decay_iterations, Some(2320));
-    let per_iteration = distiller(Config { decay_iterations: Some(5), ..per_pass });
+    assert_eq!((quick().decay_iterations, quick().decay_epochs), (2320, None));
+    let per_iteration = distiller(Config { decay_iterations: 5, decay_epochs: None, ..per_pass });
     assert_eq!(lrs(&per_iteration, &[0, 4, 5, 10, 14]), vec![0.01, 0.01, 0.005, 0.0025, 0.0025]);
 }
 
@@ -212,14 +212,21 @@ fn the_command_line_distils_and_evaluates() {
     let o = Command::new(exe).args(["distill", "--steps", "0"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("steps = 0 is outside"));
 
-    // A decay in passes replaces the default decay in iterations; the archive records which.
+    // A decay in passes, from a flag or a configuration file, replaces the default decay in
+    // iterations; the archive records which; a decay in iterations beside it is refused.
     let decay = |extra: &[&str]| {
         let o = Command::new(exe).args(["distill", "--max-iterations", "1", "--no-eval", "--out"]).arg(&again).args(extra).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let c = read_archive(&std::fs::read(&again).unwrap()).unwrap().manifest.config;
-        (c.decay_epochs, c.decay_iterations)
+        (c.decay_iterations, c.decay_epochs)
     };
-    assert_eq!(decay(&[]), (40, Some(2320)));
-    assert_eq!(decay(&["--decay-epochs", "7"]), (7, None));
-    assert_eq!(decay(&["--decay-epochs", "7", "--decay-iterations", "9"]), (7, Some(9)));
+    assert_eq!(decay(&[]), (2320, None));
+    assert_eq!(decay(&["--decay-epochs", "7"]), (2320, Some(7)));
+    assert_eq!(decay(&["--decay-iterations", "9"]), (9, None));
+    let file = dir.path().join("per-pass.json");
+    std::fs::write(&file, r#"{"decay_epochs": 7}"#).unwrap();
+    assert_eq!(decay(&["--config", file.to_str().unwrap()]), (2320, Some(7)));
+    let o = Command::new(exe).args(["distill", "--decay-iterations", "9", "--config"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.contains("--decay-iterations has no effect while decay_epochs is 7"), "{err}");
 }

@@ -113,3 +113,43 @@ fn a_session_file_holds_no_real_image() {
         assert!(!bytes.windows(first.len()).any(|w| w == first.as_slice()), "image {i} appears in the session file");
     }
 }
+
+/// A session file with `meta` as its metadata and `c`'s tensors.
+fn with_meta(c: &Checkpoint, meta: &serde_json::Value) -> Vec<u8> {
+    use safetensors::{tensor::TensorView, Dtype};
+    let bytes: Vec<Vec<u8>> = c.tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let views = anondistill::checkpoint::TENSORS.iter().zip(&c.tensors).zip(&bytes).map(|((n, t), b)| (n.to_string(), TensorView::new(Dtype::F32, t.shape.clone(), b).unwrap()));
+    let info = std::collections::HashMap::from([("anondistill-session".to_string(), meta.to_string())]);
+    safetensors::serialize(views, &Some(info)).unwrap()
+}
+
+#[test]
+fn a_format_1_session_resumes_with_the_decay_it_ran_with() {
+    let cfg = config();
+    let p = demo(&cfg);
+    let dev = Default::default();
+    let mut d = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
+    steps(&mut d, 1);
+    let c = pollster::block_on(d.checkpoint()).unwrap();
+    let format_1 = |decay: serde_json::Value| {
+        let mut meta = serde_json::to_value(&c.meta).unwrap();
+        meta["format"] = "anondistill-session/1".into();
+        let config = meta["config"].as_object_mut().unwrap();
+        config.insert("decay_epochs".into(), 40.into());
+        match decay {
+            serde_json::Value::Bool(false) => config.remove("decay_iterations"),
+            v => config.insert("decay_iterations".into(), v),
+        };
+        Checkpoint::from_bytes(&with_meta(&c, &meta)).unwrap()
+    };
+    // Format 1 decayed per iteration when decay_iterations was a number: today's default.
+    let per_iteration = format_1(2320.into());
+    assert_eq!(per_iteration.meta.config, cfg);
+    Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap().restore(&per_iteration).unwrap();
+    // Without it, or with null, per pass.
+    for decay in [serde_json::Value::Bool(false), serde_json::Value::Null] {
+        let per_pass = format_1(decay);
+        assert_eq!(per_pass.meta.config, Config { decay_epochs: Some(40), ..cfg.clone() });
+        assert_eq!(per_pass.meta.format, anondistill::checkpoint::FORMAT);
+    }
+}
