@@ -140,7 +140,7 @@ config_args! {
     images_per_class_per_step: usize, "Distilled images of each class in each step";
     images_per_step: usize, "Distilled images per step in all (overrides the per-class count; may be fewer than the classes)";
     epochs: usize, "Replays of the step sequence";
-    init: anondistill::ImageInit => parse_json::<anondistill::ImageInit>, "Image init: noise or real";
+    init: anondistill::ImageInit => parse_json::<anondistill::ImageInit>, "Image init: noise or real (real starts from patients' images, which the result can stay close to: see the privacy audit)";
     learn_labels: bool, "Learn the labels (true/false)";
     label_mode: anondistill::LabelMode => parse_json::<anondistill::LabelMode>, "Label mode: raw or softmax";
     lr_init: f64, "Initial inner learning rate";
