@@ -84,10 +84,7 @@ impl Checkpoint {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(bad)?;
         let json = header.metadata().as_ref().and_then(|m| m.get("anondistill-session")).ok_or_else(|| bad("no session metadata"))?;
         let mut value: serde_json::Value = serde_json::from_str(json).map_err(bad)?;
-        if value["format"] == FORMAT_1 {
-            crate::config::upgrade_format_1(&mut value["config"]);
-            value["format"] = FORMAT.into();
-        }
+        crate::config::upgrade_document(&mut value, FORMAT_1, FORMAT);
         let meta: SessionMeta = serde_json::from_value(value).map_err(bad)?;
         if meta.format != FORMAT {
             return Err(Error::Session(format!("format {} is not {FORMAT}", meta.format)));

@@ -297,6 +297,15 @@ pub fn upgrade_format_1(config: &mut serde_json::Value) {
     }
 }
 
+/// Upgrades an archive's manifest or a session's metadata in place when its `format` is
+/// `format_1`: the format becomes `current` and the configuration today's fields.
+pub fn upgrade_document(doc: &mut serde_json::Value, format_1: &str, current: &str) {
+    if doc["format"] == format_1 {
+        upgrade_format_1(&mut doc["config"]);
+        doc["format"] = current.into();
+    }
+}
+
 /// `ln(e^y − 1)`, the inverse of softplus, stable for small and large `y`.
 pub fn softplus_inverse(y: f64) -> f64 {
     if y > 20.0 {

@@ -171,10 +171,7 @@ pub fn read_archive(bytes: &[u8]) -> Result<Archive> {
         Ok(buf)
     };
     let mut value: serde_json::Value = serde_json::from_slice(&read("manifest.json")?).map_err(|e| bad(&e))?;
-    if value["format"] == FORMAT_1 {
-        crate::config::upgrade_format_1(&mut value["config"]);
-        value["format"] = FORMAT.into();
-    }
+    crate::config::upgrade_document(&mut value, FORMAT_1, FORMAT);
     let manifest: Manifest = serde_json::from_value(value).map_err(|e| bad(&e))?;
     if manifest.format != FORMAT {
         return Err(Error::Archive(format!("format {} is not {FORMAT}", manifest.format)));
