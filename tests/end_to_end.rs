@@ -152,6 +152,32 @@ fn the_outer_rate_decays_per_pass_or_per_iteration() {
 }
 
 #[test]
+fn a_format_1_archive_reads_with_the_decay_it_ran_with() {
+    use std::io::{Cursor, Read, Write};
+    let bytes = run(&quick());
+    // The same archive with a format-1 manifest whose decay_iterations is unset: per pass.
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).unwrap();
+        if f.name() == "manifest.json" {
+            let mut m: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            m["format"] = "anondistill/1".into();
+            m["config"]["decay_epochs"] = 40.into();
+            m["config"].as_object_mut().unwrap().remove("decay_iterations");
+            buf = serde_json::to_vec(&m).unwrap();
+        }
+        out.start_file(f.name(), zip::write::SimpleFileOptions::default()).unwrap();
+        out.write_all(&buf).unwrap();
+    }
+    let old = read_archive(&out.finish().unwrap().into_inner()).unwrap();
+    assert_eq!(old.manifest.format, anondistill::export::FORMAT);
+    assert_eq!(old.manifest.config, Config { decay_epochs: Some(40), ..quick() });
+}
+
+#[test]
 fn re_evaluating_an_archive_gives_the_recorded_accuracy() {
     let config = quick();
     let bytes = run(&config);
