@@ -71,14 +71,20 @@ fn a_session_saved_on_one_backend_resumes_on_another() {
     }
 }
 
-#[test]
-fn other_data_or_settings_are_refused_with_the_reason() {
+/// The configuration, the demo data and the state after one step on it.
+fn saved_after_one_step() -> (Config, Prepared, Checkpoint) {
     let cfg = config();
     let p = demo(&cfg);
-    let dev = Default::default();
-    let mut d = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
+    let mut d = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &Default::default()).unwrap();
     steps(&mut d, 1);
     let saved = pollster::block_on(d.checkpoint()).unwrap();
+    (cfg, p, saved)
+}
+
+#[test]
+fn other_data_or_settings_are_refused_with_the_reason() {
+    let (cfg, p, saved) = saved_after_one_step();
+    let dev = Default::default();
 
     // Same classes and counts, one pixel changed.
     let mut other = p.train.clone();
@@ -125,12 +131,8 @@ fn with_meta(c: &Checkpoint, meta: &serde_json::Value) -> Vec<u8> {
 
 #[test]
 fn a_format_1_session_resumes_with_the_decay_it_ran_with() {
-    let cfg = config();
-    let p = demo(&cfg);
+    let (cfg, p, c) = saved_after_one_step();
     let dev = Default::default();
-    let mut d = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
-    steps(&mut d, 1);
-    let c = pollster::block_on(d.checkpoint()).unwrap();
     let format_1 = |decay: serde_json::Value| {
         let mut meta = serde_json::to_value(&c.meta).unwrap();
         meta["format"] = "anondistill-session/1".into();
