@@ -288,7 +288,7 @@ impl Config {
 /// into today's fields. There `decay_epochs` was a number that applied unless `decay_iterations`
 /// was one (2026-11-27: both numbers meant a decay in iterations; a missing or `null`
 /// `decay_iterations`, a decay per pass).
-pub fn upgrade_format_1(config: &mut serde_json::Value) {
+fn upgrade_format_1(config: &mut serde_json::Value) {
     let Some(c) = config.as_object_mut() else { return };
     if c.get("decay_iterations").is_some_and(serde_json::Value::is_number) {
         c.insert("decay_epochs".into(), serde_json::Value::Null);
