@@ -111,19 +111,19 @@ fn memory_cell(net: &str, backend: &str) -> Option<(f64, f64)> {
     Some((v["rss_before_mib"].as_f64()?, v["peak_mib"].as_f64()?))
 }
 
-/// [`ours`] for a network and a backend named on the command line.
-fn ours_named(net: &str, backend: &str, v: Variant, batch: usize, repeats: usize) -> f64 {
+/// [`ours`] for a network and a backend named on the command line (`None`: not built in).
+fn ours_named(net: &str, backend: &str, v: Variant, batch: usize, repeats: usize) -> Option<f64> {
     let kind = if net == "lenet" { NetKind::LeNet } else { NetKind::ConvNet };
     match backend {
-        "flex" => flex(kind, v, batch, repeats).unwrap_or(f64::NAN),
+        "flex" => flex(kind, v, batch, repeats),
         #[cfg(feature = "wgpu")]
-        "wgpu" => ours::<burn_wgpu::Wgpu>(kind, v, batch, repeats),
-        _ => ours::<NdArray>(kind, v, batch, repeats),
+        "wgpu" => Some(ours::<burn_wgpu::Wgpu>(kind, v, batch, repeats)),
+        _ => Some(ours::<NdArray>(kind, v, batch, repeats)),
     }
 }
 
 fn cell(net: &str, backend: &str) {
-    let t = ours_named(net, backend, defaults(), 1024, 1);
+    let t = ours_named(net, backend, defaults(), 1024, 1).unwrap_or(f64::NAN);
     let before = *RSS_BEFORE.lock().unwrap();
     println!("{}", serde_json::json!({ "median_s": t, "rss_before_mib": before, "peak_mib": status_mib("VmHWM") }));
 }
@@ -170,7 +170,7 @@ fn profile_loop(net: &str, backend: &str, batch: usize, steps: usize, grad: Opti
         Some("nested") => (defaults().0, InnerGrad::Nested),
         _ => defaults(),
     };
-    let t = ours_named(net, backend, v, batch, steps);
+    let t = ours_named(net, backend, v, batch, steps).unwrap_or(f64::NAN);
     println!("median {t:.3} s over {steps} meta-steps");
 }
 
@@ -223,6 +223,7 @@ fn gpu_table(_: usize) {
 }
 
 fn main() {
+    anondistill::native::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--loop") {
         let n = |j: usize| args[i + j].parse().expect("a number");
@@ -247,13 +248,13 @@ fn main() {
     println!("meta-step: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32, CPU; median of {repeats}; seconds, and ratio to PyTorch");
     println!("| network | real batch | PyTorch | {} | threads ours / PyTorch |", columns.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "));
     println!("|---|---|---|{}---|", "---|".repeat(columns.len()));
-    for (net, name) in [(NetKind::LeNet, "lenet"), (NetKind::ConvNet, "convnet")] {
+    for name in ["lenet", "convnet"] {
         for batch in [256, 1024] {
             let p = torch(name, batch, repeats);
             let cells: Vec<String> = columns
                 .iter()
                 .map(|&&(_, backend, v)| {
-                    let t = if backend == "flex" { flex(net, v, batch, repeats) } else { Some(ours::<NdArray>(net, v, batch, repeats)) };
+                    let t = ours_named(name, backend, v, batch, repeats);
                     match (t, p) {
                         (Some(t), Some((p, _))) => format!("{t:.3} ({:.2}×)", t / p),
                         (Some(t), None) => format!("{t:.3}"),

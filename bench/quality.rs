@@ -5,14 +5,15 @@
 //!
 //!     cargo run --release --example bench_quality -- [--rows 1,4,5] [--iterations 600] [--nets 10]
 //!         [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--tune-nets 3]
-//!         [--set field=value ...]
+//!         [--set field=value ...] [--curve 1000]
 //!
 //! With `--tune`, every combination of the listed values is distilled on the training split minus
 //! a stratified validation tenth and scored on that tenth with `--tune-nets` networks (never on
 //! the test split); the best
 //! combination is then distilled on the whole training split and scored on the test split.
 //! The audit holdout is off here (`holdout_fraction` 0): every row distils from the whole
-//! training split, as the baselines train on it.
+//! training split, as the baselines train on it. `--curve N` prints the distilled program's test
+//! accuracy every N iterations (a learning curve; nothing is chosen by it).
 
 use std::time::Instant;
 
@@ -25,7 +26,7 @@ use anondistill::{
     demo::demo_files,
     distill::Distiller,
     eval::{evaluate_distilled, evaluate_full_data, evaluate_random_subset, Accuracy, TestSet},
-    pipeline::{run_to_end, Prepared},
+    pipeline::Prepared,
 };
 use burn_tensor::backend::Backend;
 
@@ -121,9 +122,19 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
     for seed in 0..runs {
         let c = Config { seed: config.seed + seed as u64, eval_nets: nets, ..config.clone() };
         let mut d = Distiller::<B>::new(c.clone(), &prepared.train, prepared.norm, &device).unwrap();
-        let outcome = pollster::block_on(run_to_end(&mut d, |_| {}));
-        if let Some(why) = outcome.stopped_early {
-            eprintln!("  seed {}: stopped early: {why}", c.seed);
+        // run_to_end, with the learning curve on `test` every `--curve` iterations (not used to
+        // choose anything: the row's number is the end of the run).
+        let every = arg("--curve").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        while d.iteration() < d.total_iterations() {
+            if let Err(why) = pollster::block_on(d.step()) {
+                eprintln!("  seed {}: stopped early at iteration {}: {why}", c.seed, d.iteration());
+                break;
+            }
+            if every > 0 && d.iteration() % every == 0 && d.iteration() < d.total_iterations() {
+                let distilled = pollster::block_on(d.distilled()).unwrap();
+                let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
+                eprintln!("  seed {} curve: iteration {}, outer lr {:.5}: {} % on the scored split", c.seed, d.iteration(), d.outer_lr(d.iteration()), pct(&a));
+            }
         }
         let distilled = pollster::block_on(d.distilled()).unwrap();
         let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
@@ -147,6 +158,7 @@ fn grid(spec: &str) -> Vec<String> {
 }
 
 fn main() {
+    anondistill::native::keep_freed_memory();
     #[cfg(feature = "flex")]
     if arg("--backend").as_deref() != Some("ndarray") {
         return run::<burn_flex::Flex>("flex");

@@ -69,12 +69,19 @@ fn bad(e: impl std::fmt::Display) -> Error {
 impl Checkpoint {
     /// The session file: safetensors with the metadata as JSON.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let meta = serde_json::to_string(&self.meta).map_err(|e| Error::Session(e.to_string()))?;
+        self.to_bytes_with_meta(meta)
+    }
+
+    /// The session file of these tensors with `meta` as its metadata document, as it is or as an
+    /// older format wrote it (the tests of reading older formats write those with this).
+    #[doc(hidden)]
+    pub fn to_bytes_with_meta(&self, meta: String) -> Result<Vec<u8>> {
         let bytes: Vec<Vec<u8>> = self.tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
         let mut views = Vec::with_capacity(TENSORS.len());
         for ((name, t), b) in TENSORS.iter().zip(&self.tensors).zip(&bytes) {
             views.push((name.to_string(), TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| Error::Session(e.to_string()))?));
         }
-        let meta = serde_json::to_string(&self.meta).map_err(|e| Error::Session(e.to_string()))?;
         let info: HashMap<String, String> = [("anondistill-session".to_string(), meta)].into();
         safetensors::serialize(views, &Some(info)).map_err(|e| Error::Session(e.to_string()))
     }

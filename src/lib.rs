@@ -18,6 +18,8 @@ pub mod eval;
 pub mod export;
 pub mod grad;
 pub mod net;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 pub mod outer_conv;
 pub mod pipeline;
 pub mod rng;

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Large tensors are freed and allocated again every step; glibc's malloc unmaps and remaps them
-/// (page faults), mimalloc reuses them (bench/README.md, change 10).
+/// (page faults), mimalloc reuses them (bench/README.md, change 10), and with
+/// `keep_freed_memory` never gives them back (change 14).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -314,6 +315,7 @@ fn npz_to_folder(args: &NpzArgs) -> Result<()> {
 }
 
 fn main() {
+    anondistill::native::keep_freed_memory();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Distill(args) => (|| {

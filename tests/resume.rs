@@ -120,15 +120,6 @@ fn a_session_file_holds_no_real_image() {
     }
 }
 
-/// A session file with `meta` as its metadata and `c`'s tensors.
-fn with_meta(c: &Checkpoint, meta: &serde_json::Value) -> Vec<u8> {
-    use safetensors::{tensor::TensorView, Dtype};
-    let bytes: Vec<Vec<u8>> = c.tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
-    let views = anondistill::checkpoint::TENSORS.iter().zip(&c.tensors).zip(&bytes).map(|((n, t), b)| (n.to_string(), TensorView::new(Dtype::F32, t.shape.clone(), b).unwrap()));
-    let info = std::collections::HashMap::from([("anondistill-session".to_string(), meta.to_string())]);
-    safetensors::serialize(views, &Some(info)).unwrap()
-}
-
 #[test]
 fn a_format_1_session_resumes_with_the_decay_it_ran_with() {
     let (cfg, p, c) = saved_after_one_step();
@@ -142,7 +133,7 @@ fn a_format_1_session_resumes_with_the_decay_it_ran_with() {
             serde_json::Value::Bool(false) => config.remove("decay_iterations"),
             v => config.insert("decay_iterations".into(), v),
         };
-        Checkpoint::from_bytes(&with_meta(&c, &meta)).unwrap()
+        Checkpoint::from_bytes(&c.to_bytes_with_meta(meta.to_string()).unwrap()).unwrap()
     };
     // Format 1 decayed per iteration when decay_iterations was a number: today's default.
     let per_iteration = format_1(2320.into());

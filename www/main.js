@@ -195,6 +195,7 @@ $('pause').addEventListener('click', () => {
     state.paused = false;
     $('pause').textContent = 'pause';
     setRunning(true);
+    state.firstChunk = null; // the worker counts this run's time afresh
     send({ type: 'continue' });
   } else {
     state.paused = true;
@@ -401,7 +402,12 @@ const handlers = {
     $('backend-label').dataset.backend = m.backend;
     $('progress').max = m.total;
     $('progress').value = m.iterations;
-    if (m.resumed) $('run-status').textContent = `resumed at iteration ${m.iterations} of ${m.total}`;
+    state.firstChunk = null;
+    const status = m.resumed ? [`resumed at iteration ${m.iterations} of ${m.total}`] : [];
+    // Shaders are compiled on first use: a GPU's first iterations take far longer than the rest
+    // (bench/README.md, changes 3 and 13).
+    if (m.backend === 'webgpu') status.push('preparing the GPU: its first iterations compile kernels and can take a minute or more');
+    if (status.length) $('run-status').textContent = status.join(' · ');
   },
   restored(m) {
     setRunning(false);
@@ -431,7 +437,9 @@ const handlers = {
     (state.chunks = state.chunks || []).push({ iterations: m.iterations, elapsed: m.elapsed, backend: state.backend });
     const last = m.reports[m.reports.length - 1];
     $('progress').value = m.iterations;
-    const per = m.elapsed / Math.max(1, m.doneThisRun);
+    // The time left at the pace since the first chunk of this run, which carries the warm-up.
+    const first = state.firstChunk || (state.firstChunk = { elapsed: m.elapsed, done: m.doneThisRun });
+    const per = m.doneThisRun > first.done ? (m.elapsed - first.elapsed) / (m.doneThisRun - first.done) : m.elapsed / Math.max(1, m.doneThisRun);
     const eta = (m.total - m.iterations) * per;
     $('run-status').textContent = `iteration ${m.iterations} of ${m.total} · loss ${last ? last.loss.toFixed(4) : '–'} · ` +
       `${fmt(m.elapsed)} elapsed · about ${fmt(eta)} left`;

@@ -149,6 +149,8 @@ test('WebGPU runs the same distillation as the CPU (SwiftShader adapter)', async
   const run = async (page, backend) => {
     await page.selectOption('#settings [name=backend]', backend);
     await page.click('#start');
+    // The GPU's first chunk compiles shaders (tens of seconds on SwiftShader): the page says so.
+    if (backend === 'auto') await waitText(page, '#run-status', /preparing the GPU/);
     await waitText(page, '#run-status', /finished after 2 iterations|stopped/);
     return page.evaluate(() => ({ losses: [...window.anondistill.losses], d: window.anondistill.distilled, label: document.querySelector('#backend-label').dataset.backend, status: document.querySelector('#run-status').textContent }));
   };
