@@ -130,7 +130,7 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
                 eprintln!("  seed {}: stopped early at iteration {}: {why}", c.seed, d.iteration());
                 break;
             }
-            if every > 0 && d.iteration() % every == 0 && d.iteration() < d.total_iterations() {
+            if every > 0 && d.iteration().is_multiple_of(every) && d.iteration() < d.total_iterations() {
                 let distilled = pollster::block_on(d.distilled()).unwrap();
                 let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
                 eprintln!("  seed {} curve: iteration {}, outer lr {:.5}: {} % on the scored split", c.seed, d.iteration(), d.outer_lr(d.iteration()), pct(&a));
