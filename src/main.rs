@@ -155,7 +155,7 @@ config_args! {
     decay_epochs: usize, "Halve it every this many passes over the data instead";
     decay_factor: f64, "Factor of the step decay";
     epochs_outer: usize, "Passes over the real training data";
-    max_iterations: usize, "Stop after this many outer iterations";
+    max_iterations: usize, "Stop after this many outer iterations (at most epochs_outer passes)";
     eval_nets: usize, "Evaluation networks";
     full_data_nets: usize, "Networks of the full-data baseline (0 skips it)";
     full_data_epochs: usize, "Epochs of the full-data baseline";
@@ -191,6 +191,12 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
     eprintln!("train (members): {} | holdout: {} | test: {}", counts(&prepared.train), counts(&prepared.holdout), counts(&prepared.test));
     let mut d = Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device)?;
     let total = d.total_iterations();
+    if config.max_iterations.is_some_and(|m| m > total) {
+        eprintln!(
+            "note: {} passes (epochs_outer) over this data are {total} iterations, fewer than --max-iterations; raise --epochs-outer to run longer",
+            config.epochs_outer
+        );
+    }
     let bar = ProgressBar::new(total as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}").expect("template"));
     let start = Instant::now();

@@ -237,6 +237,12 @@ fn the_command_line_distils_and_evaluates() {
     assert!(err.contains("error:") && err.contains("'only'") && err.contains("a.png") && !err.contains("panicked"), "{err}");
     let o = Command::new(exe).args(["distill", "--steps", "0"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("steps = 0 is outside"));
+    // Asking for more iterations than epochs_outer passes give says so, and runs what they give
+    // (the demo's 256 members are one batch: one iteration a pass).
+    let o = Command::new(exe).args(["distill", "--max-iterations", "5", "--epochs-outer", "2", "--no-eval", "--out"]).arg(&again).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("2 passes (epochs_outer) over this data are 2 iterations, fewer than --max-iterations"), "{err}");
+    assert_eq!(read_archive(&std::fs::read(&again).unwrap()).unwrap().manifest.iterations_run, 2);
 
     // A decay in passes, from a flag or a configuration file, replaces the default decay in
     // iterations; the archive records which; a decay in iterations beside it is refused.
