@@ -26,7 +26,7 @@ use anondistill::{
     demo::demo_files,
     distill::Distiller,
     eval::{evaluate_distilled, evaluate_full_data, evaluate_random_subset, Accuracy, TestSet},
-    pipeline::Prepared,
+    pipeline::{run_until, Prepared},
 };
 use burn_tensor::backend::Backend;
 
@@ -122,23 +122,26 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
     for seed in 0..runs {
         let c = Config { seed: config.seed + seed as u64, eval_nets: nets, ..config.clone() };
         let mut d = Distiller::<B>::new(c.clone(), &prepared.train, prepared.norm, &device).unwrap();
-        // run_to_end, with the learning curve on `test` every `--curve` iterations (not used to
+        let score = |d: &Distiller<B>| {
+            let distilled = pollster::block_on(d.distilled()).unwrap();
+            pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap()
+        };
+        // To the end, with the learning curve on `test` every `--curve` iterations (not used to
         // choose anything: the row's number is the end of the run).
         let every = arg("--curve").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-        while d.iteration() < d.total_iterations() {
-            if let Err(why) = pollster::block_on(d.step()) {
+        loop {
+            let end = if every > 0 { d.iteration() + every } else { d.total_iterations() };
+            if let Some(why) = pollster::block_on(run_until(&mut d, end, |_| {})) {
                 eprintln!("  seed {}: stopped early at iteration {}: {why}", c.seed, d.iteration());
                 break;
             }
-            if every > 0 && d.iteration().is_multiple_of(every) && d.iteration() < d.total_iterations() {
-                let distilled = pollster::block_on(d.distilled()).unwrap();
-                let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
-                eprintln!("  seed {} curve: iteration {}, outer lr {:.5}: {} % on the scored split", c.seed, d.iteration(), d.outer_lr(d.iteration()), pct(&a));
+            if d.iteration() >= d.total_iterations() {
+                break;
             }
+            eprintln!("  seed {} curve: iteration {}, outer lr {:.5}: {} % on the scored split", c.seed, d.iteration(), d.outer_lr(d.iteration()), pct(&score(&d)));
         }
         iterations = d.iteration();
-        let distilled = pollster::block_on(d.distilled()).unwrap();
-        let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
+        let a = score(&d);
         if config.known_init {
             scores.push(a.mean);
         } else {

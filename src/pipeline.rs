@@ -60,16 +60,26 @@ pub struct Outcome {
     pub stopped_early: Option<String>,
 }
 
-/// Runs the remaining outer iterations, calling `on_step` after each; a divergence stops the run
-/// with the last good state kept.
-pub async fn run_to_end<B: Backend>(d: &mut Distiller<B>, mut on_step: impl FnMut(&StepReport)) -> Outcome {
-    while d.iteration() < d.total_iterations() {
+/// Runs outer iterations up to iteration `end` (at most the run's total), calling `on_step` after
+/// each; returns the error that stopped it early, if one did (a divergence keeps the last good
+/// state).
+pub async fn run_until<B: Backend>(d: &mut Distiller<B>, end: usize, mut on_step: impl FnMut(&StepReport)) -> Option<Error> {
+    let end = end.min(d.total_iterations());
+    while d.iteration() < end {
         match d.step().await {
             Ok(report) => on_step(&report),
-            Err(e) => return Outcome { iterations: d.iteration(), stopped_early: Some(e.to_string()) },
+            Err(e) => return Some(e),
         }
     }
-    Outcome { iterations: d.iteration(), stopped_early: None }
+    None
+}
+
+/// Runs the remaining outer iterations, calling `on_step` after each; a divergence stops the run
+/// with the last good state kept.
+pub async fn run_to_end<B: Backend>(d: &mut Distiller<B>, on_step: impl FnMut(&StepReport)) -> Outcome {
+    let total = d.total_iterations();
+    let stopped_early = run_until(d, total, on_step).await.map(|e| e.to_string());
+    Outcome { iterations: d.iteration(), stopped_early }
 }
 
 /// The privacy audit of `distilled` against the run's members and holdout. The random subset

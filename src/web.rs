@@ -21,7 +21,7 @@ use crate::data::{load_files, InputFile, Skipped};
 use crate::demo::{demo_files, ATTRIBUTION};
 use crate::distill::{Distilled, Distiller, StepReport};
 use crate::eval::{evaluate, Evaluation};
-use crate::pipeline::{export_distilled, run_audit, Outcome, Prepared};
+use crate::pipeline::{export_distilled, run_audit, run_until, Outcome, Prepared};
 
 macro_rules! on_engine {
     ($engine:expr, $d:ident => $body:expr) => {
@@ -362,19 +362,9 @@ fn take_engine(inner: &Rc<RefCell<Inner>>) -> Result<Engine, JsValue> {
 
 async fn run_chunk<B: Backend>(d: &mut Distiller<B>, n: usize) -> Chunk {
     let mut reports = Vec::new();
-    let mut stopped = None;
-    let mut device_lost = false;
-    let end = (d.iteration() + n).min(d.total_iterations());
-    while d.iteration() < end {
-        match d.step().await {
-            Ok(r) => reports.push(r),
-            Err(e) => {
-                device_lost = matches!(e, crate::Error::Backend(_));
-                stopped = Some(e.to_string());
-                break;
-            }
-        }
-    }
+    let error = run_until(d, d.iteration() + n, |r| reports.push(r.clone())).await;
+    let mut device_lost = matches!(error, Some(crate::Error::Backend(_)));
+    let mut stopped = error.map(|e| e.to_string());
     let snapshot = if device_lost {
         None
     } else {
