@@ -286,12 +286,13 @@ impl<B: Backend> Distiller<B> {
         let per_step = cfg.images_per_step(self.net.classes());
 
         let mut params: Params<A<B>> = init.iter().map(|p| Tensor::from_inner(p.clone())).collect();
+        let ops = self.net.once_ops::<B>();
         let mut i = 0;
         for _ in 0..cfg.epochs {
             for s in 0..cfg.steps {
                 let x = images.clone().narrow(0, s * per_step, per_step);
                 let y = targets.clone().narrow(0, s * per_step, per_step);
-                let (_, g) = loss_grads::<AA<B>>(&self.net, &params, x, y);
+                let (_, g) = loss_grads::<AA<B>>(&self.net, &params, x, y, ops.as_ref());
                 params = sgd_update(params, g, lrs.clone().narrow(0, i, 1));
                 i += 1;
             }

@@ -245,7 +245,7 @@ pub async fn evaluate_full_data<B: Backend>(
                     device,
                 );
                 let (xb, yb) = (x.clone().select(0, idx.clone()), y.clone().select(0, idx));
-                let (_, grads) = loss_grads::<Autodiff<B>>(&net, &params, xb, yb);
+                let (_, grads) = loss_grads::<Autodiff<B>>(&net, &params, xb, yb, None);
                 params = params
                     .into_iter()
                     .zip(grads)

@@ -18,6 +18,7 @@ use burn_tensor::{
 
 use crate::config::NetKind;
 use crate::net::{avg_pool2, im2col_conv, stride1, uses_im2col, windows, Network, Params};
+use crate::once::{bias_grad, OnceOps};
 use crate::train::soft_cross_entropy;
 
 /// What a convolution's backward pass needs from its forward pass.
@@ -29,10 +30,13 @@ struct ConvCache<B: Backend> {
     padding: usize,
 }
 
-fn conv_forward<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Tensor<B, 1>, padding: usize, im2col: bool) -> (Tensor<B, 4>, ConvCache<B>) {
+fn conv_forward<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Tensor<B, 1>, padding: usize, im2col: bool, ops: Option<&OnceOps<B>>) -> (Tensor<B, 4>, ConvCache<B>) {
     let out = w.dims()[0];
     if !im2col {
-        let y = conv2d(x.clone(), w, Some(b), stride1(padding));
+        let y = match ops {
+            Some(ops) => (ops.conv)(x.clone(), w, b, padding),
+            None => conv2d(x.clone(), w, Some(b), stride1(padding)),
+        };
         return (y, ConvCache { x, cols: None, padding });
     }
     let (y, cols) = im2col_conv(x.clone(), w, padding);
@@ -40,7 +44,7 @@ fn conv_forward<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Tensor<B, 1>, p
 }
 
 /// Gradients of a stride-1 convolution: (d input when `need_dx`, d weight, d bias).
-fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B, 4>, need_dx: bool) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
+fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B, 4>, need_dx: bool, ops: Option<&OnceOps<B>>) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
     let [out, inp, k, _] = w.dims();
     let [n, _, ho, wo] = dy.dims();
     let p = cache.padding;
@@ -54,35 +58,23 @@ fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B,
             let dx = need_dx.then(|| im2col_conv(dy, w.swap_dims(0, 1).flip([2, 3]), k - 1 - p).0);
             (dx, dw, db)
         }
-        None => direct_conv_grads(cache.x, w, dy, p, need_dx, |t| t.swap_dims(0, 1)),
+        None => match ops {
+            Some(ops) => (need_dx.then(|| (ops.input_grad)(dy.clone(), w, p)), (ops.weight_grad)(cache.x, dy.clone(), p), bias_grad(dy)),
+            None => direct_conv_grads(cache.x, w, dy, p, need_dx),
+        },
     }
 }
 
 /// Gradients of the stride-1 convolution of `x` by `w` with `padding`, given the output
-/// gradient `dy`, with burn's convolutions: (d input when `need_dx`, d weight, d bias). `swap`
-/// exchanges a tensor's first two dimensions (how is the caller's choice: a view, or a copy the
-/// backend makes fast).
-pub(crate) fn direct_conv_grads<B: Backend>(
-    x: Tensor<B, 4>,
-    w: Tensor<B, 4>,
-    dy: Tensor<B, 4>,
-    padding: usize,
-    need_dx: bool,
-    swap: fn(Tensor<B, 4>) -> Tensor<B, 4>,
-) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
+/// gradient `dy`, with burn's convolutions: (d input when `need_dx`, d weight, d bias).
+fn direct_conv_grads<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, dy: Tensor<B, 4>, padding: usize, need_dx: bool) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
     let db = bias_grad(dy.clone());
     // d weight: the input and the output gradient correlated over the batch, i.e. a convolution
     // with batch and channel dimensions swapped ([c, n, h, w] by [out, n, ho, wo] is [c, out, k, k]).
-    let dw = swap(conv2d(swap(x), swap(dy.clone()), None, stride1(padding)));
+    let dw = conv2d(x.swap_dims(0, 1), dy.clone().swap_dims(0, 1), None, stride1(padding)).swap_dims(0, 1);
     // d input: the transposed convolution (stride 1, so exactly the input's size).
     let dx = need_dx.then(|| conv_transpose2d(dy, w, None, ConvTransposeOptions::new([1, 1], [padding, padding], [0, 0], [1, 1], 1)));
     (dx, dw, db)
-}
-
-/// d bias of a convolution: the output gradient summed over batch and space.
-fn bias_grad<B: Backend>(dy: Tensor<B, 4>) -> Tensor<B, 1> {
-    let out = dy.dims()[1];
-    dy.sum_dim(3).sum_dim(2).sum_dim(0).reshape([out])
 }
 
 /// 1 where the pre-activation is positive, else 0: the ReLU's derivative, held constant.
@@ -107,9 +99,19 @@ fn max_pool_forward<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 6>)
     (y.reshape([n, c, h / 2, w / 2]), mask)
 }
 
+/// How a block's pooling is undone in the backward pass.
+enum Pool<B: Backend> {
+    /// Max pooling: the windows' 0/1 weights.
+    Max(Tensor<B, 6>),
+    /// Average pooling of this input.
+    Avg(Tensor<B, 4>),
+}
+
 /// The inner loss of `net` at `params` on `(x, targets)` and its gradient for every parameter,
-/// in [`Network::params`] order, written out by hand (see the module documentation).
-pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>) -> (Tensor<B, 1>, Params<B>) {
+/// in [`Network::params`] order, written out by hand (see the module documentation). With `ops`
+/// (on `Autodiff<B>`, see [`OnceOps`]) convolutions, their gradients and average pooling run as
+/// once-differentiated operations; without, as burn's.
+pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, ops: Option<&OnceOps<B>>) -> (Tensor<B, 1>, Params<B>) {
     let specs = net.params();
     let shaped4 = |i: usize| -> Tensor<B, 4> { params[i].clone().reshape(<[usize; 4]>::try_from(specs[i].shape.clone()).expect("conv weight")) };
     let shaped2 = |i: usize| -> Tensor<B, 2> { params[i].clone().reshape(<[usize; 2]>::try_from(specs[i].shape.clone()).expect("dense weight")) };
@@ -122,10 +124,10 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
     // Forward, keeping what the backward needs; then d loss / d logits.
     let (convs, pools, dense_in, dense_pre, logits) = match net.kind() {
         NetKind::LeNet => {
-            let (a1, c1) = conv_forward(x, shaped4(0), params[1].clone(), 2, im2col);
+            let (a1, c1) = conv_forward(x, shaped4(0), params[1].clone(), 2, im2col, ops);
             let m1 = relu_mask(&a1);
             let (p1, w1) = max_pool_forward(a1.clone() * m1.clone());
-            let (a2, c2) = conv_forward(p1, shaped4(2), params[3].clone(), 0, im2col);
+            let (a2, c2) = conv_forward(p1, shaped4(2), params[3].clone(), 0, im2col, ops);
             let m2 = relu_mask(&a2);
             let (p2, w2) = max_pool_forward(a2.clone() * m2.clone());
             let f = p2.clone().reshape([n as i32, -1]);
@@ -134,18 +136,22 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
             let h2 = q1.clone().matmul(shaped2(6)) + params[7].clone().unsqueeze();
             let q2 = h2.clone() * relu_mask(&h2);
             let z = q2.clone().matmul(shaped2(8)) + params[9].clone().unsqueeze();
-            (vec![(c1, a1.dims(), m1), (c2, a2.dims(), m2)], vec![Some(w1), Some(w2)], vec![f, q1, q2], vec![h1, h2], z)
+            (vec![(c1, a1.dims(), m1), (c2, a2.dims(), m2)], vec![Pool::Max(w1), Pool::Max(w2)], vec![f, q1, q2], vec![h1, h2], z)
         }
         NetKind::ConvNet => {
             let mut convs = Vec::new();
             let mut pools = Vec::new();
             let mut x = x;
             for d in 0..net.depth() {
-                let (a, c) = conv_forward(x, shaped4(2 * d), params[2 * d + 1].clone(), 1, im2col);
+                let (a, c) = conv_forward(x, shaped4(2 * d), params[2 * d + 1].clone(), 1, im2col, ops);
                 let m = relu_mask(&a);
-                x = avg_pool2(a.clone() * m.clone());
+                let r = a.clone() * m.clone();
+                x = match ops {
+                    Some(ops) => (ops.avg_pool)(r.clone()),
+                    None => avg_pool2(r.clone()),
+                };
                 convs.push((c, a.dims(), m));
-                pools.push(None);
+                pools.push(Pool::Avg(r));
             }
             let f = x.reshape([n as i32, -1]);
             let k = 2 * net.depth();
@@ -175,16 +181,17 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
     };
     for (d, ((cache, [_, _, h, w], mask), pool)) in convs.into_iter().zip(pools).enumerate().rev() {
         let dy_here = dy.take().expect("the gradient of the block's output");
-        let dr = match pool {
-            Some(win) => unpool(dy_here, win, h, w),
-            None => {
+        let dr = match (pool, ops) {
+            (Pool::Max(win), _) => unpool(dy_here, win, h, w),
+            (Pool::Avg(input), Some(ops)) => (ops.avg_unpool)(dy_here, input),
+            (Pool::Avg(_), None) => {
                 let [bn, c, h2, w2] = dy_here.dims();
                 let quarter = Tensor::<B, 6>::full([bn, c, h2, 2, w2, 2], 0.25, &dy_here.device());
                 unpool(dy_here, quarter, h, w)
             }
         };
         let da = dr * mask;
-        let (dx, dw, db) = conv_backward(cache, shaped4(2 * d), da, d > 0);
+        let (dx, dw, db) = conv_backward(cache, shaped4(2 * d), da, d > 0, ops);
         grads[2 * d] = Some(flat4(dw));
         grads[2 * d + 1] = Some(db);
         dy = dx;
@@ -220,7 +227,7 @@ mod tests {
                 // Raw soft labels whose rows do not sum to one, as learned labels can be.
                 let y = Tensor::<B, 2>::from_data(TensorData::new(normal(&mut r, 12, 1.0), [4, 3]), &dev);
                 let (l1, g1) = nested_loss_grads::<Autodiff<B>>(&network, &params, x.clone(), y.clone());
-                let (l2, g2) = manual_loss_grads(&network, &params, x, y);
+                let (l2, g2) = manual_loss_grads(&network, &params, x, y, None);
                 let (l1, l2) = (l1.into_scalar(), l2.into_scalar());
                 assert!((l1 - l2).abs() <= 1e-5 * l1.abs().max(1.0), "{net:?} {size} {conv:?}: loss {l1} vs {l2}");
                 for (k, (a, b)) in g1.into_iter().zip(g2).enumerate() {

@@ -20,7 +20,7 @@ pub mod grad;
 pub mod net;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
-pub mod outer_conv;
+pub mod once;
 pub mod pipeline;
 pub mod rng;
 pub mod train;

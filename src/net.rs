@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConvImpl, InnerGrad, NetKind};
 use crate::error::{Error, Result};
-use crate::outer_conv::conv2d_once;
+use crate::once::{conv2d_once, OnceOps};
 use crate::rng::normal;
 
 /// The weights of a network: one flat tensor per parameter, in [`Network::params`] order.
@@ -158,9 +158,18 @@ impl Network {
     /// `conv2d` its convolutions take [`conv2d_once`]'s backward (other backends have their own
     /// weight gradient kernels, or run convolutions as im2col).
     pub fn forward_ad<B: Backend>(&self, params: &[Tensor<Autodiff<B>, 1>], x: Tensor<Autodiff<B>, 4>) -> Tensor<Autodiff<B>, 2> {
-        let own = !uses_im2col::<B>(self.conv) && base_backend_is::<B>("burn_flex");
-        let custom = if own { Some(&conv2d_once::<B> as &CustomConv<Autodiff<B>>) } else { None };
+        let custom = if self.owns_conv::<B>() { Some(&conv2d_once::<B> as &CustomConv<Autodiff<B>>) } else { None };
         self.forward_with(params, x, Pooling::Fused, custom)
+    }
+
+    /// The once-differentiated operations ([`OnceOps`]) for manual inner gradients on
+    /// `Autodiff<B>`, where they are faster than burn's own: flex with `conv2d` convolutions.
+    pub fn once_ops<B: Backend>(&self) -> Option<OnceOps<Autodiff<B>>> {
+        self.owns_conv::<B>().then(OnceOps::new)
+    }
+
+    fn owns_conv<B: Backend>(&self) -> bool {
+        !uses_im2col::<B>(self.conv) && base_backend_is::<B>("burn_flex")
     }
 
     /// [`Network::forward`] built from operations that burn differentiates twice (an inner

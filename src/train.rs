@@ -10,6 +10,7 @@ use burn_tensor::{
 use crate::config::{InnerGrad, LabelMode};
 use crate::grad::manual_loss_grads;
 use crate::net::{Network, Params};
+use crate::once::OnceOps;
 
 /// Mean over the batch of `−Σ_c target_c · log softmax(logits)_c`; with one-hot targets this is
 /// the ordinary cross-entropy, with learned label values the fork's label-weighted loss.
@@ -40,16 +41,18 @@ pub fn label_targets<B: Backend>(labels: Tensor<B, 2>, mode: LabelMode) -> Tenso
 /// When the tensors' backend is autodiff, the gradients stay differentiable with respect to
 /// `params`, `x` and `targets`: that is the hyper-gradient's second derivative. With
 /// [`InnerGrad::Nested`] they are taken with the autodiff backend `AD` one level above the
-/// tensors' own; with [`InnerGrad::Manual`] they are written out (`grad.rs`) and `AD` is unused.
+/// tensors' own; with [`InnerGrad::Manual`] they are written out (`grad.rs`), with `ops` when
+/// given ([`Network::once_ops`]), and `AD` is unused.
 pub fn loss_grads<AD: AutodiffBackend>(
     net: &Network,
     params: &[Tensor<AD::InnerBackend, 1>],
     x: Tensor<AD::InnerBackend, 4>,
     targets: Tensor<AD::InnerBackend, 2>,
+    ops: Option<&OnceOps<AD::InnerBackend>>,
 ) -> (Tensor<AD::InnerBackend, 1>, Params<AD::InnerBackend>) {
     match net.inner_grad() {
         InnerGrad::Nested => nested_loss_grads::<AD>(net, params, x, targets),
-        InnerGrad::Manual => manual_loss_grads(net, params, x, targets),
+        InnerGrad::Manual => manual_loss_grads(net, params, x, targets, ops),
     }
 }
 
@@ -92,7 +95,7 @@ pub fn replay<B: Backend>(net: &Network, mut params: Params<B>, steps: &[Step<B>
     let mut i = 0;
     for _ in 0..epochs {
         for (x, y) in steps {
-            let (_, g) = loss_grads::<burn_autodiff::Autodiff<B>>(net, &params, x.clone(), y.clone());
+            let (_, g) = loss_grads::<burn_autodiff::Autodiff<B>>(net, &params, x.clone(), y.clone(), None);
             params = sgd_update(params, g, lrs.clone().narrow(0, i, 1));
             i += 1;
         }

@@ -1,0 +1,333 @@
+//! Operations on `Autodiff<B>` that are differentiated once, with backward passes written with
+//! `B`'s own convolution and pooling kernels on contiguous tensors.
+//!
+//! burn's generic convolution backward (`conv2d_weight_backward`, the bias gradient, the
+//! transposed convolution's weight gradient) swaps batch and channel dimensions with views, and
+//! on flex each such view is copied element by element (a strided walk) before the kernel runs.
+//! The manual inner gradients (`grad.rs`) build their weight gradient the same way, so on
+//! `Autodiff<B>` both their forward and the outer backward through them paid for those copies:
+//! about a quarter of a ConvNet meta-step (bench/README.md, changes 12 and 15). Here the swaps
+//! are built one channel at a time (2-d copies that flex tiles) and every backward is a kernel
+//! call. Same values; differentiable once, which is all the outer pass needs: with manual inner
+//! gradients there is one autodiff level.
+//!
+//! [`OnceOps`] gathers them for the manual inner gradients; [`conv2d_once`] is also the real
+//! minibatch's convolution (`Network::forward_ad`).
+
+use burn_autodiff::{
+    checkpoint::{base::Checkpointer, strategy::NoCheckpointing},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+    Autodiff,
+};
+use burn_tensor::{
+    backend::Backend,
+    ops::{ConvTransposeOptions, FloatTensor},
+    Tensor, TensorPrimitive,
+};
+
+use crate::net::stride1;
+
+/// `[a, b, h, w]` → `[b, a, h, w]`, contiguous, one slice of dimension 1 at a time.
+pub(crate) fn swap01<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [a, b, h, w] = t.dims();
+    if a == 1 || b == 1 {
+        return t.reshape([b, a, h, w]);
+    }
+    let slices = (0..b).map(|i| t.clone().narrow(1, i, 1).reshape([1, a, h, w])).collect();
+    Tensor::cat(slices, 0)
+}
+
+/// A tensor's primitive, and back.
+fn float<B: Backend>(t: Tensor<B, 4>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+fn tensor<B: Backend>(t: FloatTensor<B>) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+fn transpose_options(padding: usize) -> ConvTransposeOptions<2> {
+    ConvTransposeOptions::new([1, 1], [padding, padding], [0, 0], [1, 1], 1)
+}
+
+/// The weight gradient of a stride-1 convolution, `[out, c, k, k]`: input `x [n, c, h, w]` and
+/// output gradient `dy [n, out, ho, wo]` correlated over the batch.
+pub(crate) fn weight_grad<B: Backend>(x: Tensor<B, 4>, dy: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
+    let dw = B::conv2d(float(swap01(x)), float(swap01(dy)), None, stride1(padding));
+    swap01(tensor(dw))
+}
+
+/// The input gradient of a stride-1 convolution by `w`: the transposed convolution of `dy`.
+fn input_grad<B: Backend>(dy: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
+    tensor(B::conv_transpose2d(float(dy), float(w), None, transpose_options(padding)))
+}
+
+fn conv<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
+    tensor(B::conv2d(float(x), float(w), None, stride1(padding)))
+}
+
+/// d bias of a convolution: the output gradient summed over batch and space, without a copy.
+pub(crate) fn bias_grad<B: Backend>(dy: Tensor<B, 4>) -> Tensor<B, 1> {
+    let out = dy.dims()[1];
+    dy.sum_dim(3).sum_dim(2).sum_dim(0).reshape([out])
+}
+
+type Ad<B> = Autodiff<B>;
+
+/// Stride-1 convolution with bias and `padding` on every side, differentiable once.
+pub fn conv2d_once<B: Backend>(x: Tensor<Ad<B>, 4>, w: Tensor<Ad<B>, 4>, b: Tensor<Ad<B>, 1>, padding: usize) -> Tensor<Ad<B>, 4> {
+    let options = stride1(padding);
+    let (x, w, b) = (x.into_primitive().tensor(), w.into_primitive().tensor(), b.into_primitive().tensor());
+    let out = match ConvBackward.prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let state = (x.primitive.clone(), w.primitive.clone(), padding);
+            prep.finish(state, B::conv2d(x.primitive, w.primitive, Some(b.primitive), options))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(B::conv2d(x.primitive, w.primitive, Some(b.primitive), options)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl<B: Backend> Backward<B, 3> for ConvBackward {
+    /// The input, the weight and the padding.
+    type State = (FloatTensor<B>, FloatTensor<B>, usize);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = tensor::<B>(grads.consume::<B>(&ops.node));
+        let (x, w, padding) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, float(input_grad(dy.clone(), tensor(w), padding)));
+        }
+        if let Some(node) = node_w {
+            grads.register::<B>(node.id, float(weight_grad(tensor(x), dy.clone(), padding)));
+        }
+        if let Some(node) = node_b {
+            grads.register::<B>(node.id, bias_grad(dy).into_primitive().tensor());
+        }
+    }
+}
+
+/// The backward of a bilinear operation `f(a, b)` given its output gradient `g`: the gradients
+/// for `a` and for `b`, each only when asked.
+type BilinearBack<B> = fn(Tensor<B, 4>, Tensor<B, 4>, usize, Tensor<B, 4>, [bool; 2]) -> [Option<Tensor<B, 4>>; 2];
+
+#[derive(Debug)]
+struct Bilinear<B: Backend>(BilinearBack<B>);
+
+impl<B: Backend> Backward<B, 2> for Bilinear<B> {
+    /// Both inputs and the padding.
+    type State = (FloatTensor<B>, FloatTensor<B>, usize);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_a, node_b] = ops.parents;
+        let g = tensor::<B>(grads.consume::<B>(&ops.node));
+        let (a, b, padding) = ops.state;
+        let [ga, gb] = (self.0)(tensor(a), tensor(b), padding, g, [node_a.is_some(), node_b.is_some()]);
+        for (node, grad) in [(node_a, ga), (node_b, gb)] {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<B>(node.id, float(grad));
+            }
+        }
+    }
+}
+
+fn bilinear_once<B: Backend>(a: Tensor<Ad<B>, 4>, b: Tensor<Ad<B>, 4>, padding: usize, forward: fn(Tensor<B, 4>, Tensor<B, 4>, usize) -> Tensor<B, 4>, back: BilinearBack<B>) -> Tensor<Ad<B>, 4> {
+    let (a, b) = (a.into_primitive().tensor(), b.into_primitive().tensor());
+    let value = float(forward(tensor(a.primitive.clone()), tensor(b.primitive.clone()), padding));
+    let out = match Bilinear(back).prepare::<NoCheckpointing>([a.node.clone(), b.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((a.primitive, b.primitive, padding), value),
+        OpsKind::UnTracked(prep) => prep.finish(value),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// [`weight_grad`] differentiated once: `<G, weight_grad(x, dy)>` is `<conv(x, G), dy>` and
+/// `<x, input_grad(dy, G)>`.
+pub fn weight_grad_once<B: Backend>(x: Tensor<Ad<B>, 4>, dy: Tensor<Ad<B>, 4>, padding: usize) -> Tensor<Ad<B>, 4> {
+    bilinear_once(x, dy, padding, weight_grad, |x, dy, p, g, [want_x, want_dy]| {
+        [want_x.then(|| input_grad(dy, g.clone(), p)), want_dy.then(|| conv(x, g, p))]
+    })
+}
+
+/// [`input_grad`] differentiated once: `<H, input_grad(dy, w)>` is `<conv(H, w), dy>` and
+/// `<w, weight_grad(H, dy)>`.
+pub fn input_grad_once<B: Backend>(dy: Tensor<Ad<B>, 4>, w: Tensor<Ad<B>, 4>, padding: usize) -> Tensor<Ad<B>, 4> {
+    bilinear_once(dy, w, padding, input_grad, |dy, w, p, h, [want_dy, want_w]| {
+        [want_dy.then(|| conv(h.clone(), w, p)), want_w.then(|| weight_grad(h, dy, p))]
+    })
+}
+
+/// 2×2 average pooling (stride 2, floor mode) as burn's kernel, and its adjoint.
+fn avg_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    tensor(B::avg_pool2d(float(x), [2, 2], [2, 2], [0, 0], true, false))
+}
+
+fn avg_unpool<B: Backend>(like: Tensor<B, 4>, dy: Tensor<B, 4>) -> Tensor<B, 4> {
+    tensor(B::avg_pool2d_backward(float(like), float(dy), [2, 2], [2, 2], [0, 0], true, false))
+}
+
+#[derive(Debug)]
+struct Linear<B: Backend>(fn(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>);
+
+impl<B: Backend> Backward<B, 1> for Linear<B> {
+    /// A tensor of the input's shape (the input itself, or the output's adjoint's model).
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let g = tensor::<B>(grads.consume::<B>(&ops.node));
+        if let Some(node) = node {
+            grads.register::<B>(node.id, float((self.0)(tensor(ops.state), g)));
+        }
+    }
+}
+
+/// A linear map `forward(shape, x)` with adjoint `back(shape, g)` (`shape`: a tensor the
+/// kernels take their sizes from), differentiated once.
+fn linear_once<B: Backend>(x: Tensor<Ad<B>, 4>, shape: FloatTensor<B>, forward: fn(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>, back: fn(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>) -> Tensor<Ad<B>, 4> {
+    let x = x.into_primitive().tensor();
+    let value = float(forward(tensor(shape.clone()), tensor(x.primitive)));
+    let out = match Linear(back).prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(shape, value),
+        OpsKind::UnTracked(prep) => prep.finish(value),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// 2×2 average pooling, differentiated once (its adjoint spreads a quarter over each window).
+pub fn avg_pool_once<B: Backend>(x: Tensor<Ad<B>, 4>) -> Tensor<Ad<B>, 4> {
+    let shape = x.clone().inner().into_primitive().tensor();
+    linear_once(x, shape, |_, x| avg_pool(x), avg_unpool)
+}
+
+/// The adjoint of 2×2 average pooling of a `like`-shaped input, applied to `dy`, differentiated
+/// once (its own adjoint is the pooling).
+pub fn avg_unpool_once<B: Backend>(dy: Tensor<Ad<B>, 4>, like: Tensor<Ad<B>, 4>) -> Tensor<Ad<B>, 4> {
+    let shape = like.inner().into_primitive().tensor();
+    linear_once(dy, shape, avg_unpool, |_, g| avg_pool(g))
+}
+
+/// The once-differentiated operations the manual inner gradients use on `Autodiff<B>`.
+pub struct OnceOps<B: Backend> {
+    /// Convolution with bias.
+    pub conv: fn(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 1>, usize) -> Tensor<B, 4>,
+    /// A convolution's weight gradient from its input and output gradient.
+    pub weight_grad: fn(Tensor<B, 4>, Tensor<B, 4>, usize) -> Tensor<B, 4>,
+    /// A convolution's input gradient from its output gradient and weight.
+    pub input_grad: fn(Tensor<B, 4>, Tensor<B, 4>, usize) -> Tensor<B, 4>,
+    /// 2×2 average pooling.
+    pub avg_pool: fn(Tensor<B, 4>) -> Tensor<B, 4>,
+    /// Its adjoint: `(dy, input)`.
+    pub avg_unpool: fn(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>,
+}
+
+impl<B: Backend> OnceOps<Ad<B>> {
+    /// The operations of this module on `Autodiff<B>`.
+    pub fn new() -> Self {
+        Self { conv: conv2d_once::<B>, weight_grad: weight_grad_once::<B>, input_grad: input_grad_once::<B>, avg_pool: avg_pool_once::<B>, avg_unpool: avg_unpool_once::<B> }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{normal, rng, Stream};
+    use burn_ndarray::NdArray;
+    use burn_tensor::{module::{conv2d, conv_transpose2d}, ops::PadMode, TensorData};
+
+    type A = Autodiff<NdArray>;
+
+    fn tensor<const D: usize>(seed: u64, shape: [usize; D]) -> Tensor<A, D> {
+        let n = shape.iter().product();
+        Tensor::from_data(TensorData::new(normal(&mut rng(seed, Stream::Eval), n, 1.0), shape), &Default::default())
+    }
+
+    fn close(a: Tensor<NdArray, 1>, b: Tensor<NdArray, 1>) {
+        let (a, b) = (a.into_data().to_vec::<f32>().unwrap(), b.into_data().to_vec::<f32>().unwrap());
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-5 * scale, "{diff} of {scale}");
+    }
+
+    #[test]
+    fn swap01_is_swap_dims() {
+        let t = tensor(1, [3, 4, 5, 6]).inner();
+        assert_eq!(swap01(t.clone()).into_data(), t.clone().swap_dims(0, 1).into_data());
+        let one = t.narrow(1, 0, 1);
+        assert_eq!(swap01(one.clone()).into_data(), one.swap_dims(0, 1).into_data());
+    }
+
+    #[test]
+    fn gradients_equal_burns_conv2d() {
+        for (c, padding) in [(1, 2), (3, 0), (2, 1)] {
+            let (x, w, b) = (tensor(2, [5, c, 9, 9]).require_grad(), tensor(3, [4, c, 3, 3]).require_grad(), tensor(4, [4]).require_grad());
+            let weights = tensor::<4>(5, [5, 4, 9 + 2 * padding - 2, 9 + 2 * padding - 2]);
+            let ours = (conv2d_once(x.clone(), w.clone(), b.clone(), padding) * weights.clone()).sum();
+            let burns = (conv2d(x.clone(), w.clone(), Some(b.clone()), stride1(padding)) * weights).sum();
+            close(ours.clone().inner(), burns.clone().inner());
+            let (g1, g2) = (ours.backward(), burns.backward());
+            close(x.grad(&g1).unwrap().reshape([-1]), x.grad(&g2).unwrap().reshape([-1]));
+            close(w.grad(&g1).unwrap().reshape([-1]), w.grad(&g2).unwrap().reshape([-1]));
+            close(b.grad(&g1).unwrap(), b.grad(&g2).unwrap());
+        }
+    }
+
+    /// `ours` and `reference` agree in value and in the gradients of a weighted sum of their
+    /// output for both inputs (`None` for both where an input does not take part).
+    fn agree(ours: impl Fn(Tensor<A, 4>, Tensor<A, 4>) -> Tensor<A, 4>, reference: impl Fn(Tensor<A, 4>, Tensor<A, 4>) -> Tensor<A, 4>, a: [usize; 4], b: [usize; 4], seed: u64) {
+        let (x, y) = (tensor(seed, a).require_grad(), tensor(seed + 1, b).require_grad());
+        let (o, r) = (ours(x.clone(), y.clone()), reference(x.clone(), y.clone()));
+        assert_eq!(o.dims(), r.dims());
+        let weights = tensor::<4>(seed + 2, o.dims());
+        let (lo, lr) = ((o * weights.clone()).sum(), (r * weights).sum());
+        close(lo.clone().inner(), lr.clone().inner());
+        let (g1, g2) = (lo.backward(), lr.backward());
+        for t in [x, y] {
+            match (t.grad(&g1), t.grad(&g2)) {
+                (Some(p), Some(q)) => close(p.reshape([-1]), q.reshape([-1])),
+                (p, q) => assert_eq!(p.is_some(), q.is_some()),
+            }
+        }
+    }
+
+    #[test]
+    fn convolution_gradients_differentiate_as_burns() {
+        for (c, padding, s) in [(1, 2, 9), (3, 0, 8), (2, 1, 7)] {
+            let so = s + 2 * padding - 2;
+            let swapped = |t: Tensor<A, 4>| t.swap_dims(0, 1);
+            agree(
+                |x, dy| weight_grad_once(x, dy, padding),
+                |x, dy| swapped(conv2d(swapped(x), swapped(dy), None, stride1(padding))),
+                [5, c, s, s],
+                [5, 4, so, so],
+                10 + c as u64,
+            );
+            agree(
+                |dy, w| input_grad_once(dy, w, padding),
+                |dy, w| conv_transpose2d(dy, w, None, transpose_options(padding)),
+                [5, 4, so, so],
+                [4, c, 3, 3],
+                20 + c as u64,
+            );
+        }
+    }
+
+    #[test]
+    fn average_pooling_and_its_adjoint_differentiate_as_the_reshaped_pooling() {
+        for s in [8, 7] {
+            agree(|x, _| avg_pool_once(x), |x, _| crate::net::avg_pool2(x), [3, 2, s, s], [1, 1, 1, 1], 30 + s as u64);
+            let h = s / 2;
+            let spread = |dy: Tensor<A, 4>, _| {
+                let d = dy.reshape([3, 2, h, 1, h, 1]).expand([3, 2, h, 2, h, 2]).reshape([3, 2, 2 * h, 2 * h]).mul_scalar(0.25);
+                d.pad((0, s - 2 * h, 0, s - 2 * h), PadMode::Constant(0.0))
+            };
+            let like = Tensor::<A, 4>::zeros([3, 2, s, s], &Default::default());
+            agree(|dy, _| avg_unpool_once(dy, like.clone()), spread, [3, 2, h, h], [1, 1, 1, 1], 40 + s as u64);
+        }
+    }
+}
