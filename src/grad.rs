@@ -13,7 +13,7 @@ use burn_tensor::{
     backend::Backend,
     module::{conv2d, conv_transpose2d},
     ops::{ConvTransposeOptions, PadMode},
-    Tensor,
+    Int, Tensor,
 };
 
 use crate::config::NetKind;
@@ -91,18 +91,24 @@ fn unpool<B: Backend>(dy: Tensor<B, 4>, weight: Tensor<B, 6>, h: usize, w: usize
     if 2 * h2 == h && 2 * w2 == w { d } else { d.pad((0, w - 2 * w2, 0, h - 2 * h2), PadMode::Constant(0.0)) }
 }
 
-fn max_pool_forward<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 6>) {
+fn max_pool_forward<B: Backend>(x: Tensor<B, 4>, ops: Option<&OnceOps<B>>) -> (Tensor<B, 4>, Pool<B>) {
+    if let Some(ops) = ops {
+        let (y, indices) = (ops.max_pool)(x.clone());
+        return (y, Pool::MaxAt(x, indices));
+    }
     let [n, c, h, w] = x.dims();
     let win = windows(x);
     let y = win.clone().max_dim(5).max_dim(3);
     let mask = win.equal(y.clone().expand([n, c, h / 2, 2, w / 2, 2])).float();
-    (y.reshape([n, c, h / 2, w / 2]), mask)
+    (y.reshape([n, c, h / 2, w / 2]), Pool::Max(mask))
 }
 
 /// How a block's pooling is undone in the backward pass.
 enum Pool<B: Backend> {
     /// Max pooling: the windows' 0/1 weights.
     Max(Tensor<B, 6>),
+    /// Max pooling of this input, which chose these indices.
+    MaxAt(Tensor<B, 4>, Tensor<B, 4, Int>),
     /// Average pooling of this input.
     Avg(Tensor<B, 4>),
 }
@@ -126,17 +132,17 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
         NetKind::LeNet => {
             let (a1, c1) = conv_forward(x, shaped4(0), params[1].clone(), 2, im2col, ops);
             let m1 = relu_mask(&a1);
-            let (p1, w1) = max_pool_forward(a1.clone() * m1.clone());
+            let (p1, w1) = max_pool_forward(a1.clone() * m1.clone(), ops);
             let (a2, c2) = conv_forward(p1, shaped4(2), params[3].clone(), 0, im2col, ops);
             let m2 = relu_mask(&a2);
-            let (p2, w2) = max_pool_forward(a2.clone() * m2.clone());
+            let (p2, w2) = max_pool_forward(a2.clone() * m2.clone(), ops);
             let f = p2.clone().reshape([n as i32, -1]);
             let h1 = f.clone().matmul(shaped2(4)) + params[5].clone().unsqueeze();
             let q1 = h1.clone() * relu_mask(&h1);
             let h2 = q1.clone().matmul(shaped2(6)) + params[7].clone().unsqueeze();
             let q2 = h2.clone() * relu_mask(&h2);
             let z = q2.clone().matmul(shaped2(8)) + params[9].clone().unsqueeze();
-            (vec![(c1, a1.dims(), m1), (c2, a2.dims(), m2)], vec![Pool::Max(w1), Pool::Max(w2)], vec![f, q1, q2], vec![h1, h2], z)
+            (vec![(c1, a1.dims(), m1), (c2, a2.dims(), m2)], vec![w1, w2], vec![f, q1, q2], vec![h1, h2], z)
         }
         NetKind::ConvNet => {
             let mut convs = Vec::new();
@@ -183,6 +189,8 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
         let dy_here = dy.take().expect("the gradient of the block's output");
         let dr = match (pool, ops) {
             (Pool::Max(win), _) => unpool(dy_here, win, h, w),
+            (Pool::MaxAt(input, indices), Some(ops)) => (ops.max_unpool)(dy_here, input, indices),
+            (Pool::MaxAt(..), None) => unreachable!("indices come from `ops`"),
             (Pool::Avg(input), Some(ops)) => (ops.avg_unpool)(dy_here, input),
             (Pool::Avg(_), None) => {
                 let [bn, c, h2, w2] = dy_here.dims();

@@ -22,8 +22,9 @@ use burn_autodiff::{
 };
 use burn_tensor::{
     backend::Backend,
-    ops::{ConvTransposeOptions, FloatTensor},
-    Tensor, TensorPrimitive,
+    module::max_pool2d_with_indices,
+    ops::{ConvTransposeOptions, FloatTensor, IntTensor},
+    Int, Tensor, TensorPrimitive,
 };
 
 use crate::net::stride1;
@@ -167,33 +168,46 @@ fn avg_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     tensor(B::avg_pool2d(float(x), [2, 2], [2, 2], [0, 0], true, false))
 }
 
-fn avg_unpool<B: Backend>(like: Tensor<B, 4>, dy: Tensor<B, 4>) -> Tensor<B, 4> {
-    tensor(B::avg_pool2d_backward(float(like), float(dy), [2, 2], [2, 2], [0, 0], true, false))
+fn avg_unpool<B: Backend>(like: FloatTensor<B>, dy: Tensor<B, 4>) -> Tensor<B, 4> {
+    tensor(B::avg_pool2d_backward(like, float(dy), [2, 2], [2, 2], [0, 0], true, false))
+}
+
+/// The adjoint of 2×2 max pooling of a `like`-shaped input that chose `indices` (flat within
+/// each plane): `dy` sent to the chosen entries.
+fn max_unpool<B: Backend>((like, indices): (FloatTensor<B>, IntTensor<B>), dy: Tensor<B, 4>) -> Tensor<B, 4> {
+    tensor(B::max_pool2d_with_indices_backward(like, [2, 2], [2, 2], [0, 0], [1, 1], false, float(dy), indices).x_grad)
+}
+
+/// Its adjoint: `g` read at the chosen entries.
+fn max_gather<B: Backend>((_, indices): (FloatTensor<B>, IntTensor<B>), g: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = g.dims();
+    let indices = Tensor::<B, 4, Int>::from_primitive(indices);
+    let [_, _, h2, w2] = indices.dims();
+    g.reshape([n, c, h * w]).gather(2, indices.reshape([n, c, h2 * w2])).reshape([n, c, h2, w2])
 }
 
 #[derive(Debug)]
-struct Linear<B: Backend>(fn(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>);
+struct Linear<B: Backend, S>(fn(S, Tensor<B, 4>) -> Tensor<B, 4>);
 
-impl<B: Backend> Backward<B, 1> for Linear<B> {
-    /// A tensor of the input's shape (the input itself, or the output's adjoint's model).
-    type State = FloatTensor<B>;
+impl<B: Backend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 1> for Linear<B, S> {
+    /// What the map takes besides its input (sizes, indices).
+    type State = S;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node] = ops.parents;
         let g = tensor::<B>(grads.consume::<B>(&ops.node));
         if let Some(node) = node {
-            grads.register::<B>(node.id, float((self.0)(tensor(ops.state), g)));
+            grads.register::<B>(node.id, float((self.0)(ops.state, g)));
         }
     }
 }
 
-/// A linear map `forward(shape, x)` with adjoint `back(shape, g)` (`shape`: a tensor the
-/// kernels take their sizes from), differentiated once.
-fn linear_once<B: Backend>(x: Tensor<Ad<B>, 4>, shape: FloatTensor<B>, forward: fn(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>, back: fn(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>) -> Tensor<Ad<B>, 4> {
+/// A linear map `forward(state, x)` with adjoint `back(state, g)`, differentiated once.
+fn linear_once<B: Backend, S: Clone + Send + std::fmt::Debug + 'static>(x: Tensor<Ad<B>, 4>, state: S, forward: fn(S, Tensor<B, 4>) -> Tensor<B, 4>, back: fn(S, Tensor<B, 4>) -> Tensor<B, 4>) -> Tensor<Ad<B>, 4> {
     let x = x.into_primitive().tensor();
-    let value = float(forward(tensor(shape.clone()), tensor(x.primitive)));
+    let value = float(forward(state.clone(), tensor(x.primitive)));
     let out = match Linear(back).prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(shape, value),
+        OpsKind::Tracked(prep) => prep.finish(state, value),
         OpsKind::UnTracked(prep) => prep.finish(value),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
@@ -201,15 +215,28 @@ fn linear_once<B: Backend>(x: Tensor<Ad<B>, 4>, shape: FloatTensor<B>, forward: 
 
 /// 2×2 average pooling, differentiated once (its adjoint spreads a quarter over each window).
 pub fn avg_pool_once<B: Backend>(x: Tensor<Ad<B>, 4>) -> Tensor<Ad<B>, 4> {
-    let shape = x.clone().inner().into_primitive().tensor();
-    linear_once(x, shape, |_, x| avg_pool(x), avg_unpool)
+    let like = x.clone().inner().into_primitive().tensor();
+    linear_once(x, like, |_, x| avg_pool(x), avg_unpool)
 }
 
 /// The adjoint of 2×2 average pooling of a `like`-shaped input, applied to `dy`, differentiated
 /// once (its own adjoint is the pooling).
 pub fn avg_unpool_once<B: Backend>(dy: Tensor<Ad<B>, 4>, like: Tensor<Ad<B>, 4>) -> Tensor<Ad<B>, 4> {
-    let shape = like.inner().into_primitive().tensor();
-    linear_once(dy, shape, avg_unpool, |_, g| avg_pool(g))
+    let like = like.inner().into_primitive().tensor();
+    linear_once(dy, like, avg_unpool, |_, g| avg_pool(g))
+}
+
+/// 2×2 max pooling with the indices it chose (burn's, itself differentiated once).
+pub fn max_pool_once<B: Backend>(x: Tensor<Ad<B>, 4>) -> (Tensor<Ad<B>, 4>, Tensor<Ad<B>, 4, Int>) {
+    max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
+}
+
+/// The adjoint of [`max_pool_once`] of a `like`-shaped input applied to `dy`, differentiated
+/// once. Ties send the gradient to the one entry the pooling chose (`grad.rs`'s masks send it
+/// to every maximal entry; after a ReLU the two differ only where the ReLU's mask removes it).
+pub fn max_unpool_once<B: Backend>(dy: Tensor<Ad<B>, 4>, like: Tensor<Ad<B>, 4>, indices: Tensor<Ad<B>, 4, Int>) -> Tensor<Ad<B>, 4> {
+    let like = like.inner().into_primitive().tensor();
+    linear_once(dy, (like, indices.into_primitive()), max_unpool, max_gather)
 }
 
 /// The once-differentiated operations the manual inner gradients use on `Autodiff<B>`.
@@ -224,12 +251,16 @@ pub struct OnceOps<B: Backend> {
     pub avg_pool: fn(Tensor<B, 4>) -> Tensor<B, 4>,
     /// Its adjoint: `(dy, input)`.
     pub avg_unpool: fn(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>,
+    /// 2×2 max pooling and the indices it chose.
+    pub max_pool: fn(Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4, Int>),
+    /// Its adjoint: `(dy, input, indices)`.
+    pub max_unpool: fn(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4, Int>) -> Tensor<B, 4>,
 }
 
 impl<B: Backend> OnceOps<Ad<B>> {
     /// The operations of this module on `Autodiff<B>`.
     pub fn new() -> Self {
-        Self { conv: conv2d_once::<B>, weight_grad: weight_grad_once::<B>, input_grad: input_grad_once::<B>, avg_pool: avg_pool_once::<B>, avg_unpool: avg_unpool_once::<B> }
+        Self { conv: conv2d_once::<B>, weight_grad: weight_grad_once::<B>, input_grad: input_grad_once::<B>, avg_pool: avg_pool_once::<B>, avg_unpool: avg_unpool_once::<B>, max_pool: max_pool_once::<B>, max_unpool: max_unpool_once::<B> }
     }
 }
 
@@ -328,6 +359,26 @@ mod tests {
             };
             let like = Tensor::<A, 4>::zeros([3, 2, s, s], &Default::default());
             agree(|dy, _| avg_unpool_once(dy, like.clone()), spread, [3, 2, h, h], [1, 1, 1, 1], 40 + s as u64);
+        }
+    }
+
+    #[test]
+    fn max_pooling_adjoint_differentiates_as_the_masked_spread() {
+        for s in [8, 7] {
+            let h = s / 2;
+            // The windows' masks of `x` (no ties in normal draws), as `grad.rs` builds them.
+            let spread = move |dy: Tensor<A, 4>, x: Tensor<A, 4>| {
+                let win = crate::net::windows(x.detach());
+                let max = win.clone().max_dim(5).max_dim(3).expand([3, 2, h, 2, h, 2]);
+                let d = dy.reshape([3, 2, h, 1, h, 1]).expand([3, 2, h, 2, h, 2]) * win.equal(max).float();
+                d.reshape([3, 2, 2 * h, 2 * h]).pad((0, s - 2 * h, 0, s - 2 * h), PadMode::Constant(0.0))
+            };
+            let ours = |dy: Tensor<A, 4>, x: Tensor<A, 4>| {
+                let (_, indices) = max_pool_once(x.clone().detach());
+                max_unpool_once(dy, x.detach(), indices)
+            };
+            agree(ours, spread, [3, 2, h, h], [3, 2, s, s], 50 + s as u64);
+            agree(|x, _| max_pool_once(x).0, |x, _| crate::net::windows(x).max_dim(5).max_dim(3).reshape([3, 2, h, h]), [3, 2, s, s], [1, 1, 1, 1], 60 + s as u64);
         }
     }
 }
