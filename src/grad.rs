@@ -18,7 +18,7 @@ use burn_tensor::{
 
 use crate::config::NetKind;
 use crate::net::{avg_pool2, im2col_conv, stride1, uses_im2col, windows, Network, Params};
-use crate::once::{bias_grad, OnceOps};
+use crate::once::{bias_grad, ConvOnce, OnceOps};
 use crate::train::soft_cross_entropy;
 
 /// What a convolution's backward pass needs from its forward pass.
@@ -30,7 +30,7 @@ struct ConvCache<B: Backend> {
     padding: usize,
 }
 
-fn conv_forward<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Tensor<B, 1>, padding: usize, im2col: bool, ops: Option<&OnceOps<B>>) -> (Tensor<B, 4>, ConvCache<B>) {
+fn conv_forward<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Tensor<B, 1>, padding: usize, im2col: bool, ops: Option<&ConvOnce<B>>) -> (Tensor<B, 4>, ConvCache<B>) {
     let out = w.dims()[0];
     if !im2col {
         let y = match ops {
@@ -44,7 +44,7 @@ fn conv_forward<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Tensor<B, 1>, p
 }
 
 /// Gradients of a stride-1 convolution: (d input when `need_dx`, d weight, d bias).
-fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B, 4>, need_dx: bool, ops: Option<&OnceOps<B>>) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
+fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B, 4>, need_dx: bool, ops: Option<&ConvOnce<B>>) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
     let [out, inp, k, _] = w.dims();
     let [n, _, ho, wo] = dy.dims();
     let p = cache.padding;
@@ -115,13 +115,14 @@ enum Pool<B: Backend> {
 
 /// The inner loss of `net` at `params` on `(x, targets)` and its gradient for every parameter,
 /// in [`Network::params`] order, written out by hand (see the module documentation). With `ops`
-/// (on `Autodiff<B>`, see [`OnceOps`]) convolutions, their gradients and average pooling run as
-/// once-differentiated operations; without, as burn's.
+/// (on `Autodiff<B>`, see [`OnceOps`]) pooling, and convolutions with their gradients where `ops`
+/// has them, run as once-differentiated operations; without, as burn's (differentiable twice).
 pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, ops: Option<&OnceOps<B>>) -> (Tensor<B, 1>, Params<B>) {
     let specs = net.params();
     let shaped4 = |i: usize| -> Tensor<B, 4> { params[i].clone().reshape(<[usize; 4]>::try_from(specs[i].shape.clone()).expect("conv weight")) };
     let shaped2 = |i: usize| -> Tensor<B, 2> { params[i].clone().reshape(<[usize; 2]>::try_from(specs[i].shape.clone()).expect("dense weight")) };
     let im2col = uses_im2col::<B>(net.conv());
+    let conv_ops = ops.and_then(|o| o.convs.as_ref());
     let n = x.dims()[0];
     let mut grads: Vec<Option<Tensor<B, 1>>> = vec![None; params.len()];
     let flat4 = |t: Tensor<B, 4>| t.reshape([-1]);
@@ -130,10 +131,10 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
     // Forward, keeping what the backward needs; then d loss / d logits.
     let (convs, pools, dense_in, dense_pre, logits) = match net.kind() {
         NetKind::LeNet => {
-            let (a1, c1) = conv_forward(x, shaped4(0), params[1].clone(), 2, im2col, ops);
+            let (a1, c1) = conv_forward(x, shaped4(0), params[1].clone(), 2, im2col, conv_ops);
             let m1 = relu_mask(&a1);
             let (p1, w1) = max_pool_forward(a1.clone() * m1.clone(), ops);
-            let (a2, c2) = conv_forward(p1, shaped4(2), params[3].clone(), 0, im2col, ops);
+            let (a2, c2) = conv_forward(p1, shaped4(2), params[3].clone(), 0, im2col, conv_ops);
             let m2 = relu_mask(&a2);
             let (p2, w2) = max_pool_forward(a2.clone() * m2.clone(), ops);
             let f = p2.clone().reshape([n as i32, -1]);
@@ -149,7 +150,7 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
             let mut pools = Vec::new();
             let mut x = x;
             for d in 0..net.depth() {
-                let (a, c) = conv_forward(x, shaped4(2 * d), params[2 * d + 1].clone(), 1, im2col, ops);
+                let (a, c) = conv_forward(x, shaped4(2 * d), params[2 * d + 1].clone(), 1, im2col, conv_ops);
                 let m = relu_mask(&a);
                 let r = a.clone() * m.clone();
                 x = match ops {
@@ -199,7 +200,7 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
             }
         };
         let da = dr * mask;
-        let (dx, dw, db) = conv_backward(cache, shaped4(2 * d), da, d > 0, ops);
+        let (dx, dw, db) = conv_backward(cache, shaped4(2 * d), da, d > 0, conv_ops);
         grads[2 * d] = Some(flat4(dw));
         grads[2 * d + 1] = Some(db);
         dy = dx;

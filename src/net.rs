@@ -163,9 +163,11 @@ impl Network {
     }
 
     /// The once-differentiated operations ([`OnceOps`]) for manual inner gradients on
-    /// `Autodiff<B>`, where they are faster than burn's own: flex with `conv2d` convolutions.
+    /// `Autodiff<B>` where they are faster than burn's own: pooling on the CPU backends (flex,
+    /// ndarray), convolutions too on flex with `conv2d` convolutions. The GPU keeps burn's.
     pub fn once_ops<B: Backend>(&self) -> Option<OnceOps<Autodiff<B>>> {
-        self.owns_conv::<B>().then(OnceOps::new)
+        let cpu = base_backend_is::<B>("burn_flex") || base_backend_is::<B>("burn_ndarray");
+        cpu.then(|| OnceOps::new(self.owns_conv::<B>()))
     }
 
     fn owns_conv<B: Backend>(&self) -> bool {

@@ -239,28 +239,45 @@ pub fn max_unpool_once<B: Backend>(dy: Tensor<Ad<B>, 4>, like: Tensor<Ad<B>, 4>,
     linear_once(dy, (like, indices.into_primitive()), max_unpool, max_gather)
 }
 
+type T4<B> = Tensor<B, 4>;
+type Indices<B> = Tensor<B, 4, Int>;
+type Pooled<B> = (T4<B>, Indices<B>);
+type Bias<B> = Tensor<B, 1>;
+
 /// The once-differentiated operations the manual inner gradients use on `Autodiff<B>`.
 pub struct OnceOps<B: Backend> {
-    /// Convolution with bias.
-    pub conv: fn(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 1>, usize) -> Tensor<B, 4>,
-    /// A convolution's weight gradient from its input and output gradient.
-    pub weight_grad: fn(Tensor<B, 4>, Tensor<B, 4>, usize) -> Tensor<B, 4>,
-    /// A convolution's input gradient from its output gradient and weight.
-    pub input_grad: fn(Tensor<B, 4>, Tensor<B, 4>, usize) -> Tensor<B, 4>,
+    /// The convolutions', where they replace burn's (flex with `conv2d` convolutions).
+    pub convs: Option<ConvOnce<B>>,
     /// 2×2 average pooling.
-    pub avg_pool: fn(Tensor<B, 4>) -> Tensor<B, 4>,
+    pub avg_pool: fn(T4<B>) -> T4<B>,
     /// Its adjoint: `(dy, input)`.
-    pub avg_unpool: fn(Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>,
+    pub avg_unpool: fn(T4<B>, T4<B>) -> T4<B>,
     /// 2×2 max pooling and the indices it chose.
-    pub max_pool: fn(Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4, Int>),
+    pub max_pool: fn(T4<B>) -> Pooled<B>,
     /// Its adjoint: `(dy, input, indices)`.
-    pub max_unpool: fn(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4, Int>) -> Tensor<B, 4>,
+    pub max_unpool: fn(T4<B>, T4<B>, Indices<B>) -> T4<B>,
+}
+
+/// A convolution and its gradients, differentiated once.
+pub struct ConvOnce<B: Backend> {
+    /// Convolution with bias.
+    pub conv: fn(T4<B>, T4<B>, Bias<B>, usize) -> T4<B>,
+    /// The weight gradient from the input and the output gradient.
+    pub weight_grad: fn(T4<B>, T4<B>, usize) -> T4<B>,
+    /// The input gradient from the output gradient and the weight.
+    pub input_grad: fn(T4<B>, T4<B>, usize) -> T4<B>,
 }
 
 impl<B: Backend> OnceOps<Ad<B>> {
-    /// The operations of this module on `Autodiff<B>`.
-    pub fn new() -> Self {
-        Self { conv: conv2d_once::<B>, weight_grad: weight_grad_once::<B>, input_grad: input_grad_once::<B>, avg_pool: avg_pool_once::<B>, avg_unpool: avg_unpool_once::<B>, max_pool: max_pool_once::<B>, max_unpool: max_unpool_once::<B> }
+    /// The operations of this module on `Autodiff<B>`, with or without the convolutions'.
+    pub fn new(convs: bool) -> Self {
+        Self {
+            convs: convs.then_some(ConvOnce { conv: conv2d_once::<B>, weight_grad: weight_grad_once::<B>, input_grad: input_grad_once::<B> }),
+            avg_pool: avg_pool_once::<B>,
+            avg_unpool: avg_unpool_once::<B>,
+            max_pool: max_pool_once::<B>,
+            max_unpool: max_unpool_once::<B>,
+        }
     }
 }
 
