@@ -242,7 +242,8 @@ pub fn max_unpool_once<B: Backend>(dy: Tensor<Ad<B>, 4>, like: Tensor<Ad<B>, 4>,
 type T4<B> = Tensor<B, 4>;
 type Indices<B> = Tensor<B, 4, Int>;
 type Pooled<B> = (T4<B>, Indices<B>);
-type Bias<B> = Tensor<B, 1>;
+/// A stride-1 convolution `(x, w, bias, padding)`.
+type ConvFn<B> = fn(T4<B>, T4<B>, Tensor<B, 1>, usize) -> T4<B>;
 
 /// The once-differentiated operations the manual inner gradients use on `Autodiff<B>`.
 pub struct OnceOps<B: Backend> {
@@ -261,7 +262,7 @@ pub struct OnceOps<B: Backend> {
 /// A convolution and its gradients, differentiated once.
 pub struct ConvOnce<B: Backend> {
     /// Convolution with bias.
-    pub conv: fn(T4<B>, T4<B>, Bias<B>, usize) -> T4<B>,
+    pub conv: ConvFn<B>,
     /// The weight gradient from the input and the output gradient.
     pub weight_grad: fn(T4<B>, T4<B>, usize) -> T4<B>,
     /// The input gradient from the output gradient and the weight.
