@@ -12,6 +12,7 @@ use crate::data::{Dataset, Normalization};
 use crate::distill::Distilled;
 use crate::error::{Error, Result};
 use crate::net::{Network, Params};
+use crate::once::OnceOps;
 use crate::rng::{permutation, rng, Stream};
 use crate::train::{label_targets, loss_grads, predict, replay, Step};
 
@@ -245,7 +246,7 @@ pub async fn evaluate_full_data<B: Backend>(
                     device,
                 );
                 let (xb, yb) = (x.clone().select(0, idx.clone()), y.clone().select(0, idx));
-                let (_, grads) = loss_grads::<Autodiff<B>>(&net, &params, xb, yb, None);
+                let (_, grads) = loss_grads::<Autodiff<B>>(&net, &params, xb, yb, Some(&OnceOps::plain()));
                 params = params
                     .into_iter()
                     .zip(grads)

@@ -4,9 +4,10 @@
 //! first-order backward through the unrolled steps gives the exact hyper-gradient, and no
 //! autodiff is nested in another.
 //!
-//! Ties in max pooling send the gradient to every maximal entry (burn's `max_dim` sends it to
-//! one); after a ReLU such ties are between zeros, whose gradient the ReLU mask removes, so the
-//! two agree except on a set of measure zero.
+//! Ties in max pooling send the gradient to the first maximal entry of the window in row-major
+//! order, as burn's and PyTorch's pooling kernels and burn's `max_dim` do: on digits and X-rays
+//! with flat backgrounds a window of equal positive activations is common, and sending the
+//! gradient to all of them would make distillation and evaluation train different networks.
 
 use burn_tensor::{
     activation::softmax,
@@ -99,8 +100,22 @@ fn max_pool_forward<B: Backend>(x: Tensor<B, 4>, ops: Option<&OnceOps<B>>) -> (T
     let [n, c, h, w] = x.dims();
     let win = windows(x);
     let y = win.clone().max_dim(5).max_dim(3);
-    let mask = win.equal(y.clone().expand([n, c, h / 2, 2, w / 2, 2])).float();
-    (y.reshape([n, c, h / 2, w / 2]), Pool::Max(mask))
+    let maximal = win.equal(y.clone().expand([n, c, h / 2, 2, w / 2, 2])).float();
+    (y.reshape([n, c, h / 2, w / 2]), Pool::Max(first_of(maximal)))
+}
+
+/// Of a window's 0/1 marks `[n, c, h2, 2, w2, 2]`, the first in row-major order.
+fn first_of<B: Backend>(marks: Tensor<B, 6>) -> Tensor<B, 6> {
+    let at = |r: usize, c: usize| marks.clone().narrow(3, r, 1).narrow(5, c, 1);
+    let mut none_before = at(0, 0).ones_like();
+    let mut firsts = Vec::with_capacity(4);
+    for (r, c) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        let m = at(r, c);
+        firsts.push(m.clone() * none_before.clone());
+        none_before = none_before * (m.neg() + 1.0);
+    }
+    let [k00, k01, k10, k11]: [Tensor<B, 6>; 4] = firsts.try_into().expect("four positions");
+    Tensor::cat(vec![Tensor::cat(vec![k00, k01], 5), Tensor::cat(vec![k10, k11], 5)], 3)
 }
 
 /// How a block's pooling is undone in the backward pass.
@@ -213,6 +228,7 @@ mod tests {
     use super::*;
     use crate::config::{Config, ConvImpl};
     use crate::rng::{normal, rng, Stream};
+    use crate::once::OnceOps;
     use crate::train::nested_loss_grads;
     use burn_autodiff::Autodiff;
     use burn_ndarray::NdArray;
@@ -244,6 +260,33 @@ mod tests {
                     let diff = (a - b).abs().max().into_scalar();
                     assert!(diff <= 1e-4 * scale, "{net:?} {size} {conv:?}: parameter {k} differs by {diff} (scale {scale})");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn pooling_ties_go_to_the_first_entry_in_every_path() {
+        // A flat image with positive biases: every first-layer window is a tie of equal positive
+        // activations. The masks, burn's kernels (plain and once-differentiated) and burn's
+        // `max_dim` under nested autodiff must send the gradient to the same entry.
+        let dev = Default::default();
+        let cfg = Config { net: NetKind::LeNet, conv: ConvImpl::Direct, image_size: 12, ..Config::default() };
+        let network = Network::new(&cfg, 3).unwrap();
+        let mut r = rng(6, Stream::Training);
+        let params: Vec<_> = network.init::<B>(&mut r, &dev).into_iter().map(|p| p + 0.1).collect();
+        let x = Tensor::<B, 4>::full([2, 1, 12, 12], 0.5, &dev);
+        let y = Tensor::<B, 2>::from_data(TensorData::new(normal(&mut r, 6, 1.0), [2, 3]), &dev);
+        let (_, nested) = nested_loss_grads::<Autodiff<B>>(&network, &params, x.clone(), y.clone());
+        let (_, masks) = manual_loss_grads(&network, &params, x.clone(), y.clone(), None);
+        let (_, plain) = manual_loss_grads(&network, &params, x.clone(), y.clone(), Some(&OnceOps::plain()));
+        let lift = |t: &Tensor<B, 1>| Tensor::<Autodiff<B>, 1>::from_inner(t.clone());
+        let lifted: Vec<_> = params.iter().map(lift).collect();
+        let (_, once) = manual_loss_grads(&network, &lifted, lift(&x.reshape([-1])).reshape([2, 1, 12, 12]), Tensor::from_inner(y), Some(&OnceOps::new(false)));
+        for (k, g) in nested.iter().enumerate() {
+            let scale = g.clone().abs().max().into_scalar().max(1e-6);
+            for (name, other) in [("masks", &masks[k]), ("plain", &plain[k]), ("once", &once[k].clone().inner())] {
+                let diff = (g.clone() - other.clone()).abs().max().into_scalar();
+                assert!(diff <= 1e-4 * scale, "{name}: parameter {k} differs by {diff} (scale {scale})");
             }
         }
     }

@@ -269,6 +269,24 @@ pub struct ConvOnce<B: Backend> {
     pub input_grad: fn(T4<B>, T4<B>, usize) -> T4<B>,
 }
 
+impl<B: Backend> OnceOps<B> {
+    /// The same pooling computed with `B`'s kernels and not tracked: for tensors that are not
+    /// differentiated (evaluation's training, whose pooling must pick the entries distillation's
+    /// picks), never for an autodiff backend whose gradient is wanted.
+    pub fn plain() -> Self {
+        fn max_unpool_plain<B: Backend>(dy: T4<B>, like: T4<B>, indices: Indices<B>) -> T4<B> {
+            max_unpool((float(like), indices.into_primitive()), dy)
+        }
+        Self {
+            convs: None,
+            avg_pool,
+            avg_unpool: |dy, like| avg_unpool(float(like), dy),
+            max_pool: |x| max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0], [1, 1], false),
+            max_unpool: max_unpool_plain,
+        }
+    }
+}
+
 impl<B: Backend> OnceOps<Ad<B>> {
     /// The operations of this module on `Autodiff<B>`, with or without the convolutions'.
     pub fn new(convs: bool) -> Self {

@@ -90,12 +90,14 @@ pub fn sgd_update<B: Backend>(params: Params<B>, grads: Params<B>, lr: Tensor<B,
 pub type Step<B> = (Tensor<B, 4>, Tensor<B, 2>);
 
 /// Trains `params` by plain SGD on `steps` replayed `epochs` times, step `i` of the unrolled
-/// sequence with learning rate `lrs[i]` (`lrs` has `steps × epochs` entries).
+/// sequence with learning rate `lrs[i]` (`lrs` has `steps × epochs` entries). Not differentiable:
+/// its pooling runs as [`OnceOps::plain`].
 pub fn replay<B: Backend>(net: &Network, mut params: Params<B>, steps: &[Step<B>], lrs: &Tensor<B, 1>, epochs: usize) -> Params<B> {
+    let ops = OnceOps::plain();
     let mut i = 0;
     for _ in 0..epochs {
         for (x, y) in steps {
-            let (_, g) = loss_grads::<burn_autodiff::Autodiff<B>>(net, &params, x.clone(), y.clone(), None);
+            let (_, g) = loss_grads::<burn_autodiff::Autodiff<B>>(net, &params, x.clone(), y.clone(), Some(&ops));
             params = sgd_update(params, g, lrs.clone().narrow(0, i, 1));
             i += 1;
         }
