@@ -232,8 +232,8 @@ pub fn max_pool_once<B: Backend>(x: Tensor<Ad<B>, 4>) -> (Tensor<Ad<B>, 4>, Tens
 }
 
 /// The adjoint of [`max_pool_once`] of a `like`-shaped input applied to `dy`, differentiated
-/// once. Ties send the gradient to the one entry the pooling chose (`grad.rs`'s masks send it
-/// to every maximal entry; after a ReLU the two differ only where the ReLU's mask removes it).
+/// once. Ties send the gradient to the one entry the pooling chose, the first maximal one in
+/// row-major order, as `grad.rs`'s masks do.
 pub fn max_unpool_once<B: Backend>(dy: Tensor<Ad<B>, 4>, like: Tensor<Ad<B>, 4>, indices: Tensor<Ad<B>, 4, Int>) -> Tensor<Ad<B>, 4> {
     let like = like.inner().into_primitive().tensor();
     linear_once(dy, (like, indices.into_primitive()), max_unpool, max_gather)
