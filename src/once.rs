@@ -417,4 +417,17 @@ mod tests {
             agree(|x, _| max_pool_once(x).0, |x, _| crate::net::windows(x).max_dim(5).max_dim(3).reshape([3, 2, h, h]), [3, 2, s, s], [1, 1, 1, 1], 60 + s as u64);
         }
     }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn flex_and_ndarray_pooling_choose_the_first_of_tied_entries() {
+        fn indices<B: Backend>() -> Vec<i64> {
+            let x = Tensor::<B, 4>::full([1, 2, 4, 6], 0.5, &Default::default());
+            let (_, i) = max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0], [1, 1], false);
+            i.into_data().convert::<i64>().to_vec::<i64>().unwrap()
+        }
+        let first = vec![0, 2, 4, 12, 14, 16];
+        assert_eq!(indices::<NdArray>(), [first.clone(), first.clone()].concat());
+        assert_eq!(indices::<burn_flex::Flex>(), [first.clone(), first].concat());
+    }
 }
