@@ -13,12 +13,12 @@ use burn_tensor::{
     activation::softmax,
     backend::Backend,
     module::{conv2d, conv_transpose2d},
-    ops::{ConvTransposeOptions, PadMode},
+    ops::PadMode,
     Int, Tensor,
 };
 
 use crate::config::NetKind;
-use crate::net::{avg_pool2, im2col_conv, stride1, uses_im2col, windows, Network, Params};
+use crate::net::{avg_pool2, im2col_conv, stride1, transpose1, uses_im2col, windows, Network, Params};
 use crate::once::{bias_grad, ConvOnce, OnceOps};
 use crate::train::soft_cross_entropy;
 
@@ -74,7 +74,7 @@ fn direct_conv_grads<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, dy: Tensor<B,
     // with batch and channel dimensions swapped ([c, n, h, w] by [out, n, ho, wo] is [c, out, k, k]).
     let dw = conv2d(x.swap_dims(0, 1), dy.clone().swap_dims(0, 1), None, stride1(padding)).swap_dims(0, 1);
     // d input: the transposed convolution (stride 1, so exactly the input's size).
-    let dx = need_dx.then(|| conv_transpose2d(dy, w, None, ConvTransposeOptions::new([1, 1], [padding, padding], [0, 0], [1, 1], 1)));
+    let dx = need_dx.then(|| conv_transpose2d(dy, w, None, transpose1(padding)));
     (dx, dw, db)
 }
 

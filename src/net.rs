@@ -5,7 +5,7 @@
 //! once and faster on a large batch (bench/README.md, change 9).
 
 use burn_autodiff::Autodiff;
-use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d, max_pool2d}, ops::{ConvOptions, PadMode}, Tensor, TensorData};
+use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d, max_pool2d}, ops::{ConvOptions, ConvTransposeOptions, PadMode}, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -239,6 +239,12 @@ fn reshape<B: Backend, const D: usize>((t, spec): Param<'_, B>) -> Tensor<B, D> 
 /// Options of a stride-1, undilated, ungrouped convolution with `padding` on every side.
 pub(crate) fn stride1(padding: usize) -> ConvOptions<2> {
     ConvOptions::new([1, 1], [padding, padding], [1, 1], 1)
+}
+
+/// Options of the transposed convolution that undoes [`stride1`]'s (the input gradient): the
+/// output is exactly the convolution's input size.
+pub(crate) fn transpose1(padding: usize) -> ConvTransposeOptions<2> {
+    ConvTransposeOptions::new([1, 1], [padding, padding], [0, 0], [1, 1], 1)
 }
 
 fn conv<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, padding: usize) -> Tensor<B, 4> {

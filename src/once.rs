@@ -23,14 +23,14 @@ use burn_autodiff::{
 use burn_tensor::{
     backend::Backend,
     module::max_pool2d_with_indices,
-    ops::{ConvTransposeOptions, FloatTensor, IntTensor},
+    ops::{FloatTensor, IntTensor},
     Int, Tensor, TensorPrimitive,
 };
 
-use crate::net::stride1;
+use crate::net::{stride1, transpose1};
 
 /// `[a, b, h, w]` → `[b, a, h, w]`, contiguous, one slice of dimension 1 at a time.
-pub(crate) fn swap01<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 4> {
+fn swap01<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 4> {
     let [a, b, h, w] = t.dims();
     if a == 1 || b == 1 {
         return t.reshape([b, a, h, w]);
@@ -48,20 +48,16 @@ fn tensor<B: Backend>(t: FloatTensor<B>) -> Tensor<B, 4> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
-fn transpose_options(padding: usize) -> ConvTransposeOptions<2> {
-    ConvTransposeOptions::new([1, 1], [padding, padding], [0, 0], [1, 1], 1)
-}
-
 /// The weight gradient of a stride-1 convolution, `[out, c, k, k]`: input `x [n, c, h, w]` and
 /// output gradient `dy [n, out, ho, wo]` correlated over the batch.
-pub(crate) fn weight_grad<B: Backend>(x: Tensor<B, 4>, dy: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
+fn weight_grad<B: Backend>(x: Tensor<B, 4>, dy: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
     let dw = B::conv2d(float(swap01(x)), float(swap01(dy)), None, stride1(padding));
     swap01(tensor(dw))
 }
 
 /// The input gradient of a stride-1 convolution by `w`: the transposed convolution of `dy`.
 fn input_grad<B: Backend>(dy: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
-    tensor(B::conv_transpose2d(float(dy), float(w), None, transpose_options(padding)))
+    tensor(B::conv_transpose2d(float(dy), float(w), None, transpose1(padding)))
 }
 
 fn conv<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
@@ -226,12 +222,13 @@ pub fn avg_unpool_once<B: Backend>(dy: Tensor<Ad<B>, 4>, like: Tensor<Ad<B>, 4>)
     linear_once(dy, like, avg_unpool, |_, g| avg_pool(g))
 }
 
-/// 2×2 max pooling with the indices it chose (burn's, itself differentiated once).
-pub fn max_pool_once<B: Backend>(x: Tensor<Ad<B>, 4>) -> (Tensor<Ad<B>, 4>, Tensor<Ad<B>, 4, Int>) {
+/// 2×2 max pooling with the indices it chose: burn's, on `Autodiff<B>` itself differentiated
+/// once with the kernel's backward.
+pub fn max_pool_indexed<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4, Int>) {
     max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
 }
 
-/// The adjoint of [`max_pool_once`] of a `like`-shaped input applied to `dy`, differentiated
+/// The adjoint of [`max_pool_indexed`] of a `like`-shaped input applied to `dy`, differentiated
 /// once. Ties send the gradient to the one entry the pooling chose, the first maximal one in
 /// row-major order, as `grad.rs`'s masks do.
 pub fn max_unpool_once<B: Backend>(dy: Tensor<Ad<B>, 4>, like: Tensor<Ad<B>, 4>, indices: Tensor<Ad<B>, 4, Int>) -> Tensor<Ad<B>, 4> {
@@ -281,7 +278,7 @@ impl<B: Backend> OnceOps<B> {
             convs: None,
             avg_pool,
             avg_unpool: |dy, like| avg_unpool(float(like), dy),
-            max_pool: |x| max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0], [1, 1], false),
+            max_pool: max_pool_indexed,
             max_unpool: max_unpool_plain,
         }
     }
@@ -294,7 +291,7 @@ impl<B: Backend> OnceOps<Ad<B>> {
             convs: convs.then_some(ConvOnce { conv: conv2d_once::<B>, weight_grad: weight_grad_once::<B>, input_grad: input_grad_once::<B> }),
             avg_pool: avg_pool_once::<B>,
             avg_unpool: avg_unpool_once::<B>,
-            max_pool: max_pool_once::<B>,
+            max_pool: max_pool_indexed::<Ad<B>>,
             max_unpool: max_unpool_once::<B>,
         }
     }
@@ -376,7 +373,7 @@ mod tests {
             );
             agree(
                 |dy, w| input_grad_once(dy, w, padding),
-                |dy, w| conv_transpose2d(dy, w, None, transpose_options(padding)),
+                |dy, w| conv_transpose2d(dy, w, None, transpose1(padding)),
                 [5, 4, so, so],
                 [4, c, 3, 3],
                 20 + c as u64,
@@ -410,11 +407,11 @@ mod tests {
                 d.reshape([3, 2, 2 * h, 2 * h]).pad((0, s - 2 * h, 0, s - 2 * h), PadMode::Constant(0.0))
             };
             let ours = |dy: Tensor<A, 4>, x: Tensor<A, 4>| {
-                let (_, indices) = max_pool_once(x.clone().detach());
+                let (_, indices) = max_pool_indexed(x.clone().detach());
                 max_unpool_once(dy, x.detach(), indices)
             };
             agree(ours, spread, [3, 2, h, h], [3, 2, s, s], 50 + s as u64);
-            agree(|x, _| max_pool_once(x).0, |x, _| crate::net::windows(x).max_dim(5).max_dim(3).reshape([3, 2, h, h]), [3, 2, s, s], [1, 1, 1, 1], 60 + s as u64);
+            agree(|x, _| max_pool_indexed(x).0, |x, _| crate::net::windows(x).max_dim(5).max_dim(3).reshape([3, 2, h, h]), [3, 2, s, s], [1, 1, 1, 1], 60 + s as u64);
         }
     }
 
