@@ -6,7 +6,8 @@
 //!     cargo run --release --features wgpu --example bench_metastep -- --gpu   (burn-wgpu next to
 //!         PyTorch on CUDA: `bench/README.md`, GPU)
 //!
-//! `--only flex` keeps the CPU table's columns whose name holds "flex".
+//! `--only flex` keeps the CPU table's columns whose name holds "flex"; with `--gpu`, `--only`
+//! takes column names separated by commas.
 
 /// Large tensors are freed and allocated again every step; glibc's malloc unmaps and remaps them
 /// (page faults), mimalloc reuses them (bench/README.md, change 10).
@@ -16,7 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::Command;
 use std::time::Instant;
 
-use anondistill::{config::{Config, ConvImpl, InnerGrad, NetKind}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
+use anondistill::{config::{Config, ConvImpl, InnerGrad, NetKind, OnceImpl}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
 use burn_ndarray::NdArray;
 
 fn random_data(classes: usize, n: usize, size: usize) -> Dataset {
@@ -31,28 +32,29 @@ fn status_mib(key: &str) -> f64 {
     line.and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-/// How convolutions and inner gradients are computed.
-type Variant = (ConvImpl, InnerGrad);
+/// How convolutions and inner gradients are computed, and which of the inner gradients'
+/// operations are differentiated once with the backend's kernels.
+type Variant = (ConvImpl, InnerGrad, OnceImpl);
 
 /// The columns of the timing table: backend and variant.
 const COLUMNS: [(&str, &str, Variant); 6] = [
-    ("ndarray conv2d nested", "ndarray", (ConvImpl::Direct, InnerGrad::Nested)),
-    ("ndarray im2col nested", "ndarray", (ConvImpl::Im2col, InnerGrad::Nested)),
-    ("ndarray im2col manual", "ndarray", (ConvImpl::Im2col, InnerGrad::Manual)),
-    ("flex conv2d nested", "flex", (ConvImpl::Direct, InnerGrad::Nested)),
-    ("flex conv2d manual", "flex", (ConvImpl::Direct, InnerGrad::Manual)),
-    ("flex im2col manual", "flex", (ConvImpl::Im2col, InnerGrad::Manual)),
+    ("ndarray conv2d nested", "ndarray", (ConvImpl::Direct, InnerGrad::Nested, OnceImpl::Auto)),
+    ("ndarray im2col nested", "ndarray", (ConvImpl::Im2col, InnerGrad::Nested, OnceImpl::Auto)),
+    ("ndarray im2col manual", "ndarray", (ConvImpl::Im2col, InnerGrad::Manual, OnceImpl::Auto)),
+    ("flex conv2d nested", "flex", (ConvImpl::Direct, InnerGrad::Nested, OnceImpl::Auto)),
+    ("flex conv2d manual", "flex", (ConvImpl::Direct, InnerGrad::Manual, OnceImpl::Auto)),
+    ("flex im2col manual", "flex", (ConvImpl::Im2col, InnerGrad::Manual, OnceImpl::Auto)),
 ];
 
 fn defaults() -> Variant {
     let c = Config::default();
-    (c.conv, c.inner_grad)
+    (c.conv, c.inner_grad, c.once_ops)
 }
 
 static RSS_BEFORE: std::sync::Mutex<f64> = std::sync::Mutex::new(f64::NAN);
 
 fn ours<B: burn_tensor::backend::Backend>(net: NetKind, v: Variant, batch: usize, repeats: usize) -> f64 {
-    ours_with::<B>(Config { net, conv: v.0, inner_grad: v.1, batch_size: batch, ..Config::default() }, repeats)
+    ours_with::<B>(Config { net, conv: v.0, inner_grad: v.1, once_ops: v.2, batch_size: batch, ..Config::default() }, repeats)
 }
 
 fn ours_with<B: burn_tensor::backend::Backend>(config: Config, repeats: usize) -> f64 {
@@ -165,10 +167,15 @@ fn memory_table(repeats: usize) {
 
 /// `--loop NET BACKEND BATCH STEPS [nested|manual]`: only meta-steps, for a profiler.
 fn profile_loop(net: &str, backend: &str, batch: usize, steps: usize, grad: Option<&str>) {
+    let (conv, _, once) = defaults();
     let v = match grad {
-        Some("manual") => (defaults().0, InnerGrad::Manual),
-        Some("nested") => (defaults().0, InnerGrad::Nested),
-        _ => defaults(),
+        Some("manual") => (conv, InnerGrad::Manual, once),
+        Some("nested") => (conv, InnerGrad::Nested, once),
+        Some(other) => match other.strip_prefix("once-").map(|o| serde_json::from_value(serde_json::json!(o))) {
+            Some(Ok(once)) => (conv, InnerGrad::Manual, once),
+            _ => panic!("the variant is manual, nested or once-(auto|off|pooling|all), not {other}"),
+        },
+        None => defaults(),
     };
     let t = ours_named(net, backend, v, batch, steps).unwrap_or(f64::NAN);
     println!("median {t:.3} s over {steps} meta-steps");
@@ -176,30 +183,33 @@ fn profile_loop(net: &str, backend: &str, batch: usize, steps: usize, grad: Opti
 
 /// The GPU columns: burn-wgpu (with fusion and autotune, its defaults) on the default adapter.
 #[cfg(feature = "wgpu")]
-const GPU_COLUMNS: [(&str, Variant); 3] = [
-    ("wgpu conv2d manual", (ConvImpl::Direct, InnerGrad::Manual)),
-    ("wgpu im2col manual", (ConvImpl::Im2col, InnerGrad::Manual)),
-    ("wgpu conv2d nested", (ConvImpl::Direct, InnerGrad::Nested)),
+const GPU_COLUMNS: [(&str, Variant); 5] = [
+    ("wgpu conv2d manual", (ConvImpl::Direct, InnerGrad::Manual, OnceImpl::Auto)),
+    ("wgpu conv2d manual once-pooling", (ConvImpl::Direct, InnerGrad::Manual, OnceImpl::Pooling)),
+    ("wgpu conv2d manual once-all", (ConvImpl::Direct, InnerGrad::Manual, OnceImpl::All)),
+    ("wgpu im2col manual", (ConvImpl::Im2col, InnerGrad::Manual, OnceImpl::Auto)),
+    ("wgpu conv2d nested", (ConvImpl::Direct, InnerGrad::Nested, OnceImpl::Auto)),
 ];
 
 /// `--gpu`: the timing table on a GPU, ours through burn-wgpu against PyTorch on CUDA. Each cell
 /// prints `cell NET BATCH COLUMN start|end UNIX_SECONDS` to stderr, so that a sampler of the
 /// device's memory (`nvidia-smi`) can be matched to it.
 #[cfg(feature = "wgpu")]
-fn gpu_table(repeats: usize) {
+fn gpu_table(repeats: usize, only: &str) {
     let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let columns: Vec<_> = GPU_COLUMNS.iter().filter(|c| only.is_empty() || only.split(',').any(|o| c.0 == o)).collect();
     println!("meta-step on the GPU: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32; median of {repeats} after one warm-up; seconds, and ratio to PyTorch (CUDA)");
-    println!("| network | real batch | PyTorch CUDA | PyTorch peak allocated MiB | {} |", GPU_COLUMNS.map(|c| c.0).join(" | "));
-    println!("|---|---|---|---|{}", "---|".repeat(GPU_COLUMNS.len()));
+    println!("| network | real batch | PyTorch CUDA | PyTorch peak allocated MiB | {} |", columns.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "));
+    println!("|---|---|---|---|{}", "---|".repeat(columns.len()));
     for (net, name) in [(NetKind::LeNet, "lenet"), (NetKind::ConvNet, "convnet")] {
         for batch in [256, 1024] {
             eprintln!("cell {name} {batch} pytorch start {:.2}", now());
             let p = torch_json_on("cuda", name, batch, repeats);
             eprintln!("cell {name} {batch} pytorch end {:.2}", now());
             let pt = p.as_ref().and_then(|v| v["median_s"].as_f64());
-            let cells: Vec<String> = GPU_COLUMNS
+            let cells: Vec<String> = columns
                 .iter()
-                .map(|&(column, v)| {
+                .map(|&&(column, v)| {
                     eprintln!("cell {name} {batch} {} start {:.2}", column.replace(' ', "_"), now());
                     let t = ours::<burn_wgpu::Wgpu>(net, v, batch, repeats);
                     eprintln!("cell {name} {batch} {} end {:.2}", column.replace(' ', "_"), now());
@@ -217,7 +227,7 @@ fn gpu_table(repeats: usize) {
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn gpu_table(_: usize) {
+fn gpu_table(_: usize, _: &str) {
     eprintln!("this build has no wgpu backend: cargo run --release --features wgpu --example bench_metastep -- --gpu");
     std::process::exit(2);
 }
@@ -239,10 +249,10 @@ fn main() {
         return split_table();
     }
     let repeats = std::env::args().skip_while(|a| a != "--repeats").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3);
-    if args.iter().any(|a| a == "--gpu") {
-        return gpu_table(repeats);
-    }
     let only = std::env::args().skip_while(|a| a != "--only").nth(1).unwrap_or_default();
+    if args.iter().any(|a| a == "--gpu") {
+        return gpu_table(repeats, &only);
+    }
     let columns: Vec<_> = COLUMNS.iter().filter(|c| c.0.contains(only.as_str())).collect();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("meta-step: 28x28, 10 classes, 10 images per step, 10 steps x 3 epochs, f32, CPU; median of {repeats}; seconds, and ratio to PyTorch");

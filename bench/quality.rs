@@ -4,8 +4,12 @@
 //! size, training on all data, the published anchor and the target.
 //!
 //!     cargo run --release --example bench_quality -- [--rows 1,4,5] [--iterations 600] [--nets 10]
-//!         [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--tune-nets 3]
+//!         [--seeds 6] [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--tune-nets 3]
 //!         [--set field=value ...] [--curve 1000]
+//!
+//! `--seeds N` distils a random-init row N times (seeds 0..N) and scores the mean of the runs:
+//! one run's accuracy varies between distillation seeds by more than between its networks
+//! (bench/README.md, row 4), so a verdict on a random-init row needs several.
 //!
 //! With `--tune`, every combination of the listed values is distilled on the training split minus
 //! a stratified validation tenth and scored on that tenth with `--tune-nets` networks (never on
@@ -111,13 +115,15 @@ fn mean_std(scores: &[f64]) -> Accuracy {
     Accuracy { mean, std, per_class: Vec::new(), nets: scores.len() }
 }
 
-/// The distilled program's accuracy on `test`: over `nets` fresh networks, or, with a fixed
-/// initialisation, over `nets` runs each distilled for its own fixed initialisation (seeds
-/// 0..nets), each scored on that one network; and the iterations the (last) run did.
-fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &Dataset, nets: usize) -> (Accuracy, usize) {
+/// The distilled program's accuracy on `test`: with a random initialisation, over `nets` fresh
+/// networks, or with `seeds` > 1 over `seeds` runs distilled from seeds 0..seeds (the mean of
+/// each run's `nets` networks); with a fixed initialisation, over `nets` runs each distilled for
+/// its own fixed initialisation (seeds 0..nets), each scored on that one network; and the
+/// iterations the (last) run did.
+fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &Dataset, nets: usize, seeds: usize) -> (Accuracy, usize) {
     let device = Default::default();
     let test_set = TestSet::<B>::new(test, prepared.norm, &device);
-    let runs = if config.known_init { nets } else { 1 };
+    let runs = if config.known_init { nets } else { seeds };
     let (mut scores, mut iterations) = (Vec::new(), 0);
     for seed in 0..runs {
         let c = Config { seed: config.seed + seed as u64, eval_nets: nets, ..config.clone() };
@@ -142,11 +148,13 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
         }
         iterations = d.iteration();
         let a = score(&d);
-        if config.known_init {
-            scores.push(a.mean);
-        } else {
+        if runs == 1 {
             return (a, iterations);
         }
+        if !config.known_init {
+            eprintln!("  seed {}: {} % over {nets} networks", c.seed, pct(&a));
+        }
+        scores.push(a.mean);
     }
     (mean_std(&scores), iterations)
 }
@@ -175,10 +183,11 @@ fn run<B: Backend>(backend: &str) {
     let tune_iterations: usize = arg("--tune-iterations").and_then(|v| v.parse().ok()).unwrap_or(iterations / 3);
     let tune_nets: usize = arg("--tune-nets").and_then(|v| v.parse().ok()).unwrap_or(3);
     let nets: usize = arg("--nets").and_then(|v| v.parse().ok()).unwrap_or(10);
+    let seeds: usize = arg("--seeds").and_then(|v| v.parse().ok()).unwrap_or(1);
     let wanted: Vec<usize> = arg("--rows").map(|r| r.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or_else(|| vec![1, 2, 3, 4, 5, 6]);
     let extra = args("--set").join(" ");
     let tune = arg("--tune");
-    println!("LeNet, f32, {backend} CPU; {iterations} outer iterations; accuracy on each set's test split, mean ± std over {nets} networks (fixed init: over {nets} distilled runs); extra settings: [{extra}]");
+    println!("LeNet, f32, {backend} CPU; {iterations} outer iterations; accuracy on each set's test split, mean ± std over {nets} networks (fixed init: over {nets} distilled runs; random init with --seeds {seeds}: over {seeds} distilled runs, each the mean of {nets} networks); extra settings: [{extra}]");
     println!("| row | data | setting | chosen on validation | iterations run | anchor | target | distilled % | random subset % (lr) | full data % | met | time s |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows().into_iter().filter(|r| wanted.contains(&r.id)) {
@@ -199,7 +208,7 @@ fn run<B: Backend>(backend: &str) {
             let mut best = (f64::NEG_INFINITY, String::new());
             for combo in grid(spec) {
                 let c = apply(&Config { max_iterations: Some(tune_iterations), ..base.clone() }, &combo);
-                let (a, ran) = distilled_accuracy::<B>(&Config { eval_nets: tune_nets, ..c.clone() }, &prepared, &val, tune_nets);
+                let (a, ran) = distilled_accuracy::<B>(&Config { eval_nets: tune_nets, ..c.clone() }, &prepared, &val, tune_nets, seeds);
                 eprintln!("  row {} tune [{}]: validation {} ({ran} iterations)", row.id, combo.trim(), pct(&a));
                 if a.mean > best.0 {
                     best = (a.mean, combo);
@@ -210,7 +219,7 @@ fn run<B: Backend>(backend: &str) {
         }
 
         let prepared = Prepared::from_npz(NpzSplits { train: splits.train.clone(), val: None, test: Some(test.clone()) }, &config).unwrap();
-        let (distilled, ran) = distilled_accuracy::<B>(&config, &prepared, &test, nets);
+        let (distilled, ran) = distilled_accuracy::<B>(&config, &prepared, &test, nets, seeds);
         let device = Default::default();
         let test_set = TestSet::<B>::new(&test, prepared.norm, &device);
         let (subset, lr) = pollster::block_on(evaluate_random_subset(&config, &prepared.train, prepared.norm, &test_set, &device)).unwrap();

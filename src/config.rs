@@ -63,6 +63,23 @@ pub enum InnerGrad {
     Manual,
 }
 
+/// Which operations of the manual inner gradient are custom operations differentiated once with
+/// the backend's own kernels (`once.rs`) instead of burn's generic ones (the same values either
+/// way; only the speed differs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnceImpl {
+    /// Pooling on the CPU backends (flex, ndarray), convolutions too on flex with `conv2d`
+    /// convolutions (the fastest measured, bench/README.md, change 15); burn's on the GPU.
+    Auto,
+    /// burn's operations everywhere.
+    Off,
+    /// Pooling on every backend.
+    Pooling,
+    /// Pooling, and convolutions wherever they are not im2col, on every backend.
+    All,
+}
+
 /// Every setting of a distillation run and of its evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,6 +90,8 @@ pub struct Config {
     pub conv: ConvImpl,
     /// How inner gradients are computed (`manual`, the faster on flex: bench/README.md, change 11).
     pub inner_grad: InnerGrad,
+    /// Which operations of manual inner gradients are differentiated once with the backend's kernels.
+    pub once_ops: OnceImpl,
     /// Channels of every ConvNet block.
     pub convnet_width: usize,
     /// ConvNet blocks (each halves the image size).
@@ -151,6 +170,7 @@ impl Default for Config {
             net: NetKind::LeNet,
             conv: ConvImpl::Auto,
             inner_grad: InnerGrad::Manual,
+            once_ops: OnceImpl::Auto,
             convnet_width: 32,
             convnet_depth: 3,
             image_size: 28,

@@ -27,6 +27,6 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use config::{Config, ConvImpl, ImageInit, InnerGrad, LabelMode, NetKind};
+pub use config::{Config, ConvImpl, ImageInit, InnerGrad, LabelMode, NetKind, OnceImpl};
 pub use distill::{Distilled, Distiller, StepReport};
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConvImpl, InnerGrad, NetKind};
+use crate::config::{Config, ConvImpl, InnerGrad, NetKind, OnceImpl};
 use crate::error::{Error, Result};
 use crate::once::{conv2d_once, OnceOps};
 use crate::rng::normal;
@@ -55,6 +55,7 @@ pub struct Network {
     kind: NetKind,
     conv: ConvImpl,
     inner_grad: InnerGrad,
+    once: OnceImpl,
     image_size: usize,
     classes: usize,
     width: usize,
@@ -100,7 +101,7 @@ impl Network {
                 p
             }
         };
-        Ok(Self { kind: config.net, conv: config.conv, inner_grad: config.inner_grad, image_size: s, classes, width, depth, params })
+        Ok(Self { kind: config.net, conv: config.conv, inner_grad: config.inner_grad, once: config.once_ops, image_size: s, classes, width, depth, params })
     }
 
     /// The parameters, in order.
@@ -154,24 +155,36 @@ impl Network {
         self.forward_with(params, x, Pooling::Fused, None)
     }
 
-    /// [`Network::forward`] on autodiff tensors: the real minibatch's pass. On burn-flex with
-    /// `conv2d` its convolutions take [`conv2d_once`]'s backward (other backends have their own
-    /// weight gradient kernels, or run convolutions as im2col).
+    /// [`Network::forward`] on autodiff tensors: the real minibatch's pass. Where `once_ops` gives
+    /// the convolutions to [`OnceOps`] (by default on burn-flex with `conv2d`), they take
+    /// [`conv2d_once`]'s backward (other backends have their own weight gradient kernels, or run
+    /// convolutions as im2col).
     pub fn forward_ad<B: Backend>(&self, params: &[Tensor<Autodiff<B>, 1>], x: Tensor<Autodiff<B>, 4>) -> Tensor<Autodiff<B>, 2> {
         let custom = if self.owns_conv::<B>() { Some(&conv2d_once::<B> as &CustomConv<Autodiff<B>>) } else { None };
         self.forward_with(params, x, Pooling::Fused, custom)
     }
 
     /// The once-differentiated operations ([`OnceOps`]) for manual inner gradients on
-    /// `Autodiff<B>` where they are faster than burn's own: pooling on the CPU backends (flex,
-    /// ndarray), convolutions too on flex with `conv2d` convolutions. The GPU keeps burn's.
+    /// `Autodiff<B>`, as the setting `once_ops` picks them ([`OnceImpl::Auto`]: pooling on the
+    /// CPU backends, convolutions too on flex with `conv2d` convolutions; burn's on the GPU).
     pub fn once_ops<B: Backend>(&self) -> Option<OnceOps<Autodiff<B>>> {
         let cpu = base_backend_is::<B>("burn_flex") || base_backend_is::<B>("burn_ndarray");
-        cpu.then(|| OnceOps::new(self.owns_conv::<B>()))
+        let pooling = match self.once {
+            OnceImpl::Auto => cpu,
+            OnceImpl::Off => false,
+            OnceImpl::Pooling | OnceImpl::All => true,
+        };
+        pooling.then(|| OnceOps::new(self.owns_conv::<B>()))
     }
 
+    /// Whether convolutions take [`conv2d_once`] and its relatives.
     fn owns_conv<B: Backend>(&self) -> bool {
-        !uses_im2col::<B>(self.conv) && base_backend_is::<B>("burn_flex")
+        let wanted = match self.once {
+            OnceImpl::Auto => base_backend_is::<B>("burn_flex"),
+            OnceImpl::Off | OnceImpl::Pooling => false,
+            OnceImpl::All => true,
+        };
+        wanted && !uses_im2col::<B>(self.conv)
     }
 
     /// [`Network::forward`] built from operations that burn differentiates twice (an inner

@@ -2,7 +2,7 @@
 //! tolerance) on the same inputs.
 
 use anondistill::{
-    config::{Config, NetKind},
+    config::{Config, NetKind, OnceImpl},
     data::{load_files, Normalization},
     demo::demo_files,
     distill::Distiller,
@@ -49,10 +49,17 @@ fn configs() -> Vec<Config> {
     vec![small.clone(), Config { net: NetKind::ConvNet, ..small }, Config::default()]
 }
 
+/// Every choice of once-differentiated operations, on the small LeNet and ConvNet.
+fn once_configs() -> Vec<Config> {
+    let small = &configs()[..2];
+    [OnceImpl::Off, OnceImpl::Pooling, OnceImpl::All].into_iter().flat_map(|once_ops| small.iter().map(move |c| Config { once_ops, ..c.clone() })).collect()
+}
+
 #[cfg(feature = "flex")]
 #[test]
 fn flex_agrees_with_ndarray() {
-    for c in configs() {
+    for c in configs().into_iter().chain(once_configs()) {
+        println!("{:?}, once_ops {:?}", c.net, c.once_ops);
         let reference = hypergradient::<NdArray>(&c, &Default::default());
         let flex = hypergradient::<burn_flex::Flex>(&c, &Default::default());
         assert_close(&reference, &flex, 1e-3);
@@ -62,7 +69,8 @@ fn flex_agrees_with_ndarray() {
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_agrees_with_ndarray() {
-    for c in configs() {
+    for c in configs().into_iter().chain(once_configs()) {
+        println!("{:?}, once_ops {:?}", c.net, c.once_ops);
         let reference = hypergradient::<NdArray>(&c, &Default::default());
         let gpu = hypergradient::<burn_wgpu::Wgpu>(&c, &Default::default());
         assert_close(&reference, &gpu, 1e-3);
