@@ -4,12 +4,14 @@
 //! size, training on all data, the published anchor and the target.
 //!
 //!     cargo run --release --example bench_quality -- [--rows 1,4,5] [--iterations 600] [--nets 10]
-//!         [--seeds 6] [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--tune-nets 3]
+//!         [--seeds 6] [--restarts 3] [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--tune-nets 3]
 //!         [--set field=value ...] [--curve 1000]
 //!
 //! `--seeds N` distils a random-init row N times (seeds 0..N) and scores the mean of the runs:
 //! one run's accuracy varies between distillation seeds by more than between its networks
-//! (bench/README.md, row 4), so a verdict on a random-init row needs several.
+//! (bench/README.md, row 4), so a verdict on a random-init row needs several. `--restarts K`
+//! makes each of those runs the best of K distillations (on the training split minus a
+//! validation tenth, chosen on that tenth, then scored once on the test split).
 //!
 //! With `--tune`, every combination of the listed values is distilled on the training split minus
 //! a stratified validation tenth and scored on that tenth with `--tune-nets` networks (never on
@@ -159,6 +161,38 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
     (mean_std(&scores), iterations)
 }
 
+/// `--restarts K`: distils `restarts` times (seeds `first_seed..first_seed + K`) on the training
+/// split minus a stratified validation tenth, keeps the run whose program scores best on that
+/// tenth (`nets` networks) and returns its accuracy on `test`, with the chosen seed and its
+/// validation score. Selection sees the validation tenth only; the test split scores the one
+/// program kept.
+fn best_of_restarts<B: Backend>(config: &Config, train: &Dataset, test: &Dataset, nets: usize, restarts: usize, first_seed: u64) -> (Accuracy, u64, f64) {
+    let device = Default::default();
+    let (fit, val) = train.split(0.1, 0).unwrap();
+    let prepared = Prepared::from_npz(NpzSplits { train: fit, val: None, test: Some(val.clone()) }, config).unwrap();
+    let val_set = TestSet::<B>::new(&val, prepared.norm, &device);
+    let test_set = TestSet::<B>::new(test, prepared.norm, &device);
+    let mut best: Option<(f64, u64, Distiller<B>, Config)> = None;
+    for k in 0..restarts as u64 {
+        let c = Config { seed: first_seed + k, eval_nets: nets, ..config.clone() };
+        let mut d = Distiller::<B>::new(c.clone(), &prepared.train, prepared.norm, &device).unwrap();
+        let end = d.total_iterations();
+        if let Some(why) = pollster::block_on(run_until(&mut d, end, |_| {})) {
+            eprintln!("  seed {}: stopped early at iteration {}: {why}", c.seed, d.iteration());
+        }
+        let distilled = pollster::block_on(d.distilled()).unwrap();
+        let v = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &val_set, &device)).unwrap();
+        eprintln!("  restart seed {}: validation {} %", c.seed, pct(&v));
+        if best.as_ref().is_none_or(|b| v.mean > b.0) {
+            best = Some((v.mean, c.seed, d, c));
+        }
+    }
+    let (v, seed, d, c) = best.expect("at least one restart");
+    let distilled = pollster::block_on(d.distilled()).unwrap();
+    let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
+    (a, seed, v)
+}
+
 /// Every combination of `spec` ("a=1,2 b=x,y"), as override strings.
 fn grid(spec: &str) -> Vec<String> {
     let mut out = vec![String::new()];
@@ -184,6 +218,7 @@ fn run<B: Backend>(backend: &str) {
     let tune_nets: usize = arg("--tune-nets").and_then(|v| v.parse().ok()).unwrap_or(3);
     let nets: usize = arg("--nets").and_then(|v| v.parse().ok()).unwrap_or(10);
     let seeds: usize = arg("--seeds").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let restarts: usize = arg("--restarts").and_then(|v| v.parse().ok()).unwrap_or(1);
     let wanted: Vec<usize> = arg("--rows").map(|r| r.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or_else(|| vec![1, 2, 3, 4, 5, 6]);
     let extra = args("--set").join(" ");
     let tune = arg("--tune");
@@ -219,7 +254,20 @@ fn run<B: Backend>(backend: &str) {
         }
 
         let prepared = Prepared::from_npz(NpzSplits { train: splits.train.clone(), val: None, test: Some(test.clone()) }, &config).unwrap();
-        let (distilled, ran) = distilled_accuracy::<B>(&config, &prepared, &test, nets, seeds);
+        let (distilled, ran) = if restarts > 1 {
+            // `seeds` runs of the whole procedure, each the best of `restarts` on validation.
+            let runs: Vec<f64> = (0..seeds as u64)
+                .map(|s| {
+                    let (a, seed, v) = best_of_restarts::<B>(&config, &splits.train, &test, nets, restarts, config.seed + s * restarts as u64);
+                    eprintln!("  run {s}: seed {seed} kept (validation {:.2} %): test {} %", 100.0 * v, pct(&a));
+                    chosen = format!("best of {restarts} seeds on validation");
+                    a.mean
+                })
+                .collect();
+            (if seeds == 1 { Accuracy { std: f64::NAN, ..mean_std(&runs) } } else { mean_std(&runs) }, config.max_iterations.unwrap_or(0))
+        } else {
+            distilled_accuracy::<B>(&config, &prepared, &test, nets, seeds)
+        };
         let device = Default::default();
         let test_set = TestSet::<B>::new(&test, prepared.norm, &device);
         let (subset, lr) = pollster::block_on(evaluate_random_subset(&config, &prepared.train, prepared.norm, &test_set, &device)).unwrap();
