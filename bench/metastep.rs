@@ -165,7 +165,8 @@ fn memory_table(repeats: usize) {
     }
 }
 
-/// `--loop NET BACKEND BATCH STEPS [nested|manual]`: only meta-steps, for a profiler.
+/// `--loop NET BACKEND BATCH STEPS [nested|manual|once-auto|once-off|once-pooling|once-all]`:
+/// only meta-steps, for a profiler (`once-…`: manual inner gradients with that `once_ops`).
 fn profile_loop(net: &str, backend: &str, batch: usize, steps: usize, grad: Option<&str>) {
     let (conv, _, once) = defaults();
     let v = match grad {

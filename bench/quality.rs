@@ -161,15 +161,21 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
     (mean_std(&scores), iterations)
 }
 
+/// The training split minus a stratified validation tenth, prepared for distillation, and that
+/// tenth (for `--tune` and `--restarts`; never the test split).
+fn validation_split(train: &Dataset, config: &Config) -> (Prepared, Dataset) {
+    let (fit, val) = train.split(0.1, 0).unwrap();
+    (Prepared::from_npz(NpzSplits { train: fit, val: None, test: Some(val.clone()) }, config).unwrap(), val)
+}
+
 /// `--restarts K`: distils `restarts` times (seeds `first_seed..first_seed + K`) on the training
 /// split minus a stratified validation tenth, keeps the run whose program scores best on that
-/// tenth (`nets` networks) and returns its accuracy on `test`, with the chosen seed and its
-/// validation score. Selection sees the validation tenth only; the test split scores the one
-/// program kept.
-fn best_of_restarts<B: Backend>(config: &Config, train: &Dataset, test: &Dataset, nets: usize, restarts: usize, first_seed: u64) -> (Accuracy, u64, f64) {
+/// tenth (`nets` networks) and returns its accuracy on `test`, the iterations it ran, the chosen
+/// seed and its validation score. Selection sees the validation tenth only; the test split
+/// scores the one program kept.
+fn best_of_restarts<B: Backend>(config: &Config, train: &Dataset, test: &Dataset, nets: usize, restarts: usize, first_seed: u64) -> (Accuracy, usize, u64, f64) {
     let device = Default::default();
-    let (fit, val) = train.split(0.1, 0).unwrap();
-    let prepared = Prepared::from_npz(NpzSplits { train: fit, val: None, test: Some(val.clone()) }, config).unwrap();
+    let (prepared, val) = validation_split(train, config);
     let val_set = TestSet::<B>::new(&val, prepared.norm, &device);
     let test_set = TestSet::<B>::new(test, prepared.norm, &device);
     let mut best: Option<(f64, u64, Distiller<B>, Config)> = None;
@@ -190,7 +196,7 @@ fn best_of_restarts<B: Backend>(config: &Config, train: &Dataset, test: &Dataset
     let (v, seed, d, c) = best.expect("at least one restart");
     let distilled = pollster::block_on(d.distilled()).unwrap();
     let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
-    (a, seed, v)
+    (a, d.iteration(), seed, v)
 }
 
 /// Every combination of `spec` ("a=1,2 b=x,y"), as override strings.
@@ -238,8 +244,7 @@ fn run<B: Backend>(backend: &str) {
         let mut chosen = String::from("-");
         let mut config = base.clone();
         if let Some(spec) = &tune {
-            let (fit, val) = splits.train.split(0.1, 0).unwrap();
-            let prepared = Prepared::from_npz(NpzSplits { train: fit, val: None, test: Some(val.clone()) }, &base).unwrap();
+            let (prepared, val) = validation_split(&splits.train, &base);
             let mut best = (f64::NEG_INFINITY, String::new());
             for combo in grid(spec) {
                 let c = apply(&Config { max_iterations: Some(tune_iterations), ..base.clone() }, &combo);
@@ -256,15 +261,16 @@ fn run<B: Backend>(backend: &str) {
         let prepared = Prepared::from_npz(NpzSplits { train: splits.train.clone(), val: None, test: Some(test.clone()) }, &config).unwrap();
         let (distilled, ran) = if restarts > 1 {
             // `seeds` runs of the whole procedure, each the best of `restarts` on validation.
-            let runs: Vec<f64> = (0..seeds as u64)
-                .map(|s| {
-                    let (a, seed, v) = best_of_restarts::<B>(&config, &splits.train, &test, nets, restarts, config.seed + s * restarts as u64);
-                    eprintln!("  run {s}: seed {seed} kept (validation {:.2} %): test {} %", 100.0 * v, pct(&a));
-                    chosen = format!("best of {restarts} seeds on validation");
-                    a.mean
-                })
-                .collect();
-            (if seeds == 1 { Accuracy { std: f64::NAN, ..mean_std(&runs) } } else { mean_std(&runs) }, config.max_iterations.unwrap_or(0))
+            let (mut runs, mut ran) = (Vec::new(), 0);
+            for s in 0..seeds as u64 {
+                let (a, iterations, seed, v) = best_of_restarts::<B>(&config, &splits.train, &test, nets, restarts, config.seed + s * restarts as u64);
+                eprintln!("  run {s}: seed {seed} kept (validation {:.2} %): test {} %", 100.0 * v, pct(&a));
+                runs.push(a.mean);
+                ran = iterations;
+            }
+            let restarts_note = format!("best of {restarts} seeds on validation");
+            chosen = if chosen == "-" { restarts_note } else { format!("{chosen}; {restarts_note}") };
+            (if seeds == 1 { Accuracy { std: f64::NAN, ..mean_std(&runs) } } else { mean_std(&runs) }, ran)
         } else {
             distilled_accuracy::<B>(&config, &prepared, &test, nets, seeds)
         };
