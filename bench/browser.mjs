@@ -1,8 +1,9 @@
-// The demo distillation in the built page (dist/) in headless Chromium, on the CPU backend
-// (WebAssembly, SIMD, one thread) and on WebGPU (SwiftShader on a machine without a GPU), next to
-// the native command line on the same configuration (burn-ndarray with one thread and with all,
-// burn-flex). Prints a table of seconds per outer iteration and ratios to native ndarray on one
-// thread.
+// The demo distillation in the built page (dist/) in headless Chromium, on the CPU backends
+// (WebAssembly, SIMD, one thread: burn-flex, the page's default, and the burn-ndarray fallback)
+// and on WebGPU (SwiftShader on a machine without a GPU), next to the native command line on the
+// same configuration (burn-ndarray with one thread and with all, burn-flex with one thread and
+// with all). Prints a table of seconds per outer iteration and ratios to native ndarray on one
+// thread and to native flex (all threads, the command line's default).
 //
 //     bash scripts/build-web.sh && cargo build --release && node bench/browser.mjs [iterations]
 import { execFileSync } from 'node:child_process';
@@ -25,7 +26,7 @@ async function page(backend) {
   const server = await serve();
   const browser = await launch({ webgpu: backend === 'webgpu' });
   try {
-    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : 'cpu', iterations: N });
+    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : backend, iterations: N });
     await page.click('#start');
     await waitText(page, '#run-status', new RegExp(`finished after ${N} iterations|stopped`), 1200000);
     const chunks = await page.evaluate(() => window.anondistill.chunks);
@@ -39,16 +40,19 @@ async function page(backend) {
 }
 
 const ref = nativeSeconds('ndarray', 1);
+const flex = nativeSeconds('flex', 0);
 const rows = [
   ['native ndarray, 1 thread', ref, ref],
   ['native ndarray, all threads', nativeSeconds('ndarray', 0)],
-  ['native flex', nativeSeconds('flex', 0)],
+  ['native flex, 1 thread', nativeSeconds('flex', 1)],
+  ['native flex, all threads', flex],
 ];
-for (const b of ['cpu', 'webgpu']) {
+const names = { cpu: 'CPU (wasm, SIMD, 1 thread, flex)', ndarray: 'CPU (wasm, SIMD, 1 thread, ndarray)', webgpu: 'WebGPU' };
+for (const b of ['cpu', 'ndarray', 'webgpu']) {
   const r = await page(b);
-  rows.push([`page ${b === 'cpu' ? 'CPU (wasm, SIMD, 1 thread)' : 'WebGPU'} [${r.used}]`, r.steady, r.all]);
+  rows.push([`page ${names[b]} [${r.used}]`, r.steady, r.all]);
 }
 console.log(`demo distillation (LeNet, 28x28, 2 classes, 10 steps x 2 images x 3 epochs, batch 320), ${N} iterations`);
-console.log('| where | s per iteration (after the first chunk for the page) | s per iteration, all | ratio to native ndarray 1 thread |');
-console.log('|---|---|---|---|');
-for (const [name, s, all] of rows) console.log(`| ${name} | ${s.toFixed(3)} | ${all === undefined ? s.toFixed(3) : all.toFixed(3)} | ${(s / ref).toFixed(2)} |`);
+console.log('| where | s per iteration (after the first chunk for the page) | s per iteration, all | ratio to native ndarray 1 thread | ratio to native flex, all threads |');
+console.log('|---|---|---|---|---|');
+for (const [name, s, all] of rows) console.log(`| ${name} | ${s.toFixed(3)} | ${all === undefined ? s.toFixed(3) : all.toFixed(3)} | ${(s / ref).toFixed(2)} | ${(s / flex).toFixed(2)} |`);

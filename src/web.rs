@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use burn_flex::Flex;
 use burn_ndarray::NdArray;
 use burn_tensor::backend::Backend;
 use burn_wgpu::{graphics::WebGpu, init_setup_async, Wgpu, WgpuDevice};
@@ -27,13 +28,17 @@ macro_rules! on_engine {
     ($engine:expr, $d:ident => $body:expr) => {
         match $engine {
             Engine::Cpu($d) => $body,
+            Engine::Ndarray($d) => $body,
             Engine::Gpu($d) => $body,
         }
     };
 }
 
+/// The page's backends: `cpu` is burn-flex (the fastest CPU backend in wasm too, bench/README.md
+/// change 19), `ndarray` the burn-ndarray fallback a user can pick, `webgpu` burn-wgpu.
 enum Engine {
-    Cpu(Distiller<NdArray>),
+    Cpu(Distiller<Flex>),
+    Ndarray(Distiller<NdArray>),
     Gpu(Distiller<Wgpu>),
 }
 
@@ -160,7 +165,7 @@ impl Session {
         })
     }
 
-    /// The backend in use: `webgpu`, `cpu` or `none` before `start`.
+    /// The backend in use: `webgpu`, `cpu` (burn-flex), `ndarray` or `none` before `start`.
     pub fn backend(&self) -> String {
         self.inner.borrow().backend.to_string()
     }
@@ -170,8 +175,8 @@ impl Session {
         self.inner.borrow().outcome.iterations
     }
 
-    /// Prepares the distillation on `webgpu` (the caller has checked that an adapter exists) or
-    /// `cpu`, from the start or, given the bytes of a session file, from where it was saved;
+    /// Prepares the distillation on `webgpu` (the caller has checked that an adapter exists),
+    /// `cpu` (burn-flex) or `ndarray` (burn-ndarray), from the start or, given the bytes of a session file, from where it was saved;
     /// resolves to the total number of outer iterations.
     pub fn start(&self, backend: String, session_file: Option<Vec<u8>>) -> Promise {
         let inner = self.inner.clone();
@@ -181,12 +186,16 @@ impl Session {
                 let s = inner.borrow();
                 (s.config.clone(), s.prepared.clone())
             };
-            let (mut engine, name) = if backend == "webgpu" {
-                let device = WgpuDevice::default();
-                init_setup_async::<WebGpu>(&device, Default::default()).await;
-                (Engine::Gpu(Distiller::new(config, &prepared.train, prepared.norm, &device).map_err(js_err)?), "webgpu")
-            } else {
-                (Engine::Cpu(Distiller::new(config, &prepared.train, prepared.norm, &Default::default()).map_err(js_err)?), "cpu")
+            let (train, norm) = (&prepared.train, prepared.norm);
+            let (mut engine, name) = match backend.as_str() {
+                "webgpu" => {
+                    let device = WgpuDevice::default();
+                    init_setup_async::<WebGpu>(&device, Default::default()).await;
+                    (Engine::Gpu(Distiller::new(config, train, norm, &device).map_err(js_err)?), "webgpu")
+                }
+                "ndarray" => (Engine::Ndarray(Distiller::new(config, train, norm, &Default::default()).map_err(js_err)?), "ndarray"),
+                "cpu" => (Engine::Cpu(Distiller::new(config, train, norm, &Default::default()).map_err(js_err)?), "cpu"),
+                other => return Err(js_err(format!("unknown backend {other:?}: expected webgpu, cpu or ndarray"))),
             };
             if let Some(c) = &resume {
                 on_engine!(&mut engine, d => d.restore(c)).map_err(js_err)?;

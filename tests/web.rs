@@ -1,13 +1,15 @@
 //! The engine compiled to WebAssembly, in headless Chromium (wasm-bindgen-test; see
 //! `scripts/test-browser.sh`, which runs this twice: without WebGPU and with SwiftShader's). The
 //! same small distillation as the native engine's (`tests/fixtures/web_reference.json`) on the
-//! CPU backend and, when the browser offers an adapter, on WebGPU: the hyper-gradient agrees
-//! within float32 tolerance and the loss goes down.
+//! CPU backends (burn-flex, the page's default, and the burn-ndarray fallback) and, when the
+//! browser offers an adapter, on WebGPU: the hyper-gradient agrees within float32 tolerance and
+//! the loss goes down.
 #![cfg(target_arch = "wasm32")]
 
 #[path = "common/reference.rs"]
 mod reference;
 
+use burn_flex::Flex;
 use burn_ndarray::NdArray;
 use burn_wgpu::{graphics::WebGpu, init_setup_async, Wgpu, WgpuDevice};
 use js_sys::Reflect;
@@ -41,6 +43,15 @@ async fn webgpu_adapter() -> bool {
 
 #[wasm_bindgen_test]
 async fn cpu_backend_agrees_with_the_native_engine() {
+    // The page's `cpu` backend: burn-flex, single-threaded, with WebAssembly SIMD.
+    let got = reference::<Flex>(&Default::default()).await;
+    assert_descends(&got);
+    let errors = assert_agrees(&got, &native(), 1e-4);
+    web_sys::console::log_1(&format!("wasm flex vs native: {errors:?}, losses {:?}", got.losses).into());
+}
+
+#[wasm_bindgen_test]
+async fn ndarray_fallback_agrees_with_the_native_engine() {
     let got = reference::<NdArray>(&Default::default()).await;
     assert_descends(&got);
     let errors = assert_agrees(&got, &native(), 1e-4);

@@ -397,7 +397,7 @@ const handlers = {
   started(m) {
     state.total = m.total;
     state.backend = m.backend;
-    $('backend-label').textContent = (m.backend === 'webgpu' ? 'running on the GPU (WebGPU)' : 'running on the CPU (WebAssembly)') +
+    $('backend-label').textContent = ({ webgpu: 'running on the GPU (WebGPU)', cpu: 'running on the CPU (WebAssembly, burn-flex)', ndarray: 'running on the CPU (WebAssembly, burn-ndarray)' }[m.backend] || `running on ${m.backend}`) +
       (state.fallbacks ? ' after the GPU was lost' : '');
     $('backend-label').dataset.backend = m.backend;
     $('progress').max = m.total;

@@ -30,7 +30,7 @@ if (self.GPUAdapter) {
 }
 
 async function pickBackend(wanted) {
-  if (wanted === 'cpu') return 'cpu';
+  if (wanted === 'cpu' || wanted === 'ndarray') return wanted;
   try {
     // Without an adapter burn's WebGPU set-up never settles: probe first, fall back to the CPU.
     const adapter = self.navigator.gpu ? await self.navigator.gpu.requestAdapter() : null;

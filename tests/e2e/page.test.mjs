@@ -184,10 +184,10 @@ test('WebGPU runs the same distillation as the CPU (SwiftShader adapter)', async
   }
 });
 
-test('pause holds the run and resume finishes it', async () => {
+test('pause holds the run and resume finishes it (on the burn-ndarray fallback)', async () => {
   const browser = await launch({ webgpu: false });
   try {
-    const { page } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 8 });
+    const { page } = await demoPage(browser, server.url, { backend: 'ndarray', iterations: 8 });
     await page.click('#start');
     await waitText(page, '#run-status', /iteration [2-7] of 8/);
     await page.click('#pause');
@@ -199,6 +199,8 @@ test('pause holds the run and resume finishes it', async () => {
     await page.click('#pause');
     await waitText(page, '#run-status', /finished after 8 iterations/);
     assert.equal(await page.evaluate(() => window.anondistill.losses.length), 8);
+    assert.equal(await page.getAttribute('#backend-label', 'data-backend'), 'ndarray');
+    assert.match(await page.textContent('#backend-label'), /burn-ndarray/);
   } finally {
     await browser.close();
   }
