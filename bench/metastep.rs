@@ -54,7 +54,7 @@ fn defaults() -> Variant {
 static RSS_BEFORE: std::sync::Mutex<f64> = std::sync::Mutex::new(f64::NAN);
 
 fn ours<B: burn_tensor::backend::Backend>(net: NetKind, v: Variant, batch: usize, repeats: usize) -> f64 {
-    ours_with::<B>(Config { net, conv: v.0, inner_grad: v.1, once_ops: v.2, batch_size: batch, ..Config::default() }, repeats)
+    ours_with::<B>(Config { net, conv: v.0, inner_grad: v.1, once_ops: v.2, batch_size: batch, nets_per_iteration: 1, ..Config::default() }, repeats)
 }
 
 fn ours_with<B: burn_tensor::backend::Backend>(config: Config, repeats: usize) -> f64 {
@@ -136,7 +136,7 @@ fn split_table() {
     println!("| network | backend | 30 inner steps, batch 1024 | 30 inner steps, batch 16 | 1 inner step, batch 1024 |");
     println!("|---|---|---|---|---|");
     for net in [NetKind::LeNet, NetKind::ConvNet] {
-        let base = Config { net, ..Config::default() };
+        let base = Config { net, nets_per_iteration: 1, ..Config::default() };
         let cases = [
             Config { batch_size: 1024, ..base.clone() },
             Config { batch_size: 16, ..base.clone() },

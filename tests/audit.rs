@@ -18,7 +18,7 @@ use burn_ndarray::NdArray;
 type B = NdArray;
 
 fn config() -> Config {
-    Config { max_iterations: Some(10), eval_nets: 4, full_data_nets: 0, baseline_lrs: vec![0.01, 0.1], ..Config::default() }
+    Config { max_iterations: Some(10), nets_per_iteration: 1, eval_nets: 4, full_data_nets: 0, baseline_lrs: vec![0.01, 0.1], ..Config::default() }
 }
 
 fn demo(config: &Config) -> Prepared {

@@ -119,7 +119,7 @@ fn divergence_stops_the_run_and_keeps_the_last_good_state() {
     let files: Vec<InputFile> = (0..16)
         .map(|i| InputFile { name: format!("{i}.png"), class: ["x", "y"][i % 2].into(), bytes: png(28, 28, i as u32) })
         .collect();
-    let config = Config { steps: 2, epochs: 1, max_iterations: Some(50), ..Config::default() };
+    let config = Config { steps: 2, epochs: 1, max_iterations: Some(50), nets_per_iteration: 1, ..Config::default() };
     let prepared = Prepared::from_loaded(load_files(files, 28).unwrap(), &config).unwrap();
     let mut d = Distiller::<NdArray>::new(config, &prepared.train, prepared.norm, &Default::default()).unwrap();
     // Two sane iterations, then a learning rate so large that the inner steps overflow.

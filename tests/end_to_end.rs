@@ -22,7 +22,7 @@ fn demo(config: &Config) -> Prepared {
 }
 
 fn quick() -> Config {
-    Config { max_iterations: Some(3), eval_nets: 2, full_data_nets: 1, full_data_epochs: 1, baseline_lrs: vec![0.01, 0.1], ..Config::default() }
+    Config { max_iterations: Some(3), nets_per_iteration: 1, eval_nets: 2, full_data_nets: 1, full_data_epochs: 1, baseline_lrs: vec![0.01, 0.1], ..Config::default() }
 }
 
 fn run(config: &Config) -> Vec<u8> {

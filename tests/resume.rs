@@ -20,7 +20,7 @@ fn demo(config: &Config) -> Prepared {
 fn config() -> Config {
     // Batch 64 on 320 training images (no audit holdout): 5 iterations per pass, so the saved
     // point falls inside a pass and the order of the remaining real images must be carried over.
-    Config { max_iterations: Some(7), batch_size: 64, steps: 3, epochs: 2, holdout_fraction: 0.0, ..Config::default() }
+    Config { max_iterations: Some(7), nets_per_iteration: 1, batch_size: 64, steps: 3, epochs: 2, holdout_fraction: 0.0, ..Config::default() }
 }
 
 fn steps<B: Backend>(d: &mut Distiller<B>, n: usize) -> Vec<f32> {

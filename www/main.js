@@ -29,6 +29,7 @@ function settings() {
       steps: int('steps'),
       epochs: int('epochs'),
       max_iterations: int('max_iterations'),
+      nets_per_iteration: int('nets_per_iteration'),
       image_size: int('image_size'),
       net: f.get('net'),
       seed: int('seed'),

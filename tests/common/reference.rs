@@ -30,7 +30,7 @@ pub const DESCENT_STEPS: usize = 6;
 
 /// LeNet on 28×28 demo patches, 2 steps × 2 epochs of 2 images.
 pub fn config() -> Config {
-    Config { steps: 2, epochs: 2, batch_size: 64, ..Config::default() }
+    Config { steps: 2, epochs: 2, batch_size: 64, nets_per_iteration: 1, ..Config::default() }
 }
 
 pub async fn reference<B: Backend>(device: &B::Device) -> Reference {

@@ -45,7 +45,7 @@ export const waitText = (page, sel, re, timeout = 600000) =>
   page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s).textContent), [sel, re.source], { timeout });
 
 /** Opens the page with the demo patches loaded, the backend picked and the iterations set. */
-export async function demoPage(browser, url, { backend, iterations }) {
+export async function demoPage(browser, url, { backend, iterations, nets }) {
   const opened = await open(browser, url);
   const { page } = opened;
   await page.waitForSelector('body[data-ready="1"]');
@@ -53,5 +53,6 @@ export async function demoPage(browser, url, { backend, iterations }) {
   await waitText(page, '#data-status', /400 images/);
   if (backend) await page.selectOption('#settings [name=backend]', backend);
   await setSetting(page, 'max_iterations', iterations);
+  if (nets) await setSetting(page, 'nets_per_iteration', nets);
   return opened;
 }

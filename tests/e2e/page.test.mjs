@@ -161,6 +161,8 @@ test('WebGPU runs the same distillation as the CPU (SwiftShader adapter)', async
     await page.click('#demo-button');
     await waitText(page, '#data-status', /400 images in 2 classes/);
     await setSetting(page, 'max_iterations', 2);
+    // One network per iteration (the default is 4): SwiftShader takes ~13 s per meta-step here.
+    await setSetting(page, 'nets_per_iteration', 1);
     const gpu = await run(page, 'auto');
     await page.screenshot({ path: ARTIFACTS + 'webgpu.png', fullPage: true });
     assert.equal(gpu.label, 'webgpu', gpu.status);
@@ -252,7 +254,7 @@ test('a saved session continues where it stopped and ends where an uninterrupted
 test('losing the GPU mid-run carries on on the CPU from the last state', async () => {
   const browser = await launch({ webgpu: true });
   try {
-    const { page } = await demoPage(browser, server.url, { iterations: 6 });
+    const { page } = await demoPage(browser, server.url, { iterations: 6, nets: 1 });
     await page.click('#start');
     await page.waitForFunction(() => window.anondistill.checkpoint && window.anondistill.checkpoint.iterations >= 2, null, { timeout: 600000 });
     assert.equal(await page.getAttribute('#backend-label', 'data-backend'), 'webgpu');
