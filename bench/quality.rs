@@ -20,6 +20,9 @@
 //! The audit holdout is off here (`holdout_fraction` 0): every row distils from the whole
 //! training split, as the baselines train on it. `--curve N` prints the distilled program's test
 //! accuracy every N iterations (a learning curve; nothing is chosen by it).
+//!
+//! Every row starts from `Config::default()`, so it samples `nets_per_iteration` 4 networks per
+//! iteration since the eighth set of runs (bench/README.md); the earlier sets ran with one.
 
 use std::time::Instant;
 
