@@ -41,21 +41,23 @@ async fn webgpu_adapter() -> bool {
     !adapter.is_null() && !adapter.is_undefined()
 }
 
-#[wasm_bindgen_test]
-async fn cpu_backend_agrees_with_the_native_engine() {
-    // The page's `cpu` backend: burn-flex, single-threaded, with WebAssembly SIMD.
-    let got = reference::<Flex>(&Default::default()).await;
+/// A CPU backend in wasm (single-threaded, WebAssembly SIMD) against the native fixture.
+async fn cpu_agrees<B: burn_tensor::backend::Backend>(name: &str) {
+    let got = reference::<B>(&Default::default()).await;
     assert_descends(&got);
     let errors = assert_agrees(&got, &native(), 1e-4);
-    web_sys::console::log_1(&format!("wasm flex vs native: {errors:?}, losses {:?}", got.losses).into());
+    web_sys::console::log_1(&format!("wasm {name} vs native: {errors:?}, losses {:?}", got.losses).into());
+}
+
+#[wasm_bindgen_test]
+async fn cpu_backend_agrees_with_the_native_engine() {
+    // The page's `cpu` backend.
+    cpu_agrees::<Flex>("flex").await;
 }
 
 #[wasm_bindgen_test]
 async fn ndarray_fallback_agrees_with_the_native_engine() {
-    let got = reference::<NdArray>(&Default::default()).await;
-    assert_descends(&got);
-    let errors = assert_agrees(&got, &native(), 1e-4);
-    web_sys::console::log_1(&format!("wasm ndarray vs native: {errors:?}, losses {:?}", got.losses).into());
+    cpu_agrees::<NdArray>("ndarray").await;
 }
 
 #[wasm_bindgen_test]
