@@ -17,6 +17,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod grad;
+pub mod kernels;
 pub mod net;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConvImpl, InnerGrad, NetKind, OnceImpl};
 use crate::error::{Error, Result};
-use crate::once::{conv2d_once, OnceOps};
+use crate::once::{avg_pool_once, conv2d_once, OnceOps};
 use crate::rng::normal;
 
 /// The weights of a network: one flat tensor per parameter, in [`Network::params`] order.
@@ -157,11 +157,11 @@ impl Network {
 
     /// [`Network::forward`] on autodiff tensors: the real minibatch's pass. Where `once_ops` gives
     /// the convolutions to [`OnceOps`] (by default on burn-flex with `conv2d`), they take
-    /// [`conv2d_once`]'s backward (other backends have their own weight gradient kernels, or run
-    /// convolutions as im2col).
+    /// [`conv2d_once`]'s backward, and average pooling [`avg_pool_once`]'s (other backends have
+    /// their own weight gradient kernels, or run convolutions as im2col).
     pub fn forward_ad<B: Backend>(&self, params: &[Tensor<Autodiff<B>, 1>], x: Tensor<Autodiff<B>, 4>) -> Tensor<Autodiff<B>, 2> {
-        let custom = if self.owns_conv::<B>() { Some(&conv2d_once::<B> as &CustomConv<Autodiff<B>>) } else { None };
-        self.forward_with(params, x, Pooling::Fused, custom)
+        let custom = Custom { conv: &conv2d_once::<B>, avg: avg_pool_once::<B> };
+        self.forward_with(params, x, Pooling::Fused, self.owns_conv::<B>().then_some(&custom))
     }
 
     /// The once-differentiated operations ([`OnceOps`]) for manual inner gradients on
@@ -193,14 +193,18 @@ impl Network {
         self.forward_with(params, x, Pooling::Reshape, None)
     }
 
-    fn forward_with<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>, pooling: Pooling, custom: Option<&CustomConv<B>>) -> Tensor<B, 2> {
+    fn forward_with<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>, pooling: Pooling, custom: Option<&Custom<'_, B>>) -> Tensor<B, 2> {
         let mut p = params.iter().zip(&self.params).map(|(t, spec)| (t.clone(), spec));
         let mut next = || p.next().expect("a tensor for every parameter");
         let im2col = uses_im2col::<B>(self.conv);
         let conv = |x, w, b: Param<'_, B>, padding| match custom {
-            Some(f) => f(x, reshape(w), b.0, padding),
+            Some(c) => (c.conv)(x, reshape(w), b.0, padding),
             None if im2col => conv_im2col(x, w, b, padding),
             None => conv(x, w, b, padding),
+        };
+        let avg = |x| match custom {
+            Some(c) => (c.avg)(x),
+            None => pooling.avg(x),
         };
         match self.kind {
             NetKind::LeNet => {
@@ -214,7 +218,7 @@ impl Network {
             NetKind::ConvNet => {
                 let mut x = x;
                 for _ in 0..self.depth {
-                    x = pooling.avg(relu(conv(x, next(), next(), 1)));
+                    x = avg(relu(conv(x, next(), next(), 1)));
                 }
                 debug_assert_eq!(x.dims()[1], self.width);
                 debug_assert_eq!(x.dims()[2], self.image_size >> self.depth);
@@ -243,6 +247,13 @@ type Param<'a, B> = (Tensor<B, 1>, &'a ParamSpec);
 
 /// A stride-1 convolution of an input, a weight and a bias with the given padding.
 type CustomConv<B> = dyn Fn(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 1>, usize) -> Tensor<B, 4>;
+
+/// The convolution and 2×2 average pooling of the real minibatch's pass where they are
+/// [`OnceOps`]' (their backward passes run `crate::kernels` on flex).
+struct Custom<'a, B: Backend> {
+    conv: &'a CustomConv<B>,
+    avg: fn(Tensor<B, 4>) -> Tensor<B, 4>,
+}
 
 fn reshape<B: Backend, const D: usize>((t, spec): Param<'_, B>) -> Tensor<B, D> {
     let shape: [usize; D] = spec.shape.clone().try_into().expect("parameter rank");

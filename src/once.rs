@@ -24,10 +24,45 @@ use burn_tensor::{
     backend::Backend,
     module::max_pool2d_with_indices,
     ops::{FloatTensor, IntTensor},
-    Int, Tensor, TensorPrimitive,
+    DType, Int, Tensor, TensorData, TensorPrimitive,
 };
 
+use crate::kernels::{self, ConvShape};
 use crate::net::{stride1, transpose1};
+
+/// Whether `B` is burn-flex, whose transposed convolution, weight gradient and average pooling
+/// backward [`kernels`] replaces on f32 tensors (bench/README.md, change 20).
+fn on_slices<B: Backend>(t: &Tensor<B, 4>) -> bool {
+    #[cfg(any(feature = "flex", target_arch = "wasm32"))]
+    let flex = std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn_flex::Flex>();
+    #[cfg(not(any(feature = "flex", target_arch = "wasm32")))]
+    let flex = false;
+    flex && t.dtype() == DType::F32
+}
+
+/// `f` of the f32 values of flex tensors, borrowed (copied only where a tensor is strided);
+/// only where [`on_slices`] holds.
+fn with_values<B: Backend, R, const N: usize>(ts: [Tensor<B, 4>; N], f: impl FnOnce([&[f32]; N]) -> R) -> R {
+    #[cfg(any(feature = "flex", target_arch = "wasm32"))]
+    {
+        use burn_flex::FlexTensor;
+        let prims = ts.map(float);
+        let flex = prims.each_ref().map(|p| {
+            let t = (p as &dyn std::any::Any).downcast_ref::<FlexTensor>().expect("a flex tensor");
+            if t.as_slice::<f32>().is_some() { t.clone() } else { t.to_contiguous() }
+        });
+        f(flex.each_ref().map(|t| t.as_slice::<f32>().expect("contiguous f32")))
+    }
+    #[cfg(not(any(feature = "flex", target_arch = "wasm32")))]
+    {
+        let _ = (ts, f);
+        unreachable!("kernels on slices run on flex only")
+    }
+}
+
+fn from_values<B: Backend>(v: Vec<f32>, shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
 
 /// `[a, b, h, w]` → `[b, a, h, w]`, contiguous, one slice of dimension 1 at a time.
 fn swap01<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -51,12 +86,26 @@ fn tensor<B: Backend>(t: FloatTensor<B>) -> Tensor<B, 4> {
 /// The weight gradient of a stride-1 convolution, `[out, c, k, k]`: input `x [n, c, h, w]` and
 /// output gradient `dy [n, out, ho, wo]` correlated over the batch.
 fn weight_grad<B: Backend>(x: Tensor<B, 4>, dy: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
+    if on_slices(&x) {
+        let ([n, c_in, h, w], [_, c_out, ho, _]) = (x.dims(), dy.dims());
+        let s = ConvShape { n, c_in, c_out, h, w, k: h + 2 * padding + 1 - ho, padding };
+        let device = x.device();
+        let dw = with_values([x, dy], |[x, dy]| kernels::weight_grad(x, dy, s));
+        return from_values(dw, [c_out, c_in, s.k, s.k], &device);
+    }
     let dw = B::conv2d(float(swap01(x)), float(swap01(dy)), None, stride1(padding));
     swap01(tensor(dw))
 }
 
 /// The input gradient of a stride-1 convolution by `w`: the transposed convolution of `dy`.
 fn input_grad<B: Backend>(dy: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
+    if on_slices(&dy) {
+        let ([n, c_out, ho, wo], [_, c_in, k, _]) = (dy.dims(), w.dims());
+        let s = ConvShape { n, c_in, c_out, h: ho + k - 1 - 2 * padding, w: wo + k - 1 - 2 * padding, k, padding };
+        let device = dy.device();
+        let dx = with_values([dy, w], |[dy, w]| kernels::input_grad(dy, w, s));
+        return from_values(dx, [n, c_in, s.h, s.w], &device);
+    }
     tensor(B::conv_transpose2d(float(dy), float(w), None, transpose1(padding)))
 }
 
@@ -165,6 +214,11 @@ fn avg_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 fn avg_unpool<B: Backend>(like: FloatTensor<B>, dy: Tensor<B, 4>) -> Tensor<B, 4> {
+    if on_slices(&dy) {
+        let shape = tensor::<B>(like).dims();
+        let device = dy.device();
+        return from_values(with_values([dy], |[dy]| kernels::avg_unpool(dy, shape)), shape, &device);
+    }
     tensor(B::avg_pool2d_backward(like, float(dy), [2, 2], [2, 2], [0, 0], true, false))
 }
 

@@ -1,0 +1,279 @@
+//! f32 kernels on plain slices for the gradients of a stride-1 convolution and of 2×2 average
+//! pooling: what burn-flex runs slowly for the meta-step (bench/README.md, change 20).
+//!
+//! flex's transposed convolution walks the batch serially and scatters its columns one element at
+//! a time with a bounds check per element; its weight gradient needs the batch and channel
+//! dimensions swapped (copies); its average pooling's backward is a generic 3-d loop. Here:
+//! - [`input_grad`]: per image, one matrix product `Wᵀ·dy` into columns and a col2im that adds
+//!   whole row segments; images in parallel natively.
+//! - [`weight_grad`]: per fixed chunk of images, the chunk's im2col and output gradient laid side
+//!   by side and one matrix product; the chunks' sums added in chunk order, so the result does
+//!   not depend on the number of threads.
+//! - [`avg_unpool`]: each output gradient spread over its window.
+//!
+//! Layouts are burn's: `[n, c, h, w]` row-major, weights `[out, in, k, k]`.
+
+/// Shapes of a stride-1 convolution with `padding` on every side and a square kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Batch.
+    pub n: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Input height and width.
+    pub h: usize,
+    pub w: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Zero padding on every side.
+    pub padding: usize,
+}
+
+impl ConvShape {
+    /// Output height and width.
+    pub fn out(&self) -> (usize, usize) {
+        (self.h + 2 * self.padding + 1 - self.k, self.w + 2 * self.padding + 1 - self.k)
+    }
+
+    /// Rows of the column matrix: `c_in · k · k`.
+    fn rows(&self) -> usize {
+        self.c_in * self.k * self.k
+    }
+
+    /// For kernel offset `kk` along an axis of input length `len` and output length `out`: the
+    /// output range whose input index `o + kk − padding` lies in `[0, len)`, and that index's
+    /// value at the range's start.
+    fn valid(&self, kk: usize, len: usize, out: usize) -> (usize, usize, usize) {
+        let lo = self.padding.saturating_sub(kk);
+        let hi = (len + self.padding).saturating_sub(kk).min(out);
+        (lo, hi.max(lo), lo + kk - self.padding)
+    }
+}
+
+/// `dst[m×n] (+)= lhs[m×k]·rhs[k×n]`, each matrix given by its pointer, column stride and row
+/// stride (one thread: callers parallelise over images).
+///
+/// # Safety
+/// The strides must address valid, non-overlapping memory for the given sizes.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(m: usize, n: usize, k: usize, dst: *mut f32, (dst_cs, dst_rs): (isize, isize), accumulate: bool, lhs: *const f32, (lhs_cs, lhs_rs): (isize, isize), rhs: *const f32, (rhs_cs, rhs_rs): (isize, isize)) {
+    gemm::gemm(m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0, 1.0, false, false, false, gemm::Parallelism::None);
+}
+
+/// Each of `items` (disjoint chunks of `out`, `len` long) computed by `f(index, chunk, scratch)`,
+/// in parallel natively, with one scratch buffer of `scratch` zeros per worker.
+fn for_each_chunk(out: &mut [f32], len: usize, scratch: usize, f: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Send + Sync) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len).enumerate().for_each_init(|| vec![0.0; scratch], |buf, (i, chunk)| f(i, chunk, buf));
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut buf = vec![0.0; scratch];
+        out.chunks_mut(len).enumerate().for_each(|(i, chunk)| f(i, chunk, &mut buf));
+    }
+}
+
+/// The input gradient `[n, c_in, h, w]` of the convolution by `weight [c_out, c_in, k, k]`
+/// given the output gradient `dy [n, c_out, ho, wo]`: the transposed convolution.
+pub fn input_grad(dy: &[f32], weight: &[f32], s: ConvShape) -> Vec<f32> {
+    let (ho, wo) = s.out();
+    let (rows, plane, out_plane) = (s.rows(), s.h * s.w, ho * wo);
+    assert_eq!(dy.len(), s.n * s.c_out * out_plane, "input_grad: output gradient size");
+    assert_eq!(weight.len(), s.c_out * rows, "input_grad: weight size");
+    let mut dx = vec![0.0f32; s.n * s.c_in * plane];
+    if dx.is_empty() {
+        return dx;
+    }
+    for_each_chunk(&mut dx, s.c_in * plane, rows * out_plane, |b, dx, cols| {
+        let dy = &dy[b * s.c_out * out_plane..(b + 1) * s.c_out * out_plane];
+        // cols [rows, ho·wo] = weightᵀ [rows, c_out] · dy [c_out, ho·wo]
+        unsafe {
+            matmul(rows, out_plane, s.c_out, cols.as_mut_ptr(), (1, out_plane as isize), false, weight.as_ptr(), (rows as isize, 1), dy.as_ptr(), (1, out_plane as isize));
+        }
+        for c in 0..s.c_in {
+            let dx = &mut dx[c * plane..(c + 1) * plane];
+            for kh in 0..s.k {
+                let (oy0, oy1, y0) = s.valid(kh, s.h, ho);
+                for kw in 0..s.k {
+                    let (ox0, ox1, x0) = s.valid(kw, s.w, wo);
+                    if ox0 == ox1 {
+                        continue;
+                    }
+                    let row = &cols[((c * s.k + kh) * s.k + kw) * out_plane..][..out_plane];
+                    for (i, oy) in (oy0..oy1).enumerate() {
+                        let dst = &mut dx[(y0 + i) * s.w + x0..][..ox1 - ox0];
+                        for (d, v) in dst.iter_mut().zip(&row[oy * wo + ox0..oy * wo + ox1]) {
+                            *d += *v;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    dx
+}
+
+/// Images per chunk of [`weight_grad`]: a function of the batch only, so the sum's order (and
+/// its rounding) is the same on any number of threads.
+fn chunk_images(n: usize) -> usize {
+    n.div_ceil(16).clamp(1, 16)
+}
+
+/// The weight gradient `[c_out, c_in, k, k]` of the convolution from its input `x [n, c_in, h,
+/// w]` and output gradient `dy [n, c_out, ho, wo]`.
+pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
+    let (ho, wo) = s.out();
+    let (rows, plane, out_plane) = (s.rows(), s.h * s.w, ho * wo);
+    assert_eq!(x.len(), s.n * s.c_in * plane, "weight_grad: input size");
+    assert_eq!(dy.len(), s.n * s.c_out * out_plane, "weight_grad: output gradient size");
+    let size = s.c_out * rows;
+    let g = chunk_images(s.n);
+    let chunks = s.n.div_ceil(g);
+    let mut partial = vec![0.0f32; chunks * size];
+    if partial.is_empty() {
+        return vec![0.0; size];
+    }
+    let span = g * out_plane;
+    for_each_chunk(&mut partial, size, (rows + s.c_out) * span, |i, dw, buf| {
+        let images = g.min(s.n - i * g);
+        let width = images * out_plane;
+        let (cols, dys) = buf.split_at_mut(rows * span);
+        for j in 0..images {
+            let b = i * g + j;
+            // dys [c_out, images·ho·wo]: this chunk's output gradients side by side.
+            for o in 0..s.c_out {
+                dys[o * span + j * out_plane..][..out_plane].copy_from_slice(&dy[(b * s.c_out + o) * out_plane..][..out_plane]);
+            }
+            // cols [rows, images·ho·wo]: im2col of image b, zeros where the window leaves it.
+            for c in 0..s.c_in {
+                let x = &x[(b * s.c_in + c) * plane..][..plane];
+                for kh in 0..s.k {
+                    let (oy0, oy1, y0) = s.valid(kh, s.h, ho);
+                    for kw in 0..s.k {
+                        let (ox0, ox1, x0) = s.valid(kw, s.w, wo);
+                        let row = &mut cols[((c * s.k + kh) * s.k + kw) * span + j * out_plane..][..out_plane];
+                        row.fill(0.0);
+                        if ox0 == ox1 {
+                            continue;
+                        }
+                        for (i, oy) in (oy0..oy1).enumerate() {
+                            row[oy * wo + ox0..oy * wo + ox1].copy_from_slice(&x[(y0 + i) * s.w + x0..][..ox1 - ox0]);
+                        }
+                    }
+                }
+            }
+        }
+        // dw [c_out, rows] = dys [c_out, width] · colsᵀ [width, rows]
+        unsafe {
+            matmul(s.c_out, rows, width, dw.as_mut_ptr(), (1, rows as isize), false, dys.as_ptr(), (1, span as isize), cols.as_ptr(), (span as isize, 1));
+        }
+    });
+    let (first, rest) = partial.split_at_mut(size);
+    for chunk in rest.chunks(size) {
+        for (a, b) in first.iter_mut().zip(chunk) {
+            *a += *b;
+        }
+    }
+    partial.truncate(size);
+    partial
+}
+
+/// The adjoint of 2×2 average pooling (stride 2, floor mode) of an `[n, c, h, w]` input: each
+/// entry of `dy [n, c, h/2, w/2]` spread as a quarter over its window, zeros in a last odd row
+/// or column.
+pub fn avg_unpool(dy: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let (ho, wo) = (h / 2, w / 2);
+    assert_eq!(dy.len(), n * c * ho * wo, "avg_unpool: output gradient size");
+    let mut out = vec![0.0f32; n * c * h * w];
+    if ho * wo == 0 {
+        return out;
+    }
+    for (plane, dy) in out.chunks_mut(h * w).zip(dy.chunks(ho * wo)) {
+        for (y, dy) in dy.chunks(wo).enumerate() {
+            let row = &mut plane[2 * y * w..][..2 * wo];
+            for (pair, v) in row.chunks_mut(2).zip(dy) {
+                pair.fill(0.25 * v);
+            }
+            plane.copy_within(2 * y * w..2 * y * w + 2 * wo, (2 * y + 1) * w);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{stride1, transpose1};
+    use crate::rng::{normal, rng, Stream};
+    use burn_ndarray::NdArray;
+    use burn_tensor::{module, Tensor, TensorData};
+
+    type B = NdArray;
+
+    fn draw(seed: u64, n: usize) -> Vec<f32> {
+        normal(&mut rng(seed, Stream::Eval), n, 1.0)
+    }
+
+    fn tensor(v: &[f32], shape: [usize; 4]) -> Tensor<B, 4> {
+        Tensor::from_data(TensorData::new(v.to_vec(), shape), &Default::default())
+    }
+
+    fn close(ours: &[f32], burns: Tensor<B, 4>) {
+        let burns = burns.into_data().to_vec::<f32>().unwrap();
+        assert_eq!(ours.len(), burns.len());
+        let scale = burns.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = ours.iter().zip(&burns).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-5 * scale, "{diff} of {scale}");
+    }
+
+    /// LeNet's and the ConvNet's layers, odd sizes, one image, and a batch over one chunk.
+    const SHAPES: [ConvShape; 6] = [
+        ConvShape { n: 3, c_in: 1, c_out: 6, h: 28, w: 28, k: 5, padding: 2 },
+        ConvShape { n: 5, c_in: 6, c_out: 16, h: 14, w: 14, k: 5, padding: 0 },
+        ConvShape { n: 4, c_in: 3, c_out: 5, h: 7, w: 9, k: 3, padding: 1 },
+        ConvShape { n: 1, c_in: 2, c_out: 3, h: 5, w: 6, k: 3, padding: 2 },
+        ConvShape { n: 37, c_in: 2, c_out: 4, h: 6, w: 6, k: 3, padding: 1 },
+        ConvShape { n: 2, c_in: 4, c_out: 2, h: 3, w: 3, k: 3, padding: 0 },
+    ];
+
+    #[test]
+    fn input_grad_is_burns_transposed_convolution() {
+        for (i, s) in SHAPES.into_iter().enumerate() {
+            let (ho, wo) = s.out();
+            let (dy, w) = (draw(i as u64, s.n * s.c_out * ho * wo), draw(100 + i as u64, s.c_out * s.c_in * s.k * s.k));
+            let burns = module::conv_transpose2d(tensor(&dy, [s.n, s.c_out, ho, wo]), tensor(&w, [s.c_out, s.c_in, s.k, s.k]), None, transpose1(s.padding));
+            assert_eq!(burns.dims(), [s.n, s.c_in, s.h, s.w]);
+            close(&input_grad(&dy, &w, s), burns);
+        }
+    }
+
+    #[test]
+    fn weight_grad_is_the_convolution_of_swapped_batch_and_channels() {
+        for (i, s) in SHAPES.into_iter().enumerate() {
+            let (ho, wo) = s.out();
+            let (x, dy) = (draw(200 + i as u64, s.n * s.c_in * s.h * s.w), draw(300 + i as u64, s.n * s.c_out * ho * wo));
+            let swapped = |t: Tensor<B, 4>| t.swap_dims(0, 1);
+            let burns = swapped(module::conv2d(swapped(tensor(&x, [s.n, s.c_in, s.h, s.w])), swapped(tensor(&dy, [s.n, s.c_out, ho, wo])), None, stride1(s.padding)));
+            assert_eq!(burns.dims(), [s.c_out, s.c_in, s.k, s.k]);
+            close(&weight_grad(&x, &dy, s), burns);
+        }
+    }
+
+    #[test]
+    fn avg_unpool_is_the_adjoint_of_burns_average_pooling() {
+        for (i, [n, c, h, w]) in [[2, 3, 8, 8], [1, 2, 7, 9], [3, 1, 3, 2]].into_iter().enumerate() {
+            // <pool(x), dy> = <x, unpool(dy)> for every x, so the unpooling is the gradient of
+            // the pooled sum weighted by dy.
+            let dy = draw(400 + i as u64, n * c * (h / 2) * (w / 2));
+            let x = Tensor::<burn_autodiff::Autodiff<B>, 4>::from_data(TensorData::new(draw(500 + i as u64, n * c * h * w), [n, c, h, w]), &Default::default()).require_grad();
+            let pooled = module::avg_pool2d(x.clone(), [2, 2], [2, 2], [0, 0], true, false);
+            let weights = Tensor::from_data(TensorData::new(dy.clone(), [n, c, h / 2, w / 2]), &Default::default());
+            let grads = (pooled * weights).sum().backward();
+            close(&avg_unpool(&dy, [n, c, h, w]), x.grad(&grads).unwrap());
+        }
+    }
+}
