@@ -1,5 +1,5 @@
-//! f32 kernels on plain slices for the gradients of a stride-1 convolution and of 2×2 average
-//! pooling: what burn-flex runs slowly for the meta-step (bench/README.md, change 20).
+//! f32 kernels on plain slices for a stride-1 convolution, its gradients and 2×2 average
+//! pooling's adjoint: what burn-flex runs slowly for the meta-step (bench/README.md, change 20).
 //!
 //! flex's transposed convolution walks the batch serially and scatters its columns one element at
 //! a time with a bounds check per element; its weight gradient needs the batch and channel
@@ -9,7 +9,10 @@
 //! - [`weight_grad`]: per fixed chunk of images, the chunk's im2col and output gradient laid side
 //!   by side and one matrix product; the chunks' sums added in chunk order, so the result does
 //!   not depend on the number of threads.
-//! - [`avg_unpool`]: each output gradient spread over its window.
+//! - [`conv`]: the convolution itself, per image an im2col by row segments and one product
+//!   (flex's im2col copies element by element).
+//! - [`avg_pool`], [`avg_unpool`], [`max_pool`]: 2×2 pooling plane by plane (flex's run in
+//!   parallel closures that cost more than the arithmetic).
 //!
 //! Layouts are burn's: `[n, c, h, w]` row-major, weights `[out, in, k, k]`.
 
@@ -75,6 +78,57 @@ fn for_each_chunk(out: &mut [f32], len: usize, scratch: usize, f: impl Fn(usize,
         let mut buf = vec![0.0; scratch];
         out.chunks_mut(len).enumerate().for_each(|(i, chunk)| f(i, chunk, &mut buf));
     }
+}
+
+/// im2col of one image `x [c_in, h, w]`: row `(c, kh, kw)` of `cols` (rows `span` long) gets,
+/// from column `at` on, the image shifted by the kernel offset over the output grid, zeros where
+/// the window leaves the image.
+fn im2col(x: &[f32], s: ConvShape, cols: &mut [f32], span: usize, at: usize) {
+    let (ho, wo) = s.out();
+    let plane = s.h * s.w;
+    for c in 0..s.c_in {
+        let x = &x[c * plane..][..plane];
+        for kh in 0..s.k {
+            let (oy0, oy1, y0) = s.valid(kh, s.h, ho);
+            for kw in 0..s.k {
+                let (ox0, ox1, x0) = s.valid(kw, s.w, wo);
+                let row = &mut cols[((c * s.k + kh) * s.k + kw) * span + at..][..ho * wo];
+                row.fill(0.0);
+                if ox0 == ox1 {
+                    continue;
+                }
+                for (i, oy) in (oy0..oy1).enumerate() {
+                    row[oy * wo + ox0..oy * wo + ox1].copy_from_slice(&x[(y0 + i) * s.w + x0..][..ox1 - ox0]);
+                }
+            }
+        }
+    }
+}
+
+/// The convolution `[n, c_out, ho, wo]` of `x [n, c_in, h, w]` by `weight [c_out, c_in, k, k]`,
+/// plus `bias [c_out]` where given: per image, im2col and one matrix product.
+pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Vec<f32> {
+    let (ho, wo) = s.out();
+    let (rows, plane, out_plane) = (s.rows(), s.h * s.w, ho * wo);
+    assert_eq!(x.len(), s.n * s.c_in * plane, "conv: input size");
+    assert_eq!(weight.len(), s.c_out * rows, "conv: weight size");
+    let mut y = vec![0.0f32; s.n * s.c_out * out_plane];
+    if y.is_empty() {
+        return y;
+    }
+    for_each_chunk(&mut y, s.c_out * out_plane, rows * out_plane, |b, y, cols| {
+        im2col(&x[b * s.c_in * plane..][..s.c_in * plane], s, cols, out_plane, 0);
+        if let Some(bias) = bias {
+            for (plane, v) in y.chunks_mut(out_plane).zip(bias) {
+                plane.fill(*v);
+            }
+        }
+        // y [c_out, ho·wo] (+)= weight [c_out, rows] · cols [rows, ho·wo]
+        unsafe {
+            matmul(s.c_out, out_plane, rows, y.as_mut_ptr(), (1, out_plane as isize), bias.is_some(), weight.as_ptr(), (1, rows as isize), cols.as_ptr(), (1, out_plane as isize));
+        }
+    });
+    y
 }
 
 /// The input gradient `[n, c_in, h, w]` of the convolution by `weight [c_out, c_in, k, k]`
@@ -148,24 +202,7 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
             for o in 0..s.c_out {
                 dys[o * span + j * out_plane..][..out_plane].copy_from_slice(&dy[(b * s.c_out + o) * out_plane..][..out_plane]);
             }
-            // cols [rows, images·ho·wo]: im2col of image b, zeros where the window leaves it.
-            for c in 0..s.c_in {
-                let x = &x[(b * s.c_in + c) * plane..][..plane];
-                for kh in 0..s.k {
-                    let (oy0, oy1, y0) = s.valid(kh, s.h, ho);
-                    for kw in 0..s.k {
-                        let (ox0, ox1, x0) = s.valid(kw, s.w, wo);
-                        let row = &mut cols[((c * s.k + kh) * s.k + kw) * span + j * out_plane..][..out_plane];
-                        row.fill(0.0);
-                        if ox0 == ox1 {
-                            continue;
-                        }
-                        for (i, oy) in (oy0..oy1).enumerate() {
-                            row[oy * wo + ox0..oy * wo + ox1].copy_from_slice(&x[(y0 + i) * s.w + x0..][..ox1 - ox0]);
-                        }
-                    }
-                }
-            }
+            im2col(&x[b * s.c_in * plane..][..s.c_in * plane], s, cols, span, j * out_plane);
         }
         // dw [c_out, rows] = dys [c_out, width] · colsᵀ [width, rows]
         unsafe {
@@ -180,6 +217,53 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
     }
     partial.truncate(size);
     partial
+}
+
+/// 2×2 average pooling (stride 2, floor mode) of `x [n, c, h, w]`: `[n, c, h/2, w/2]`.
+pub fn avg_pool(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let (ho, wo) = (h / 2, w / 2);
+    assert_eq!(x.len(), n * c * h * w, "avg_pool: input size");
+    let mut out = vec![0.0f32; n * c * ho * wo];
+    if ho * wo == 0 {
+        return out;
+    }
+    for (plane, x) in out.chunks_mut(ho * wo).zip(x.chunks(h * w)) {
+        for (y, row) in plane.chunks_mut(wo).enumerate() {
+            let (top, bottom) = (&x[2 * y * w..][..2 * wo], &x[(2 * y + 1) * w..][..2 * wo]);
+            for ((v, t), b) in row.iter_mut().zip(top.chunks(2)).zip(bottom.chunks(2)) {
+                *v = (t[0] + t[1] + b[0] + b[1]) / 4.0;
+            }
+        }
+    }
+    out
+}
+
+/// 2×2 max pooling (stride 2, floor mode) of `x [n, c, h, w]`, and for each output the index
+/// within its plane (`y · w + x`) of the first maximal entry of its window in row-major order,
+/// the entry burn's kernels choose among ties.
+pub fn max_pool(x: &[f32], [n, c, h, w]: [usize; 4]) -> (Vec<f32>, Vec<i64>) {
+    let (ho, wo) = (h / 2, w / 2);
+    assert_eq!(x.len(), n * c * h * w, "max_pool: input size");
+    let (mut out, mut at) = (vec![0.0f32; n * c * ho * wo], vec![0i64; n * c * ho * wo]);
+    if ho * wo == 0 {
+        return (out, at);
+    }
+    for ((plane, at), x) in out.chunks_mut(ho * wo).zip(at.chunks_mut(ho * wo)).zip(x.chunks(h * w)) {
+        for y in 0..ho {
+            for xo in 0..wo {
+                let first = 2 * y * w + 2 * xo;
+                let (mut best, mut index) = (x[first], first);
+                for i in [first + 1, first + w, first + w + 1] {
+                    if x[i] > best {
+                        (best, index) = (x[i], i);
+                    }
+                }
+                plane[y * wo + xo] = best;
+                at[y * wo + xo] = index as i64;
+            }
+        }
+    }
+    (out, at)
 }
 
 /// The adjoint of 2×2 average pooling (stride 2, floor mode) of an `[n, c, h, w]` input: each
@@ -252,6 +336,17 @@ mod tests {
     }
 
     #[test]
+    fn conv_is_burns_conv2d() {
+        for (i, s) in SHAPES.into_iter().enumerate() {
+            let (x, w, b) = (draw(600 + i as u64, s.n * s.c_in * s.h * s.w), draw(700 + i as u64, s.c_out * s.c_in * s.k * s.k), draw(800 + i as u64, s.c_out));
+            let (xt, wt) = (tensor(&x, [s.n, s.c_in, s.h, s.w]), tensor(&w, [s.c_out, s.c_in, s.k, s.k]));
+            let bt = Tensor::<B, 1>::from_data(TensorData::new(b.clone(), [s.c_out]), &Default::default());
+            close(&conv(&x, &w, Some(&b), s), module::conv2d(xt.clone(), wt.clone(), Some(bt), stride1(s.padding)));
+            close(&conv(&x, &w, None, s), module::conv2d(xt, wt, None, stride1(s.padding)));
+        }
+    }
+
+    #[test]
     fn weight_grad_is_the_convolution_of_swapped_batch_and_channels() {
         for (i, s) in SHAPES.into_iter().enumerate() {
             let (ho, wo) = s.out();
@@ -260,6 +355,26 @@ mod tests {
             let burns = swapped(module::conv2d(swapped(tensor(&x, [s.n, s.c_in, s.h, s.w])), swapped(tensor(&dy, [s.n, s.c_out, ho, wo])), None, stride1(s.padding)));
             assert_eq!(burns.dims(), [s.c_out, s.c_in, s.k, s.k]);
             close(&weight_grad(&x, &dy, s), burns);
+        }
+    }
+
+    #[test]
+    fn avg_pool_is_burns() {
+        for (i, [n, c, h, w]) in [[2, 3, 8, 8], [1, 2, 7, 9], [3, 1, 3, 2]].into_iter().enumerate() {
+            let x = draw(900 + i as u64, n * c * h * w);
+            close(&avg_pool(&x, [n, c, h, w]), module::avg_pool2d(tensor(&x, [n, c, h, w]), [2, 2], [2, 2], [0, 0], true, false));
+        }
+    }
+
+    #[test]
+    fn max_pool_is_burns_with_its_indices() {
+        for (i, [n, c, h, w]) in [[2, 3, 8, 8], [1, 2, 7, 9], [3, 1, 3, 2]].into_iter().enumerate() {
+            // Rounded draws, so that windows hold ties.
+            let x: Vec<f32> = draw(950 + i as u64, n * c * h * w).iter().map(|v| v.round()).collect();
+            let (values, indices) = module::max_pool2d_with_indices(tensor(&x, [n, c, h, w]), [2, 2], [2, 2], [0, 0], [1, 1], false);
+            let ours = max_pool(&x, [n, c, h, w]);
+            close(&ours.0, values);
+            assert_eq!(ours.1, indices.into_data().convert::<i64>().to_vec::<i64>().unwrap());
         }
     }
 

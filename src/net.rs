@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConvImpl, InnerGrad, NetKind, OnceImpl};
 use crate::error::{Error, Result};
-use crate::once::{avg_pool_once, conv2d_once, OnceOps};
+use crate::once::{avg_pool_once, conv2d_once, max_pool_once, OnceOps};
 use crate::rng::normal;
 
 /// The weights of a network: one flat tensor per parameter, in [`Network::params`] order.
@@ -157,10 +157,10 @@ impl Network {
 
     /// [`Network::forward`] on autodiff tensors: the real minibatch's pass. Where `once_ops` gives
     /// the convolutions to [`OnceOps`] (by default on burn-flex with `conv2d`), they take
-    /// [`conv2d_once`]'s backward, and average pooling [`avg_pool_once`]'s (other backends have
+    /// [`conv2d_once`]'s backward, and pooling [`avg_pool_once`]'s and [`max_pool_once`]'s (other backends have
     /// their own weight gradient kernels, or run convolutions as im2col).
     pub fn forward_ad<B: Backend>(&self, params: &[Tensor<Autodiff<B>, 1>], x: Tensor<Autodiff<B>, 4>) -> Tensor<Autodiff<B>, 2> {
-        let custom = Custom { conv: &conv2d_once::<B>, avg: avg_pool_once::<B> };
+        let custom = Custom { conv: &conv2d_once::<B>, avg: avg_pool_once::<B>, max: |x| max_pool_once::<B>(x).0 };
         self.forward_with(params, x, Pooling::Fused, self.owns_conv::<B>().then_some(&custom))
     }
 
@@ -206,10 +206,14 @@ impl Network {
             Some(c) => (c.avg)(x),
             None => pooling.avg(x),
         };
+        let max = |x| match custom {
+            Some(c) => (c.max)(x),
+            None => pooling.max(x),
+        };
         match self.kind {
             NetKind::LeNet => {
-                let x = pooling.max(relu(conv(x, next(), next(), 2)));
-                let x = pooling.max(relu(conv(x, next(), next(), 0)));
+                let x = max(relu(conv(x, next(), next(), 2)));
+                let x = max(relu(conv(x, next(), next(), 0)));
                 let x = flatten(x);
                 let x = relu(dense(x, next(), next()));
                 let x = relu(dense(x, next(), next()));
@@ -248,11 +252,12 @@ type Param<'a, B> = (Tensor<B, 1>, &'a ParamSpec);
 /// A stride-1 convolution of an input, a weight and a bias with the given padding.
 type CustomConv<B> = dyn Fn(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 1>, usize) -> Tensor<B, 4>;
 
-/// The convolution and 2×2 average pooling of the real minibatch's pass where they are
+/// The convolution and 2×2 pooling of the real minibatch's pass where they are
 /// [`OnceOps`]' (their backward passes run `crate::kernels` on flex).
 struct Custom<'a, B: Backend> {
     conv: &'a CustomConv<B>,
     avg: fn(Tensor<B, 4>) -> Tensor<B, 4>,
+    max: fn(Tensor<B, 4>) -> Tensor<B, 4>,
 }
 
 fn reshape<B: Backend, const D: usize>((t, spec): Param<'_, B>) -> Tensor<B, D> {

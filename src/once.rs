@@ -110,7 +110,23 @@ fn input_grad<B: Backend>(dy: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> 
 }
 
 fn conv<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
-    tensor(B::conv2d(float(x), float(w), None, stride1(padding)))
+    conv_bias(x, w, None, padding)
+}
+
+/// A stride-1 convolution, plus a bias where given.
+fn conv_bias<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Option<Tensor<B, 1>>, padding: usize) -> Tensor<B, 4> {
+    if on_slices(&x) {
+        let ([n, c_in, h, wd], [c_out, _, k, _]) = (x.dims(), w.dims());
+        let s = ConvShape { n, c_in, c_out, h, w: wd, k, padding };
+        let (ho, wo) = s.out();
+        let device = x.device();
+        let y = match b {
+            Some(b) => with_values([x, w, b.reshape([c_out, 1, 1, 1])], |[x, w, b]| kernels::conv(x, w, Some(b), s)),
+            None => with_values([x, w], |[x, w]| kernels::conv(x, w, None, s)),
+        };
+        return from_values(y, [n, c_out, ho, wo], &device);
+    }
+    tensor(B::conv2d(float(x), float(w), b.map(|b| b.into_primitive().tensor()), stride1(padding)))
 }
 
 /// d bias of a convolution: the output gradient summed over batch and space, without a copy.
@@ -123,14 +139,14 @@ type Ad<B> = Autodiff<B>;
 
 /// Stride-1 convolution with bias and `padding` on every side, differentiable once.
 pub fn conv2d_once<B: Backend>(x: Tensor<Ad<B>, 4>, w: Tensor<Ad<B>, 4>, b: Tensor<Ad<B>, 1>, padding: usize) -> Tensor<Ad<B>, 4> {
-    let options = stride1(padding);
     let (x, w, b) = (x.into_primitive().tensor(), w.into_primitive().tensor(), b.into_primitive().tensor());
+    let value = |x: &FloatTensor<B>, w: &FloatTensor<B>| float(conv_bias::<B>(tensor(x.clone()), tensor(w.clone()), Some(Tensor::from_primitive(TensorPrimitive::Float(b.primitive.clone()))), padding));
     let out = match ConvBackward.prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let state = (x.primitive.clone(), w.primitive.clone(), padding);
-            prep.finish(state, B::conv2d(x.primitive, w.primitive, Some(b.primitive), options))
+            let y = value(&x.primitive, &w.primitive);
+            prep.finish((x.primitive, w.primitive, padding), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(B::conv2d(x.primitive, w.primitive, Some(b.primitive), options)),
+        OpsKind::UnTracked(prep) => prep.finish(value(&x.primitive, &w.primitive)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
@@ -210,6 +226,11 @@ pub fn input_grad_once<B: Backend>(dy: Tensor<Ad<B>, 4>, w: Tensor<Ad<B>, 4>, pa
 
 /// 2×2 average pooling (stride 2, floor mode) as burn's kernel, and its adjoint.
 fn avg_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    if on_slices(&x) {
+        let [n, c, h, w] = x.dims();
+        let device = x.device();
+        return from_values(with_values([x], |[x]| kernels::avg_pool(x, [n, c, h, w])), [n, c, h / 2, w / 2], &device);
+    }
     tensor(B::avg_pool2d(float(x), [2, 2], [2, 2], [0, 0], true, false))
 }
 
@@ -254,8 +275,14 @@ impl<B: Backend, S: Clone + Send + std::fmt::Debug + 'static> Backward<B, 1> for
 
 /// A linear map `forward(state, x)` with adjoint `back(state, g)`, differentiated once.
 fn linear_once<B: Backend, S: Clone + Send + std::fmt::Debug + 'static>(x: Tensor<Ad<B>, 4>, state: S, forward: fn(S, Tensor<B, 4>) -> Tensor<B, 4>, back: fn(S, Tensor<B, 4>) -> Tensor<B, 4>) -> Tensor<Ad<B>, 4> {
+    let value = forward(state.clone(), x.clone().inner());
+    linear_once_valued(x, state, value, back)
+}
+
+/// [`linear_once`] with the map's value at `x` already computed.
+fn linear_once_valued<B: Backend, S: Clone + Send + std::fmt::Debug + 'static>(x: Tensor<Ad<B>, 4>, state: S, value: Tensor<B, 4>, back: fn(S, Tensor<B, 4>) -> Tensor<B, 4>) -> Tensor<Ad<B>, 4> {
     let x = x.into_primitive().tensor();
-    let value = float(forward(state.clone(), tensor(x.primitive)));
+    let value = float(value);
     let out = match Linear(back).prepare::<NoCheckpointing>([x.node.clone()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish(state, value),
         OpsKind::UnTracked(prep) => prep.finish(value),
@@ -279,7 +306,25 @@ pub fn avg_unpool_once<B: Backend>(dy: Tensor<Ad<B>, 4>, like: Tensor<Ad<B>, 4>)
 /// 2×2 max pooling with the indices it chose: burn's, on `Autodiff<B>` itself differentiated
 /// once with the kernel's backward.
 pub fn max_pool_indexed<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4, Int>) {
+    if on_slices(&x) {
+        let [n, c, h, w] = x.dims();
+        let device = x.device();
+        let (values, indices) = with_values([x], |[x]| kernels::max_pool(x, [n, c, h, w]));
+        let shape = [n, c, h / 2, w / 2];
+        // i64, as flex's own pooling returns them and its backward reads them.
+        let indices = B::int_from_data(TensorData::new(indices, shape), &device);
+        return (from_values(values, shape, &device), Tensor::from_primitive(indices));
+    }
     max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
+}
+
+/// [`max_pool_indexed`] on `Autodiff<B>` with `B`'s pooling (on flex [`kernels::max_pool`]),
+/// differentiated once: its adjoint sends the gradient to the chosen entries.
+pub fn max_pool_once<B: Backend>(x: Tensor<Ad<B>, 4>) -> (Tensor<Ad<B>, 4>, Tensor<Ad<B>, 4, Int>) {
+    let (value, indices) = max_pool_indexed::<B>(x.clone().inner());
+    let state = (float(x.clone().inner()), indices.clone().into_primitive());
+    let out = linear_once_valued(x, state, value, max_unpool);
+    (out, Tensor::from_primitive(indices.into_primitive()))
 }
 
 /// The adjoint of [`max_pool_indexed`] of a `like`-shaped input applied to `dy`, differentiated
@@ -345,7 +390,7 @@ impl<B: Backend> OnceOps<Ad<B>> {
             convs: convs.then_some(ConvOnce { conv: conv2d_once::<B>, weight_grad: weight_grad_once::<B>, input_grad: input_grad_once::<B> }),
             avg_pool: avg_pool_once::<B>,
             avg_unpool: avg_unpool_once::<B>,
-            max_pool: max_pool_indexed::<Ad<B>>,
+            max_pool: max_pool_once::<B>,
             max_unpool: max_unpool_once::<B>,
         }
     }
@@ -466,6 +511,7 @@ mod tests {
             };
             agree(ours, spread, [3, 2, h, h], [3, 2, s, s], 50 + s as u64);
             agree(|x, _| max_pool_indexed(x).0, |x, _| crate::net::windows(x).max_dim(5).max_dim(3).reshape([3, 2, h, h]), [3, 2, s, s], [1, 1, 1, 1], 60 + s as u64);
+            agree(|x, _| max_pool_once(x).0, |x, _| crate::net::windows(x).max_dim(5).max_dim(3).reshape([3, 2, h, h]), [3, 2, s, s], [1, 1, 1, 1], 70 + s as u64);
         }
     }
 
