@@ -65,19 +65,33 @@ unsafe fn matmul(m: usize, n: usize, k: usize, dst: *mut f32, (dst_cs, dst_rs): 
     gemm::gemm(m, n, k, dst, dst_cs, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0, 1.0, false, false, false, gemm::Parallelism::None);
 }
 
-/// Each of `items` (disjoint chunks of `out`, `len` long) computed by `f(index, chunk, scratch)`,
-/// in parallel natively, with one scratch buffer of `scratch` zeros per worker.
-fn for_each_chunk(out: &mut [f32], len: usize, scratch: usize, f: impl Fn(usize, &mut [f32], &mut Vec<f32>) + Send + Sync) {
+/// Each of the disjoint `len`-long chunks of `out` computed by `f(index, chunk, scratch)`, in
+/// parallel natively, with `scratch` floats of the worker's own reused buffer (not zeroed: every
+/// kernel writes what it reads).
+fn for_each_chunk(out: &mut [f32], len: usize, scratch: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Send + Sync) {
+    let run = |(i, chunk): (usize, &mut [f32])| with_scratch(scratch, |buf| f(i, chunk, buf));
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
-        out.par_chunks_mut(len).enumerate().for_each_init(|| vec![0.0; scratch], |buf, (i, chunk)| f(i, chunk, buf));
+        out.par_chunks_mut(len).enumerate().for_each(run);
     }
     #[cfg(target_arch = "wasm32")]
-    {
-        let mut buf = vec![0.0; scratch];
-        out.chunks_mut(len).enumerate().for_each(|(i, chunk)| f(i, chunk, &mut buf));
-    }
+    out.chunks_mut(len).enumerate().for_each(run);
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` of this thread's scratch buffer, at least `len` long (grown, never shrunk).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
 }
 
 /// im2col of one image `x [c_in, h, w]`: row `(c, kh, kw)` of `cols` (rows `span` long) gets,
@@ -93,12 +107,17 @@ fn im2col(x: &[f32], s: ConvShape, cols: &mut [f32], span: usize, at: usize) {
             for kw in 0..s.k {
                 let (ox0, ox1, x0) = s.valid(kw, s.w, wo);
                 let row = &mut cols[((c * s.k + kh) * s.k + kw) * span + at..][..ho * wo];
-                row.fill(0.0);
                 if ox0 == ox1 {
+                    row.fill(0.0);
                     continue;
                 }
+                row[..oy0 * wo].fill(0.0);
+                row[oy1 * wo..].fill(0.0);
                 for (i, oy) in (oy0..oy1).enumerate() {
-                    row[oy * wo + ox0..oy * wo + ox1].copy_from_slice(&x[(y0 + i) * s.w + x0..][..ox1 - ox0]);
+                    let line = &mut row[oy * wo..][..wo];
+                    line[..ox0].fill(0.0);
+                    line[ox0..ox1].copy_from_slice(&x[(y0 + i) * s.w + x0..][..ox1 - ox0]);
+                    line[ox1..].fill(0.0);
                 }
             }
         }
