@@ -40,9 +40,15 @@ impl ConvShape {
         (self.h + 2 * self.padding + 1 - self.k, self.w + 2 * self.padding + 1 - self.k)
     }
 
-    /// Rows of the column matrix: `c_in · k · k`.
-    fn rows(&self) -> usize {
-        self.c_in * self.k * self.k
+    /// Rows of the column matrix (`c_in · k · k`), an input plane and an output plane, after
+    /// checking the lengths of what `kernel` is given (`None`: not one of its inputs).
+    fn sizes(&self, kernel: &str, x: Option<usize>, weight: Option<usize>, dy: Option<usize>) -> (usize, usize, usize) {
+        let (ho, wo) = self.out();
+        let (rows, plane, out_plane) = (self.c_in * self.k * self.k, self.h * self.w, ho * wo);
+        for (name, len, want) in [("input", x, self.n * self.c_in * plane), ("weight", weight, self.c_out * rows), ("output gradient", dy, self.n * self.c_out * out_plane)] {
+            assert!(len.is_none_or(|len| len == want), "{kernel}: {name} size {len:?}, expected {want}");
+        }
+        (rows, plane, out_plane)
     }
 
     /// For kernel offset `kk` along an axis of input length `len` and output length `out`: the
@@ -127,10 +133,7 @@ fn im2col(x: &[f32], s: ConvShape, cols: &mut [f32], span: usize, at: usize) {
 /// The convolution `[n, c_out, ho, wo]` of `x [n, c_in, h, w]` by `weight [c_out, c_in, k, k]`,
 /// plus `bias [c_out]` where given: per image, im2col and one matrix product.
 pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Vec<f32> {
-    let (ho, wo) = s.out();
-    let (rows, plane, out_plane) = (s.rows(), s.h * s.w, ho * wo);
-    assert_eq!(x.len(), s.n * s.c_in * plane, "conv: input size");
-    assert_eq!(weight.len(), s.c_out * rows, "conv: weight size");
+    let (rows, plane, out_plane) = s.sizes("conv", Some(x.len()), Some(weight.len()), None);
     let mut y = vec![0.0f32; s.n * s.c_out * out_plane];
     if y.is_empty() {
         return y;
@@ -153,10 +156,8 @@ pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Ve
 /// The input gradient `[n, c_in, h, w]` of the convolution by `weight [c_out, c_in, k, k]`
 /// given the output gradient `dy [n, c_out, ho, wo]`: the transposed convolution.
 pub fn input_grad(dy: &[f32], weight: &[f32], s: ConvShape) -> Vec<f32> {
+    let (rows, plane, out_plane) = s.sizes("input_grad", None, Some(weight.len()), Some(dy.len()));
     let (ho, wo) = s.out();
-    let (rows, plane, out_plane) = (s.rows(), s.h * s.w, ho * wo);
-    assert_eq!(dy.len(), s.n * s.c_out * out_plane, "input_grad: output gradient size");
-    assert_eq!(weight.len(), s.c_out * rows, "input_grad: weight size");
     let mut dx = vec![0.0f32; s.n * s.c_in * plane];
     if dx.is_empty() {
         return dx;
@@ -199,10 +200,7 @@ fn chunk_images(n: usize) -> usize {
 /// The weight gradient `[c_out, c_in, k, k]` of the convolution from its input `x [n, c_in, h,
 /// w]` and output gradient `dy [n, c_out, ho, wo]`.
 pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
-    let (ho, wo) = s.out();
-    let (rows, plane, out_plane) = (s.rows(), s.h * s.w, ho * wo);
-    assert_eq!(x.len(), s.n * s.c_in * plane, "weight_grad: input size");
-    assert_eq!(dy.len(), s.n * s.c_out * out_plane, "weight_grad: output gradient size");
+    let (rows, plane, out_plane) = s.sizes("weight_grad", Some(x.len()), None, Some(dy.len()));
     let size = s.c_out * rows;
     let g = chunk_images(s.n);
     let chunks = s.n.div_ceil(g);
