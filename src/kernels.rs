@@ -1,5 +1,6 @@
-//! f32 kernels on plain slices for a stride-1 convolution, its gradients and 2×2 average
-//! pooling's adjoint: what burn-flex runs slowly for the meta-step (bench/README.md, change 20).
+//! f32 kernels on plain slices for a stride-1 convolution, its gradients, 2×2 average and max
+//! pooling and the average's adjoint: what burn-flex runs slowly for the meta-step
+//! (bench/README.md, change 20).
 //!
 //! flex's transposed convolution walks the batch serially and scatters its columns one element at
 //! a time with a bounds check per element; its weight gradient needs the batch and channel

@@ -157,8 +157,8 @@ impl Network {
 
     /// [`Network::forward`] on autodiff tensors: the real minibatch's pass. Where `once_ops` gives
     /// the convolutions to [`OnceOps`] (by default on burn-flex with `conv2d`), they take
-    /// [`conv2d_once`]'s backward, and pooling [`avg_pool_once`]'s and [`max_pool_once`]'s (other backends have
-    /// their own weight gradient kernels, or run convolutions as im2col).
+    /// [`conv2d_once`]'s backward, and pooling [`avg_pool_once`]'s and [`max_pool_once`]'s (other
+    /// backends have their own weight gradient kernels, or run convolutions as im2col).
     pub fn forward_ad<B: Backend>(&self, params: &[Tensor<Autodiff<B>, 1>], x: Tensor<Autodiff<B>, 4>) -> Tensor<Autodiff<B>, 2> {
         let custom = Custom { conv: &conv2d_once::<B>, avg: avg_pool_once::<B>, max: |x| max_pool_once::<B>(x).0 };
         self.forward_with(params, x, Pooling::Fused, self.owns_conv::<B>().then_some(&custom))

@@ -30,8 +30,8 @@ use burn_tensor::{
 use crate::kernels::{self, ConvShape};
 use crate::net::{stride1, transpose1};
 
-/// Whether `B` is burn-flex, whose transposed convolution, weight gradient and average pooling
-/// backward [`kernels`] replaces on f32 tensors (bench/README.md, change 20).
+/// Whether `B` is burn-flex, whose convolution, transposed convolution, weight gradient and 2×2
+/// pooling [`kernels`] replaces on f32 tensors (bench/README.md, change 20).
 fn on_slices<B: Backend>(t: &Tensor<B, 4>) -> bool {
     #[cfg(any(feature = "flex", target_arch = "wasm32"))]
     let flex = std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn_flex::Flex>();
@@ -140,13 +140,11 @@ type Ad<B> = Autodiff<B>;
 /// Stride-1 convolution with bias and `padding` on every side, differentiable once.
 pub fn conv2d_once<B: Backend>(x: Tensor<Ad<B>, 4>, w: Tensor<Ad<B>, 4>, b: Tensor<Ad<B>, 1>, padding: usize) -> Tensor<Ad<B>, 4> {
     let (x, w, b) = (x.into_primitive().tensor(), w.into_primitive().tensor(), b.into_primitive().tensor());
-    let value = |x: &FloatTensor<B>, w: &FloatTensor<B>| float(conv_bias::<B>(tensor(x.clone()), tensor(w.clone()), Some(Tensor::from_primitive(TensorPrimitive::Float(b.primitive.clone()))), padding));
+    let bias = Tensor::from_primitive(TensorPrimitive::Float(b.primitive));
+    let y = float(conv_bias::<B>(tensor(x.primitive.clone()), tensor(w.primitive.clone()), Some(bias), padding));
     let out = match ConvBackward.prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            let y = value(&x.primitive, &w.primitive);
-            prep.finish((x.primitive, w.primitive, padding), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(value(&x.primitive, &w.primitive)),
+        OpsKind::Tracked(prep) => prep.finish((x.primitive, w.primitive, padding), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
