@@ -231,7 +231,8 @@ fn run<B: Backend>(backend: &str) {
     let wanted: Vec<usize> = arg("--rows").map(|r| r.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or_else(|| vec![1, 2, 3, 4, 5, 6]);
     let extra = args("--set").join(" ");
     let tune = arg("--tune");
-    println!("LeNet, f32, {backend} CPU; {iterations} outer iterations; accuracy on each set's test split, mean ± std over {nets} networks (fixed init: over {nets} distilled runs; random init with --seeds {seeds}: over {seeds} distilled runs, each the mean of {nets} networks); extra settings: [{extra}]");
+    let net = apply(&Config::default(), &extra).net;
+    println!("{net:?}, f32, {backend} CPU; {iterations} outer iterations; accuracy on each set's test split, mean ± std over {nets} networks (fixed init: over {nets} distilled runs; random init with --seeds {seeds}: over {seeds} distilled runs, each the mean of {nets} networks); extra settings: [{extra}]");
     println!("| row | data | setting | chosen on validation | iterations run | anchor | target | distilled % | random subset % (lr) | full data % | met | time s |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows().into_iter().filter(|r| wanted.contains(&r.id)) {

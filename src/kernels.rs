@@ -5,15 +5,18 @@
 //! flex's transposed convolution walks the batch serially and scatters its columns one element at
 //! a time with a bounds check per element; its weight gradient needs the batch and channel
 //! dimensions swapped (copies); its average pooling's backward is a generic 3-d loop. Here:
-//! - [`input_grad`]: per image, one matrix product `Wᵀ·dy` into columns and a col2im that adds
-//!   whole row segments; images in parallel natively.
+//! - [`conv`]: the convolution itself: per chunk of images, their im2col by row segments side
+//!   by side and one matrix product (flex's im2col copies element by element).
+//! - [`input_grad`]: per chunk of images, one matrix product `Wᵀ·dy` into columns and a col2im
+//!   that adds whole row segments.
 //! - [`weight_grad`]: per fixed chunk of images, the chunk's im2col and output gradient laid side
 //!   by side and one matrix product; the chunks' sums added in chunk order, so the result does
 //!   not depend on the number of threads.
-//! - [`conv`]: the convolution itself, per image an im2col by row segments and one product
-//!   (flex's im2col copies element by element).
 //! - [`avg_pool`], [`avg_unpool`], [`max_pool`]: 2×2 pooling plane by plane (flex's run in
 //!   parallel closures that cost more than the arithmetic).
+//!
+//! Chunks run in parallel natively. A product per chunk rather than per image: a layer with
+//! small planes (the ConvNet's 7×7) otherwise pays gemm's packing and dispatch once per image.
 //!
 //! Layouts are burn's: `[n, c, h, w]` row-major, weights `[out, in, k, k]`.
 
@@ -131,31 +134,66 @@ fn im2col(x: &[f32], s: ConvShape, cols: &mut [f32], span: usize, at: usize) {
     }
 }
 
+/// Images per product of [`conv`] and [`input_grad`]: about [`COLUMNS`] output pixels, so that a
+/// layer with small planes does not pay gemm's packing once per image, and at least four chunks
+/// of the batch for the threads.
+fn images_per_product(n: usize, out_plane: usize) -> usize {
+    (COLUMNS / out_plane.max(1)).clamp(1, n.div_ceil(4).max(1))
+}
+
+/// Columns aimed at by one product of [`conv`] and [`input_grad`].
+const COLUMNS: usize = 1024;
+
+/// The output gradients of `images` images from image `first` on, laid side by side as
+/// `dys [c_out, images·ho·wo]` with rows `span` long.
+fn gather(dy: &[f32], s: ConvShape, first: usize, images: usize, dys: &mut [f32], span: usize) {
+    let (ho, wo) = s.out();
+    let out_plane = ho * wo;
+    for j in 0..images {
+        for o in 0..s.c_out {
+            dys[o * span + j * out_plane..][..out_plane].copy_from_slice(&dy[((first + j) * s.c_out + o) * out_plane..][..out_plane]);
+        }
+    }
+}
+
 /// The convolution `[n, c_out, ho, wo]` of `x [n, c_in, h, w]` by `weight [c_out, c_in, k, k]`,
-/// plus `bias [c_out]` where given: per image, im2col and one matrix product.
+/// plus `bias [c_out]` where given: per chunk of images, their im2col side by side and one
+/// matrix product.
 pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Vec<f32> {
     let (rows, plane, out_plane) = s.sizes("conv", Some(x.len()), Some(weight.len()), None);
     let mut y = vec![0.0f32; s.n * s.c_out * out_plane];
     if y.is_empty() {
         return y;
     }
-    for_each_chunk(&mut y, s.c_out * out_plane, rows * out_plane, |b, y, cols| {
-        im2col(&x[b * s.c_in * plane..][..s.c_in * plane], s, cols, out_plane, 0);
-        if let Some(bias) = bias {
-            for (plane, v) in y.chunks_mut(out_plane).zip(bias) {
-                plane.fill(*v);
-            }
+    let g = images_per_product(s.n, out_plane);
+    let span = g * out_plane;
+    let per_image = s.c_out * out_plane;
+    for_each_chunk(&mut y, g * per_image, (rows + s.c_out) * span, |i, y, buf| {
+        let images = y.len() / per_image;
+        let (cols, out) = buf.split_at_mut(rows * span);
+        for j in 0..images {
+            im2col(&x[(i * g + j) * s.c_in * plane..][..s.c_in * plane], s, cols, span, j * out_plane);
         }
-        // y [c_out, ho·wo] (+)= weight [c_out, rows] · cols [rows, ho·wo]
+        // out [c_out, images·ho·wo] = weight [c_out, rows] · cols [rows, images·ho·wo]
         unsafe {
-            matmul(s.c_out, out_plane, rows, y.as_mut_ptr(), (1, out_plane as isize), bias.is_some(), weight.as_ptr(), (1, rows as isize), cols.as_ptr(), (1, out_plane as isize));
+            matmul(s.c_out, images * out_plane, rows, out.as_mut_ptr(), (1, span as isize), false, weight.as_ptr(), (1, rows as isize), cols.as_ptr(), (1, span as isize));
+        }
+        for (j, y) in y.chunks_mut(per_image).enumerate() {
+            for (o, y) in y.chunks_mut(out_plane).enumerate() {
+                let out = &out[o * span + j * out_plane..][..out_plane];
+                match bias {
+                    Some(bias) => y.iter_mut().zip(out).for_each(|(y, v)| *y = v + bias[o]),
+                    None => y.copy_from_slice(out),
+                }
+            }
         }
     });
     y
 }
 
 /// The input gradient `[n, c_in, h, w]` of the convolution by `weight [c_out, c_in, k, k]`
-/// given the output gradient `dy [n, c_out, ho, wo]`: the transposed convolution.
+/// given the output gradient `dy [n, c_out, ho, wo]`: the transposed convolution, per chunk of
+/// images one product `weightᵀ·dy` into columns and a col2im per image.
 pub fn input_grad(dy: &[f32], weight: &[f32], s: ConvShape) -> Vec<f32> {
     let (rows, plane, out_plane) = s.sizes("input_grad", None, Some(weight.len()), Some(dy.len()));
     let (ho, wo) = s.out();
@@ -163,26 +201,33 @@ pub fn input_grad(dy: &[f32], weight: &[f32], s: ConvShape) -> Vec<f32> {
     if dx.is_empty() {
         return dx;
     }
-    for_each_chunk(&mut dx, s.c_in * plane, rows * out_plane, |b, dx, cols| {
-        let dy = &dy[b * s.c_out * out_plane..(b + 1) * s.c_out * out_plane];
-        // cols [rows, ho·wo] = weightᵀ [rows, c_out] · dy [c_out, ho·wo]
+    let g = images_per_product(s.n, out_plane);
+    let span = g * out_plane;
+    let per_image = s.c_in * plane;
+    for_each_chunk(&mut dx, g * per_image, (rows + s.c_out) * span, |i, dx, buf| {
+        let images = dx.len() / per_image;
+        let (cols, dys) = buf.split_at_mut(rows * span);
+        gather(dy, s, i * g, images, dys, span);
+        // cols [rows, images·ho·wo] = weightᵀ [rows, c_out] · dys [c_out, images·ho·wo]
         unsafe {
-            matmul(rows, out_plane, s.c_out, cols.as_mut_ptr(), (1, out_plane as isize), false, weight.as_ptr(), (rows as isize, 1), dy.as_ptr(), (1, out_plane as isize));
+            matmul(rows, images * out_plane, s.c_out, cols.as_mut_ptr(), (1, span as isize), false, weight.as_ptr(), (rows as isize, 1), dys.as_ptr(), (1, span as isize));
         }
-        for c in 0..s.c_in {
-            let dx = &mut dx[c * plane..(c + 1) * plane];
-            for kh in 0..s.k {
-                let (oy0, oy1, y0) = s.valid(kh, s.h, ho);
-                for kw in 0..s.k {
-                    let (ox0, ox1, x0) = s.valid(kw, s.w, wo);
-                    if ox0 == ox1 {
-                        continue;
-                    }
-                    let row = &cols[((c * s.k + kh) * s.k + kw) * out_plane..][..out_plane];
-                    for (i, oy) in (oy0..oy1).enumerate() {
-                        let dst = &mut dx[(y0 + i) * s.w + x0..][..ox1 - ox0];
-                        for (d, v) in dst.iter_mut().zip(&row[oy * wo + ox0..oy * wo + ox1]) {
-                            *d += *v;
+        for (j, dx) in dx.chunks_mut(per_image).enumerate() {
+            for c in 0..s.c_in {
+                let dx = &mut dx[c * plane..(c + 1) * plane];
+                for kh in 0..s.k {
+                    let (oy0, oy1, y0) = s.valid(kh, s.h, ho);
+                    for kw in 0..s.k {
+                        let (ox0, ox1, x0) = s.valid(kw, s.w, wo);
+                        if ox0 == ox1 {
+                            continue;
+                        }
+                        let row = &cols[((c * s.k + kh) * s.k + kw) * span + j * out_plane..][..out_plane];
+                        for (i, oy) in (oy0..oy1).enumerate() {
+                            let dst = &mut dx[(y0 + i) * s.w + x0..][..ox1 - ox0];
+                            for (d, v) in dst.iter_mut().zip(&row[oy * wo + ox0..oy * wo + ox1]) {
+                                *d += *v;
+                            }
                         }
                     }
                 }
@@ -214,13 +259,9 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
         let images = g.min(s.n - i * g);
         let width = images * out_plane;
         let (cols, dys) = buf.split_at_mut(rows * span);
+        gather(dy, s, i * g, images, dys, span);
         for j in 0..images {
-            let b = i * g + j;
-            // dys [c_out, images·ho·wo]: this chunk's output gradients side by side.
-            for o in 0..s.c_out {
-                dys[o * span + j * out_plane..][..out_plane].copy_from_slice(&dy[(b * s.c_out + o) * out_plane..][..out_plane]);
-            }
-            im2col(&x[b * s.c_in * plane..][..s.c_in * plane], s, cols, span, j * out_plane);
+            im2col(&x[(i * g + j) * s.c_in * plane..][..s.c_in * plane], s, cols, span, j * out_plane);
         }
         // dw [c_out, rows] = dys [c_out, width] · colsᵀ [width, rows]
         unsafe {
