@@ -144,6 +144,16 @@ fn images_per_product(n: usize, out_plane: usize) -> usize {
 /// Columns aimed at by one product of [`conv`] and [`input_grad`].
 const COLUMNS: usize = 1024;
 
+/// [`im2col`] of `images` images of `x [n, c_in, h, w]` from image `first` on, side by side in
+/// `cols` (rows `span` long).
+fn im2col_images(x: &[f32], s: ConvShape, first: usize, images: usize, cols: &mut [f32], span: usize) {
+    let (ho, wo) = s.out();
+    let plane = s.c_in * s.h * s.w;
+    for j in 0..images {
+        im2col(&x[(first + j) * plane..][..plane], s, cols, span, j * ho * wo);
+    }
+}
+
 /// The output gradients of `images` images from image `first` on, laid side by side as
 /// `dys [c_out, images·ho·wo]` with rows `span` long.
 fn gather(dy: &[f32], s: ConvShape, first: usize, images: usize, dys: &mut [f32], span: usize) {
@@ -160,7 +170,7 @@ fn gather(dy: &[f32], s: ConvShape, first: usize, images: usize, dys: &mut [f32]
 /// plus `bias [c_out]` where given: per chunk of images, their im2col side by side and one
 /// matrix product.
 pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Vec<f32> {
-    let (rows, plane, out_plane) = s.sizes("conv", Some(x.len()), Some(weight.len()), None);
+    let (rows, _, out_plane) = s.sizes("conv", Some(x.len()), Some(weight.len()), None);
     let mut y = vec![0.0f32; s.n * s.c_out * out_plane];
     if y.is_empty() {
         return y;
@@ -171,9 +181,7 @@ pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Ve
     for_each_chunk(&mut y, g * per_image, (rows + s.c_out) * span, |i, y, buf| {
         let images = y.len() / per_image;
         let (cols, out) = buf.split_at_mut(rows * span);
-        for j in 0..images {
-            im2col(&x[(i * g + j) * s.c_in * plane..][..s.c_in * plane], s, cols, span, j * out_plane);
-        }
+        im2col_images(x, s, i * g, images, cols, span);
         // out [c_out, images·ho·wo] = weight [c_out, rows] · cols [rows, images·ho·wo]
         unsafe {
             matmul(s.c_out, images * out_plane, rows, out.as_mut_ptr(), (1, span as isize), false, weight.as_ptr(), (1, rows as isize), cols.as_ptr(), (1, span as isize));
@@ -246,7 +254,7 @@ fn chunk_images(n: usize) -> usize {
 /// The weight gradient `[c_out, c_in, k, k]` of the convolution from its input `x [n, c_in, h,
 /// w]` and output gradient `dy [n, c_out, ho, wo]`.
 pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
-    let (rows, plane, out_plane) = s.sizes("weight_grad", Some(x.len()), None, Some(dy.len()));
+    let (rows, _, out_plane) = s.sizes("weight_grad", Some(x.len()), None, Some(dy.len()));
     let size = s.c_out * rows;
     let g = chunk_images(s.n);
     let chunks = s.n.div_ceil(g);
@@ -260,9 +268,7 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
         let width = images * out_plane;
         let (cols, dys) = buf.split_at_mut(rows * span);
         gather(dy, s, i * g, images, dys, span);
-        for j in 0..images {
-            im2col(&x[(i * g + j) * s.c_in * plane..][..s.c_in * plane], s, cols, span, j * out_plane);
-        }
+        im2col_images(x, s, i * g, images, cols, span);
         // dw [c_out, rows] = dys [c_out, width] · colsᵀ [width, rows]
         unsafe {
             matmul(s.c_out, rows, width, dw.as_mut_ptr(), (1, rows as isize), false, dys.as_ptr(), (1, span as isize), cols.as_ptr(), (span as isize, 1));
