@@ -56,14 +56,38 @@ async function useFiles(fileList) {
   await loadIntoWorker();
 }
 
+const READ_BATCH = 256; // files read at once: ten thousand reads started together block this thread
+let reads = 0; // counts reads, so that one overtaken by a newer one stops
+
+// The picked files' bytes, a batch at a time, with progress; null when a newer read started.
 async function readFiles() {
-  return Promise.all(state.files.map(async (f) => ({ name: f.name, cls: state.renames[f.cls] || f.cls, bytes: await f.file.arrayBuffer() })));
+  const id = ++reads;
+  const files = state.files.slice();
+  const read = [];
+  for (let i = 0; i < files.length; i += READ_BATCH) {
+    read.push(...await Promise.all(files.slice(i, i + READ_BATCH).map(async (f) => {
+      try {
+        return { name: f.name, cls: state.renames[f.cls] || f.cls, bytes: await f.file.arrayBuffer() };
+      } catch (e) {
+        throw new Error(`could not read ${f.name} (${e.message}): was it moved or changed? Pick the folder again`);
+      }
+    })));
+    if (id !== reads) return null;
+    $('data-status').textContent = `reading ${files.length} files… ${read.length} read`;
+  }
+  return read;
 }
 
 async function loadIntoWorker() {
   $('data-status').textContent = `reading ${state.files.length} files…`;
-  const files = await readFiles();
-  send({ type: 'load', files, config: settings().config }, files.map((f) => f.bytes));
+  $('data-status').classList.remove('error');
+  try {
+    const files = await readFiles();
+    if (files) send({ type: 'load', files, config: settings().config }, files.map((f) => f.bytes));
+  } catch (e) {
+    state.pendingStart = null;
+    handlers.error({ message: e.message });
+  }
 }
 
 // Continues (or, with run = false, only restores) a saved session on the current data, in the
@@ -75,6 +99,7 @@ async function resumeFrom(bytes, backend, run) {
   if (state.demo) msg.demo = true;
   else {
     msg.files = await readFiles();
+    if (!msg.files) return;
     transfer.push(...msg.files.map((f) => f.bytes));
   }
   state.losses = [];
