@@ -123,6 +123,21 @@ fn im2col(x: &[f32], s: ConvShape, cols: &mut [f32], span: usize, at: usize) {
                 }
                 row[..oy0 * wo].fill(0.0);
                 row[oy1 * wo..].fill(0.0);
+                if oy0 == oy1 {
+                    continue;
+                }
+                if wo == s.w {
+                    // Output as wide as the input: output pixel p takes input pixel p plus one
+                    // offset, so the block is one copy; the positions outside [ox0, ox1) of each
+                    // line (the neighbouring line's pixels) are then zeroed.
+                    let (start, end) = (oy0 * wo + ox0, (oy1 - 1) * wo + ox1);
+                    row[start..end].copy_from_slice(&x[y0 * s.w + x0..][..end - start]);
+                    for line in row[oy0 * wo..oy1 * wo].chunks_exact_mut(wo) {
+                        line[..ox0].fill(0.0);
+                        line[ox1..].fill(0.0);
+                    }
+                    continue;
+                }
                 for (i, oy) in (oy0..oy1).enumerate() {
                     let line = &mut row[oy * wo..][..wo];
                     line[..ox0].fill(0.0);
