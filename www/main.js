@@ -86,6 +86,8 @@ async function loadIntoWorker() {
     if (files) send({ type: 'load', files, config: settings().config }, files.map((f) => f.bytes));
   } catch (e) {
     state.pendingStart = null;
+    $('data-status').textContent = e.message;
+    $('data-status').classList.add('error');
     handlers.error({ message: e.message });
   }
 }

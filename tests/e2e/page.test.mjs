@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync, readFileSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { deflateSync } from 'node:zlib';
 import { join } from 'node:path';
@@ -138,6 +138,37 @@ test('bad input gets a clear message and the page keeps working', async () => {
     assert.match(skipped, /wide\.png: image too large/);
     assert.match(skipped, /huge\.png: file is 65\.0 MiB, above the 64 MiB limit/);
     assert.equal(await page.isDisabled('#start'), false);
+    assert.deepEqual(late.slice(afterReady), []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a file changed on disk after it was picked is named, and picking the folder again recovers', async () => {
+  const root = patchFolder(20);
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, late } = await open(browser, server.url);
+    await page.waitForSelector('body[data-ready="1"]');
+    const afterReady = late.length;
+    await page.setInputFiles('#folder-input', root);
+    await waitText(page, '#data-status', /40 images in 2 classes/);
+    // Start reads the files again; the browser refuses a file whose modification time changed.
+    const name = readdirSync(join(root, 'normal'))[0];
+    const victim = join(root, 'normal', name);
+    writeFileSync(victim, readFileSync(victim));
+    utimesSync(victim, new Date(), new Date(Date.now() + 5000));
+    await page.selectOption('#settings [name=backend]', 'cpu');
+    await setSetting(page, 'max_iterations', 2);
+    await page.click('#start');
+    const message = new RegExp(`could not read .*normal/${name.replace('.', '\\.')} .*Pick the folder again`);
+    await waitText(page, '#run-status', message);
+    assert.match(await page.textContent('#data-status'), message);
+    assert.equal(await page.isEnabled('#start'), true);
+    await page.setInputFiles('#folder-input', root);
+    await waitText(page, '#data-status', /40 images in 2 classes/);
+    await page.click('#start');
+    await waitText(page, '#run-status', /finished after 2 iterations/);
     assert.deepEqual(late.slice(afterReady), []);
   } finally {
     await browser.close();
