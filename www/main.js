@@ -65,14 +65,13 @@ async function readFiles() {
   const files = state.files.slice();
   const read = [];
   for (let i = 0; i < files.length; i += READ_BATCH) {
-    read.push(...await Promise.all(files.slice(i, i + READ_BATCH).map(async (f) => {
-      try {
-        return { name: f.name, cls: state.renames[f.cls] || f.cls, bytes: await f.file.arrayBuffer() };
-      } catch (e) {
-        throw new Error(`could not read ${f.name} (${e.message}): was it moved or changed? Pick the folder again`);
-      }
-    })));
+    const batch = await Promise.allSettled(files.slice(i, i + READ_BATCH).map((f) => f.file.arrayBuffer()));
     if (id !== reads) return null;
+    batch.forEach((r, k) => {
+      const f = files[i + k];
+      if (r.status === 'rejected') throw new Error(`could not read ${f.name} (${r.reason.message}): was it moved or changed? Pick the folder again`);
+      read.push({ name: f.name, cls: state.renames[f.cls] || f.cls, bytes: r.value });
+    });
     $('data-status').textContent = `reading ${files.length} files… ${read.length} read`;
   }
   return read;
@@ -144,6 +143,7 @@ async function entriesOf(entry, path) {
 $('folder-input').addEventListener('change', (e) => useFiles(e.target.files));
 $('files-input').addEventListener('change', (e) => useFiles(e.target.files));
 $('demo-button').addEventListener('click', () => {
+  reads++; // a read of picked files still running is overtaken
   state.files = [];
   state.demo = true;
   $('data-status').textContent = 'decoding the demo patches…';
@@ -256,7 +256,7 @@ $('session-input').addEventListener('change', async (e) => {
   }
   $('run-status').classList.remove('error');
   $('run-status').textContent = `resuming ${file.name}…`;
-  resumeFrom(await file.arrayBuffer(), settings().backend, true);
+  resumeFrom(await file.arrayBuffer(), settings().backend, true).catch((err) => handlers.error({ message: err.message }));
 });
 
 function saveBlob(blob, name) {
