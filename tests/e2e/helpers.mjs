@@ -23,17 +23,19 @@ export async function launch({ webgpu }) {
   return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
 }
 
-/** Opens the page; returns it with the list of requests made after the load event. */
+/** Opens the page and waits until its engine is ready; returns it with the list of requests
+ *  made after that. */
 export async function open(browser, url) {
   const context = await browser.newContext({ acceptDownloads: true });
   const page = await context.newPage();
   const late = [];
-  let loaded = false;
+  let ready = false;
   // blob: and data: URLs stay in the tab (thumbnails, the download); anything else is network.
-  page.on('request', (r) => loaded && !/^(blob|data):/.test(r.url()) && late.push(r.url()));
+  page.on('request', (r) => ready && !/^(blob|data):/.test(r.url()) && late.push(r.url()));
   page.on('console', (m) => process.env.VERBOSE && console.log('page:', m.text()));
   await page.goto(url, { waitUntil: 'load' });
-  loaded = true;
+  await page.waitForSelector('body[data-ready="1"]');
+  ready = true;
   return { page, late };
 }
 
@@ -48,7 +50,6 @@ export const waitText = (page, sel, re, timeout = 600000) =>
 export async function demoPage(browser, url, { backend, iterations, nets }) {
   const opened = await open(browser, url);
   const { page } = opened;
-  await page.waitForSelector('body[data-ready="1"]');
   await page.click('#demo-button');
   await waitText(page, '#data-status', /400 images/);
   if (backend) await page.selectOption('#settings [name=backend]', backend);
