@@ -315,16 +315,22 @@ impl<B: Backend> Distiller<B> {
 
     /// The next iteration's hyper-gradient: an initial network, a real minibatch, then the other
     /// `nets_per_iteration − 1` networks, and the mean of their [`Distiller::meta_gradient`]s.
+    /// With a fixed initialisation every network is the same one, so one is computed.
     pub fn hypergradient(&mut self) -> MetaGradient<B> {
         let init = self.sample_init();
         let batch = self.next_batch();
         let mut g = self.meta_gradient(&init, &batch);
-        let nets = self.config.nets_per_iteration;
+        let nets = self.networks_per_iteration();
         for _ in 1..nets {
             let init = self.sample_init();
             g = g.plus(self.meta_gradient(&init, &batch));
         }
         if nets > 1 { g.scaled(1.0 / nets as f64) } else { g }
+    }
+
+    /// Networks sampled per iteration: `nets_per_iteration`, or 1 with a fixed initialisation.
+    fn networks_per_iteration(&self) -> usize {
+        if self.fixed_init.is_some() { 1 } else { self.config.nets_per_iteration }
     }
 
     /// One outer iteration: fresh weights (`nets_per_iteration` of them), a real minibatch, the

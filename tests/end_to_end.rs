@@ -134,6 +134,24 @@ fn several_networks_per_iteration_average_their_hypergradients() {
 }
 
 #[test]
+fn a_fixed_initialisation_is_one_network_per_iteration() {
+    // With `known_init` every sampled network is the fixed one: the hyper-gradient is that
+    // network's meta-gradient, computed once (the mean of three copies would round differently).
+    let config = Config { nets_per_iteration: 3, known_init: true, steps: 2, ..quick() };
+    let prepared = demo(&config);
+    let device = Default::default();
+    let new = || Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device).unwrap();
+    let g = new().hypergradient();
+    let mut d = new();
+    let (init, batch) = (d.sample_init(), d.next_batch());
+    let once = d.meta_gradient(&init, &batch);
+    let v = |d: burn_tensor::TensorData| d.to_vec::<f32>().unwrap();
+    assert_eq!(v(g.images.into_data()), v(once.images.into_data()));
+    assert_eq!(v(g.labels.into_data()), v(once.labels.into_data()));
+    assert_eq!(v(g.raw_lrs.into_data()), v(once.raw_lrs.into_data()));
+}
+
+#[test]
 fn the_outer_rate_decays_per_pass_or_per_iteration() {
     let prepared = demo(&quick());
     let device = Default::default();
