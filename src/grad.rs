@@ -83,6 +83,28 @@ fn relu_mask<B: Backend, const D: usize>(pre: &Tensor<B, D>) -> Tensor<B, D> {
     pre.clone().greater_elem(0.0).float()
 }
 
+/// A convolution block's ReLU gate: `t` times the ReLU's derivative at the block's
+/// pre-activation, held constant. With `ops`, one `ops.masked` per use (a single pass on flex);
+/// without, the 0/1 mask built once and multiplied.
+enum Gate<B: Backend> {
+    Pre(Tensor<B, 4>),
+    Mask(Tensor<B, 4>),
+}
+
+impl<B: Backend> Gate<B> {
+    fn new(pre: &Tensor<B, 4>, ops: Option<&OnceOps<B>>) -> Self {
+        if ops.is_some() { Gate::Pre(pre.clone()) } else { Gate::Mask(relu_mask(pre)) }
+    }
+
+    fn apply(&self, t: Tensor<B, 4>, ops: Option<&OnceOps<B>>) -> Tensor<B, 4> {
+        match (self, ops) {
+            (Gate::Pre(pre), Some(ops)) => (ops.masked)(t, pre.clone()),
+            (Gate::Mask(mask), _) => t * mask.clone(),
+            (Gate::Pre(_), None) => unreachable!("a pre-activation gate comes with `ops`"),
+        }
+    }
+}
+
 /// Spreads `dy [n, c, h/2, w/2]` over the 2×2 windows of an `[n, c, h, w]` input, times `weight`
 /// (`[n, c, h/2, 2, w/2, 2]`), padding back a dropped odd row or column with zeros.
 fn unpool<B: Backend>(dy: Tensor<B, 4>, weight: Tensor<B, 6>, h: usize, w: usize) -> Tensor<B, 4> {
@@ -147,11 +169,11 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
     let (convs, pools, dense_in, dense_pre, logits) = match net.kind() {
         NetKind::LeNet => {
             let (a1, c1) = conv_forward(x, shaped4(0), params[1].clone(), 2, im2col, conv_ops);
-            let m1 = relu_mask(&a1);
-            let (p1, w1) = max_pool_forward(a1.clone() * m1.clone(), ops);
+            let m1 = Gate::new(&a1, ops);
+            let (p1, w1) = max_pool_forward(m1.apply(a1.clone(), ops), ops);
             let (a2, c2) = conv_forward(p1, shaped4(2), params[3].clone(), 0, im2col, conv_ops);
-            let m2 = relu_mask(&a2);
-            let (p2, w2) = max_pool_forward(a2.clone() * m2.clone(), ops);
+            let m2 = Gate::new(&a2, ops);
+            let (p2, w2) = max_pool_forward(m2.apply(a2.clone(), ops), ops);
             let f = p2.clone().reshape([n as i32, -1]);
             let h1 = f.clone().matmul(shaped2(4)) + params[5].clone().unsqueeze();
             let q1 = h1.clone() * relu_mask(&h1);
@@ -166,8 +188,8 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
             let mut x = x;
             for d in 0..net.depth() {
                 let (a, c) = conv_forward(x, shaped4(2 * d), params[2 * d + 1].clone(), 1, im2col, conv_ops);
-                let m = relu_mask(&a);
-                let r = a.clone() * m.clone();
+                let m = Gate::new(&a, ops);
+                let r = m.apply(a.clone(), ops);
                 x = match ops {
                     Some(ops) => (ops.avg_pool)(r.clone()),
                     None => avg_pool2(r.clone()),
@@ -214,7 +236,7 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
                 unpool(dy_here, quarter, h, w)
             }
         };
-        let da = dr * mask;
+        let da = mask.apply(dr, ops);
         let (dx, dw, db) = conv_backward(cache, shaped4(2 * d), da, d > 0, conv_ops);
         grads[2 * d] = Some(flat4(dw));
         grads[2 * d + 1] = Some(db);

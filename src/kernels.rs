@@ -20,6 +20,8 @@
 //!
 //! Layouts are burn's: `[n, c, h, w]` row-major, weights `[out, in, k, k]`.
 
+use std::mem::MaybeUninit;
+
 /// Shapes of a stride-1 convolution with `padding` on every side and a square kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
@@ -78,8 +80,8 @@ unsafe fn matmul(m: usize, n: usize, k: usize, dst: *mut f32, (dst_cs, dst_rs): 
 /// Each of the disjoint `len`-long chunks of `out` computed by `f(index, chunk, scratch)`, in
 /// parallel natively, with `scratch` floats of the worker's own reused buffer (not zeroed: every
 /// kernel writes what it reads).
-fn for_each_chunk(out: &mut [f32], len: usize, scratch: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Send + Sync) {
-    let run = |(i, chunk): (usize, &mut [f32])| with_scratch(scratch, |buf| f(i, chunk, buf));
+fn for_each_chunk<T: Send>(out: &mut [T], len: usize, scratch: usize, f: impl Fn(usize, &mut [T], &mut [f32]) + Send + Sync) {
+    let run = |(i, chunk): (usize, &mut [T])| with_scratch(scratch, |buf| f(i, chunk, buf));
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
@@ -87,6 +89,20 @@ fn for_each_chunk(out: &mut [f32], len: usize, scratch: usize, f: impl Fn(usize,
     }
     #[cfg(target_arch = "wasm32")]
     out.chunks_mut(len).enumerate().for_each(run);
+}
+
+/// A vector of `len` floats, each written by `fill` (given the whole, uninitialised storage)
+/// before it is returned: for outputs that a kernel writes whole, where zeroing them first cost
+/// a `memset` per call (bench/README.md, change 23).
+///
+/// # Safety
+/// `fill` must write every one of the `len` entries.
+unsafe fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::<f32>::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` initialised the first `len` entries (the caller's promise).
+    unsafe { v.set_len(len) };
+    v
 }
 
 thread_local! {
@@ -133,19 +149,32 @@ fn im2col(x: &[f32], s: ConvShape, cols: &mut [f32], span: usize, at: usize) {
                     let (start, end) = (oy0 * wo + ox0, (oy1 - 1) * wo + ox1);
                     row[start..end].copy_from_slice(&x[y0 * s.w + x0..][..end - start]);
                     for line in row[oy0 * wo..oy1 * wo].chunks_exact_mut(wo) {
-                        line[..ox0].fill(0.0);
-                        line[ox1..].fill(0.0);
+                        zero_few(&mut line[..ox0]);
+                        zero_few(&mut line[ox1..]);
                     }
                     continue;
                 }
                 for (i, oy) in (oy0..oy1).enumerate() {
                     let line = &mut row[oy * wo..][..wo];
-                    line[..ox0].fill(0.0);
+                    zero_few(&mut line[..ox0]);
                     line[ox0..ox1].copy_from_slice(&x[(y0 + i) * s.w + x0..][..ox1 - ox0]);
-                    line[ox1..].fill(0.0);
+                    zero_few(&mut line[ox1..]);
                 }
             }
         }
+    }
+}
+
+/// Zeroes `v`, the few positions of a line that a kernel offset moves past the image's border
+/// (up to the padding): by stores for up to two, where `fill` is a call to `memset` per line
+/// (4% of a ConvNet meta-step; bench/README.md, change 23).
+#[inline(always)]
+fn zero_few(v: &mut [f32]) {
+    match v {
+        [] => {}
+        [a] => *a = 0.0,
+        [a, b] => (*a, *b) = (0.0, 0.0),
+        _ => v.fill(0.0),
     }
 }
 
@@ -186,14 +215,14 @@ fn gather(dy: &[f32], s: ConvShape, first: usize, images: usize, dys: &mut [f32]
 /// matrix product.
 pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Vec<f32> {
     let (rows, _, out_plane) = s.sizes("conv", Some(x.len()), Some(weight.len()), None);
-    let mut y = vec![0.0f32; s.n * s.c_out * out_plane];
-    if y.is_empty() {
-        return y;
+    let len = s.n * s.c_out * out_plane;
+    if len == 0 {
+        return Vec::new();
     }
     let g = images_per_product(s.n, out_plane);
     let span = g * out_plane;
     let per_image = s.c_out * out_plane;
-    for_each_chunk(&mut y, g * per_image, (rows + s.c_out) * span, |i, y, buf| {
+    let fill = |y: &mut [MaybeUninit<f32>]| for_each_chunk(y, g * per_image, (rows + s.c_out) * span, |i, y, buf| {
         let images = y.len() / per_image;
         let (cols, out) = buf.split_at_mut(rows * span);
         im2col_images(x, s, i * g, images, cols, span);
@@ -205,13 +234,14 @@ pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Ve
             for (o, y) in y.chunks_mut(out_plane).enumerate() {
                 let out = &out[o * span + j * out_plane..][..out_plane];
                 match bias {
-                    Some(bias) => y.iter_mut().zip(out).for_each(|(y, v)| *y = v + bias[o]),
-                    None => y.copy_from_slice(out),
+                    Some(bias) => y.iter_mut().zip(out).for_each(|(y, v)| { y.write(v + bias[o]); }),
+                    None => y.iter_mut().zip(out).for_each(|(y, v)| { y.write(*v); }),
                 }
             }
         }
     });
-    y
+    // SAFETY: the chunks cover `y`, and each chunk's planes are all written.
+    unsafe { written(len, fill) }
 }
 
 /// The input gradient `[n, c_in, h, w]` of the convolution by `weight [c_out, c_in, k, k]`
@@ -273,12 +303,11 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
     let size = s.c_out * rows;
     let g = chunk_images(s.n);
     let chunks = s.n.div_ceil(g);
-    let mut partial = vec![0.0f32; chunks * size];
-    if partial.is_empty() {
+    if chunks * size == 0 {
         return vec![0.0; size];
     }
     let span = g * out_plane;
-    for_each_chunk(&mut partial, size, (rows + s.c_out) * span, |i, dw, buf| {
+    let fill = |partial: &mut [MaybeUninit<f32>]| for_each_chunk(partial, size, (rows + s.c_out) * span, |i, dw, buf| {
         let images = g.min(s.n - i * g);
         let width = images * out_plane;
         let (cols, dys) = buf.split_at_mut(rows * span);
@@ -286,9 +315,12 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
         im2col_images(x, s, i * g, images, cols, span);
         // dw [c_out, rows] = dys [c_out, width] · colsᵀ [width, rows]
         unsafe {
-            matmul(s.c_out, rows, width, dw.as_mut_ptr(), (1, rows as isize), false, dys.as_ptr(), (1, span as isize), cols.as_ptr(), (span as isize, 1));
+            matmul(s.c_out, rows, width, dw.as_mut_ptr().cast(), (1, rows as isize), false, dys.as_ptr(), (1, span as isize), cols.as_ptr(), (span as isize, 1));
         }
     });
+    // SAFETY: the chunks cover `partial`, and each chunk is the destination of a product that
+    // writes it whole without reading it (`matmul` with `accumulate` false).
+    let mut partial = unsafe { written(chunks * size, fill) };
     let (first, rest) = partial.split_at_mut(size);
     for chunk in rest.chunks(size) {
         for (a, b) in first.iter_mut().zip(chunk) {
@@ -299,23 +331,55 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
     partial
 }
 
+/// Elements per chunk of the element-wise kernels ([`masked`]).
+const ELEMENTS: usize = 1 << 14;
+
+/// `t · [pre > 0]`, element by element: `t` times the ReLU's derivative at `pre` (the ReLU
+/// itself where `t` is `pre`), the product the manual gradients' 0/1 masks computed in three
+/// passes of burn's element-wise ops, which run on one thread (bench/README.md, change 24).
+pub fn masked(t: &[f32], pre: &[f32]) -> Vec<f32> {
+    assert_eq!(t.len(), pre.len(), "masked: sizes");
+    // SAFETY: the chunks cover the output and each is written whole.
+    unsafe {
+        written(t.len(), |out| {
+            for_each_chunk(out, ELEMENTS, 0, |i, out, _| {
+                let (t, pre) = (&t[i * ELEMENTS..][..out.len()], &pre[i * ELEMENTS..][..out.len()]);
+                for ((o, t), p) in out.iter_mut().zip(t).zip(pre) {
+                    o.write(t * if *p > 0.0 { 1.0 } else { 0.0 });
+                }
+            })
+        })
+    }
+}
+
+/// Whole planes of `h × w` per chunk of the pooling kernels: about [`ELEMENTS`] floats.
+fn planes_per_chunk(h: usize, w: usize) -> usize {
+    (ELEMENTS / (h * w).max(1)).max(1)
+}
+
 /// 2×2 average pooling (stride 2, floor mode) of `x [n, c, h, w]`: `[n, c, h/2, w/2]`.
 pub fn avg_pool(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
     let (ho, wo) = (h / 2, w / 2);
     assert_eq!(x.len(), n * c * h * w, "avg_pool: input size");
-    let mut out = vec![0.0f32; n * c * ho * wo];
     if ho * wo == 0 {
-        return out;
+        return Vec::new();
     }
-    for (plane, x) in out.chunks_mut(ho * wo).zip(x.chunks(h * w)) {
-        for (y, row) in plane.chunks_mut(wo).enumerate() {
-            let (top, bottom) = (&x[2 * y * w..][..2 * wo], &x[(2 * y + 1) * w..][..2 * wo]);
-            for ((v, t), b) in row.iter_mut().zip(top.chunks(2)).zip(bottom.chunks(2)) {
-                *v = (t[0] + t[1] + b[0] + b[1]) / 4.0;
-            }
-        }
+    let planes = planes_per_chunk(h, w);
+    // SAFETY: the chunks cover the output, and every output entry is written.
+    unsafe {
+        written(n * c * ho * wo, |out| {
+            for_each_chunk(out, planes * ho * wo, 0, |i, out, _| {
+                for (plane, x) in out.chunks_mut(ho * wo).zip(x[i * planes * h * w..].chunks(h * w)) {
+                    for (y, row) in plane.chunks_mut(wo).enumerate() {
+                        let (top, bottom) = (&x[2 * y * w..][..2 * wo], &x[(2 * y + 1) * w..][..2 * wo]);
+                        for ((v, t), b) in row.iter_mut().zip(top.chunks(2)).zip(bottom.chunks(2)) {
+                            v.write((t[0] + t[1] + b[0] + b[1]) / 4.0);
+                        }
+                    }
+                }
+            })
+        })
     }
-    out
 }
 
 /// 2×2 max pooling (stride 2, floor mode) of `x [n, c, h, w]`, and for each output the index
@@ -352,20 +416,30 @@ pub fn max_pool(x: &[f32], [n, c, h, w]: [usize; 4]) -> (Vec<f32>, Vec<i64>) {
 pub fn avg_unpool(dy: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
     let (ho, wo) = (h / 2, w / 2);
     assert_eq!(dy.len(), n * c * ho * wo, "avg_unpool: output gradient size");
-    let mut out = vec![0.0f32; n * c * h * w];
     if ho * wo == 0 {
-        return out;
+        return vec![0.0; n * c * h * w];
     }
-    for (plane, dy) in out.chunks_mut(h * w).zip(dy.chunks(ho * wo)) {
-        for (y, dy) in dy.chunks(wo).enumerate() {
-            let row = &mut plane[2 * y * w..][..2 * wo];
-            for (pair, v) in row.chunks_mut(2).zip(dy) {
-                pair.fill(0.25 * v);
-            }
-            plane.copy_within(2 * y * w..2 * y * w + 2 * wo, (2 * y + 1) * w);
-        }
+    let planes = planes_per_chunk(h, w);
+    // SAFETY: the chunks cover the output, and every line of every plane is written: each pair
+    // of lines as quarters (a zero in a last odd column), a last odd line as zeros.
+    unsafe {
+        written(n * c * h * w, |out| {
+            for_each_chunk(out, planes * h * w, 0, |i, out, _| {
+                for (plane, dy) in out.chunks_mut(h * w).zip(dy[i * planes * ho * wo..].chunks(ho * wo)) {
+                    let (pairs, rest) = plane.split_at_mut(2 * ho * w);
+                    for (lines, dy) in pairs.chunks_mut(2 * w).zip(dy.chunks(wo)) {
+                        let (first, second) = lines.split_at_mut(w);
+                        for (pair, v) in first.chunks_mut(2).zip(dy) {
+                            pair.iter_mut().for_each(|p| { p.write(0.25 * v); });
+                        }
+                        first[2 * wo..].iter_mut().for_each(|p| { p.write(0.0); });
+                        second.copy_from_slice(first);
+                    }
+                    rest.iter_mut().for_each(|p| { p.write(0.0); });
+                }
+            })
+        })
     }
-    out
 }
 
 #[cfg(test)]
@@ -439,8 +513,22 @@ mod tests {
     }
 
     #[test]
+    fn masked_is_the_product_with_burns_relu_mask() {
+        // Over several chunks, with zeros and negative zeros among the gates.
+        let n = 3 * ELEMENTS + 17;
+        let (t, mut pre) = (draw(1000, n), draw(1001, n));
+        pre[..64].iter_mut().enumerate().for_each(|(i, p)| *p = if i % 2 == 0 { 0.0 } else { -0.0 });
+        let shape = [1, 1, 1, n];
+        let burns = tensor(&t, shape) * tensor(&pre, shape).greater_elem(0.0).float();
+        assert_eq!(masked(&t, &pre), burns.into_data().to_vec::<f32>().unwrap());
+    }
+
+    /// Pooling shapes: even and odd planes, and more planes than one chunk holds.
+    const POOLS: [[usize; 4]; 5] = [[2, 3, 8, 8], [1, 2, 7, 9], [3, 1, 3, 2], [40, 8, 8, 8], [20, 16, 9, 7]];
+
+    #[test]
     fn avg_pool_is_burns() {
-        for (i, [n, c, h, w]) in [[2, 3, 8, 8], [1, 2, 7, 9], [3, 1, 3, 2]].into_iter().enumerate() {
+        for (i, [n, c, h, w]) in POOLS.into_iter().enumerate() {
             let x = draw(900 + i as u64, n * c * h * w);
             close(&avg_pool(&x, [n, c, h, w]), module::avg_pool2d(tensor(&x, [n, c, h, w]), [2, 2], [2, 2], [0, 0], true, false));
         }
@@ -460,7 +548,7 @@ mod tests {
 
     #[test]
     fn avg_unpool_is_the_adjoint_of_burns_average_pooling() {
-        for (i, [n, c, h, w]) in [[2, 3, 8, 8], [1, 2, 7, 9], [3, 1, 3, 2]].into_iter().enumerate() {
+        for (i, [n, c, h, w]) in POOLS.into_iter().enumerate() {
             // <pool(x), dy> = <x, unpool(dy)> for every x, so the unpooling is the gradient of
             // the pooled sum weighted by dy.
             let dy = draw(400 + i as u64, n * c * (h / 2) * (w / 2));

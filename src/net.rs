@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConvImpl, InnerGrad, NetKind, OnceImpl};
 use crate::error::{Error, Result};
-use crate::once::{avg_pool_once, conv2d_once, max_pool_once, OnceOps};
+use crate::once::{avg_pool_once, conv2d_once, masked_once, max_pool_once, OnceOps};
 use crate::rng::normal;
 
 /// The weights of a network: one flat tensor per parameter, in [`Network::params`] order.
@@ -160,7 +160,7 @@ impl Network {
     /// [`conv2d_once`]'s backward, and pooling [`avg_pool_once`]'s and [`max_pool_once`]'s (other
     /// backends have their own weight gradient kernels, or run convolutions as im2col).
     pub fn forward_ad<B: Backend>(&self, params: &[Tensor<Autodiff<B>, 1>], x: Tensor<Autodiff<B>, 4>) -> Tensor<Autodiff<B>, 2> {
-        let custom = Custom { conv: &conv2d_once::<B>, avg: avg_pool_once::<B>, max: |x| max_pool_once::<B>(x).0 };
+        let custom = Custom { conv: &conv2d_once::<B>, avg: avg_pool_once::<B>, max: |x| max_pool_once::<B>(x).0, relu: |a| masked_once::<B>(a.clone(), a) };
         self.forward_with(params, x, Pooling::Fused, self.owns_conv::<B>().then_some(&custom))
     }
 
@@ -210,10 +210,14 @@ impl Network {
             Some(c) => (c.max)(x),
             None => pooling.max(x),
         };
+        let relu4 = |x| match custom {
+            Some(c) => (c.relu)(x),
+            None => relu(x),
+        };
         match self.kind {
             NetKind::LeNet => {
-                let x = max(relu(conv(x, next(), next(), 2)));
-                let x = max(relu(conv(x, next(), next(), 0)));
+                let x = max(relu4(conv(x, next(), next(), 2)));
+                let x = max(relu4(conv(x, next(), next(), 0)));
                 let x = flatten(x);
                 let x = relu(dense(x, next(), next()));
                 let x = relu(dense(x, next(), next()));
@@ -222,7 +226,7 @@ impl Network {
             NetKind::ConvNet => {
                 let mut x = x;
                 for _ in 0..self.depth {
-                    x = avg(relu(conv(x, next(), next(), 1)));
+                    x = avg(relu4(conv(x, next(), next(), 1)));
                 }
                 debug_assert_eq!(x.dims()[1], self.width);
                 debug_assert_eq!(x.dims()[2], self.image_size >> self.depth);
@@ -258,6 +262,8 @@ struct Custom<'a, B: Backend> {
     conv: &'a CustomConv<B>,
     avg: fn(Tensor<B, 4>) -> Tensor<B, 4>,
     max: fn(Tensor<B, 4>) -> Tensor<B, 4>,
+    /// The convolutions' ReLU.
+    relu: fn(Tensor<B, 4>) -> Tensor<B, 4>,
 }
 
 fn reshape<B: Backend, const D: usize>((t, spec): Param<'_, B>) -> Tensor<B, D> {

@@ -222,6 +222,29 @@ pub fn input_grad_once<B: Backend>(dy: Tensor<Ad<B>, 4>, w: Tensor<Ad<B>, 4>, pa
     })
 }
 
+/// `t · [pre > 0]`: `t` times the ReLU's derivative at `pre`, held constant (the ReLU itself
+/// where `t` is `pre`); on flex one pass of [`kernels::masked`], else with burn's 0/1 mask.
+pub fn masked<B: Backend>(t: Tensor<B, 4>, pre: Tensor<B, 4>) -> Tensor<B, 4> {
+    if on_slices(&t) {
+        let (shape, device) = (t.dims(), t.device());
+        return from_values(with_values([t, pre], |[t, pre]| kernels::masked(t, pre)), shape, &device);
+    }
+    t * pre.greater_elem(0.0).float()
+}
+
+/// [`masked`] differentiated once in `t` (the gate is a constant): its adjoint is itself.
+pub fn masked_once<B: Backend>(t: Tensor<Ad<B>, 4>, pre: Tensor<Ad<B>, 4>) -> Tensor<Ad<B>, 4> {
+    let pre = pre.inner();
+    if on_slices(&pre) {
+        let value = masked(t.clone().inner(), pre.clone());
+        return linear_once_valued(t, float(pre), value, |pre, g| masked(g, tensor(pre)));
+    }
+    // Elsewhere the 0/1 mask is built once and kept for the adjoint.
+    let mask = pre.greater_elem(0.0).float();
+    let value = t.clone().inner() * mask.clone();
+    linear_once_valued(t, float(mask), value, |mask, g| g * tensor(mask))
+}
+
 /// 2×2 average pooling (stride 2, floor mode) as burn's kernel, and its adjoint.
 fn avg_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     if on_slices(&x) {
@@ -351,6 +374,8 @@ pub struct OnceOps<B: Backend> {
     pub max_pool: fn(T4<B>) -> Pooled<B>,
     /// Its adjoint: `(dy, input, indices)`.
     pub max_unpool: fn(T4<B>, T4<B>, Indices<B>) -> T4<B>,
+    /// `(t, pre)` → `t · [pre > 0]`: the ReLU (`t` = `pre`) and its derivative's product.
+    pub masked: fn(T4<B>, T4<B>) -> T4<B>,
 }
 
 /// A convolution and its gradients, differentiated once.
@@ -377,6 +402,7 @@ impl<B: Backend> OnceOps<B> {
             avg_unpool: |dy, like| avg_unpool(float(like), dy),
             max_pool: max_pool_indexed,
             max_unpool: max_unpool_plain,
+            masked,
         }
     }
 }
@@ -390,6 +416,7 @@ impl<B: Backend> OnceOps<Ad<B>> {
             avg_unpool: avg_unpool_once::<B>,
             max_pool: max_pool_once::<B>,
             max_unpool: max_unpool_once::<B>,
+            masked: masked_once::<B>,
         }
     }
 }
