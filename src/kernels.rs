@@ -91,16 +91,18 @@ fn for_each_chunk<T: Send>(out: &mut [T], len: usize, scratch: usize, f: impl Fn
     out.chunks_mut(len).enumerate().for_each(run);
 }
 
-/// A vector of `len` floats, each written by `fill` (given the whole, uninitialised storage)
-/// before it is returned: for outputs that a kernel writes whole, where zeroing them first cost
-/// a `memset` per call (bench/README.md, change 23).
+/// A vector of `len` floats computed as [`for_each_chunk`] computes its chunks, `fill(index,
+/// chunk, scratch)` given each `chunk`-long piece of uninitialised storage: for outputs that a
+/// kernel writes whole, where zeroing them first cost a `memset` per call (bench/README.md,
+/// change 23).
 ///
 /// # Safety
-/// `fill` must write every one of the `len` entries.
-unsafe fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+/// `fill` must write every entry of each chunk it is given.
+unsafe fn written(len: usize, chunk: usize, scratch: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>], &mut [f32]) + Send + Sync) -> Vec<f32> {
     let mut v = Vec::<f32>::with_capacity(len);
-    fill(&mut v.spare_capacity_mut()[..len]);
-    // SAFETY: `fill` initialised the first `len` entries (the caller's promise).
+    for_each_chunk(&mut v.spare_capacity_mut()[..len], chunk, scratch, fill);
+    // SAFETY: the chunks cover the first `len` entries and `fill` wrote each (the caller's
+    // promise).
     unsafe { v.set_len(len) };
     v
 }
@@ -222,7 +224,7 @@ pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Ve
     let g = images_per_product(s.n, out_plane);
     let span = g * out_plane;
     let per_image = s.c_out * out_plane;
-    let fill = |y: &mut [MaybeUninit<f32>]| for_each_chunk(y, g * per_image, (rows + s.c_out) * span, |i, y, buf| {
+    let fill = |i: usize, y: &mut [MaybeUninit<f32>], buf: &mut [f32]| {
         let images = y.len() / per_image;
         let (cols, out) = buf.split_at_mut(rows * span);
         im2col_images(x, s, i * g, images, cols, span);
@@ -239,9 +241,9 @@ pub fn conv(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> Ve
                 }
             }
         }
-    });
-    // SAFETY: the chunks cover `y`, and each chunk's planes are all written.
-    unsafe { written(len, fill) }
+    };
+    // SAFETY: `fill` writes every plane of its chunk's images.
+    unsafe { written(len, g * per_image, (rows + s.c_out) * span, fill) }
 }
 
 /// The input gradient `[n, c_in, h, w]` of the convolution by `weight [c_out, c_in, k, k]`
@@ -307,7 +309,7 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
         return vec![0.0; size];
     }
     let span = g * out_plane;
-    let fill = |partial: &mut [MaybeUninit<f32>]| for_each_chunk(partial, size, (rows + s.c_out) * span, |i, dw, buf| {
+    let fill = |i: usize, dw: &mut [MaybeUninit<f32>], buf: &mut [f32]| {
         let images = g.min(s.n - i * g);
         let width = images * out_plane;
         let (cols, dys) = buf.split_at_mut(rows * span);
@@ -317,10 +319,10 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
         unsafe {
             matmul(s.c_out, rows, width, dw.as_mut_ptr().cast(), (1, rows as isize), false, dys.as_ptr(), (1, span as isize), cols.as_ptr(), (span as isize, 1));
         }
-    });
-    // SAFETY: the chunks cover `partial`, and each chunk is the destination of a product that
-    // writes it whole without reading it (`matmul` with `accumulate` false).
-    let mut partial = unsafe { written(chunks * size, fill) };
+    };
+    // SAFETY: each chunk is the destination of a product that writes it whole without reading
+    // it (`matmul` with `accumulate` false).
+    let mut partial = unsafe { written(chunks * size, size, (rows + s.c_out) * span, fill) };
     let (first, rest) = partial.split_at_mut(size);
     for chunk in rest.chunks(size) {
         for (a, b) in first.iter_mut().zip(chunk) {
@@ -339,17 +341,14 @@ const ELEMENTS: usize = 1 << 14;
 /// passes of burn's element-wise ops, which run on one thread (bench/README.md, change 24).
 pub fn masked(t: &[f32], pre: &[f32]) -> Vec<f32> {
     assert_eq!(t.len(), pre.len(), "masked: sizes");
-    // SAFETY: the chunks cover the output and each is written whole.
-    unsafe {
-        written(t.len(), |out| {
-            for_each_chunk(out, ELEMENTS, 0, |i, out, _| {
-                let (t, pre) = (&t[i * ELEMENTS..][..out.len()], &pre[i * ELEMENTS..][..out.len()]);
-                for ((o, t), p) in out.iter_mut().zip(t).zip(pre) {
-                    o.write(t * if *p > 0.0 { 1.0 } else { 0.0 });
-                }
-            })
-        })
-    }
+    let fill = |i: usize, out: &mut [MaybeUninit<f32>], _: &mut [f32]| {
+        let (t, pre) = (&t[i * ELEMENTS..][..out.len()], &pre[i * ELEMENTS..][..out.len()]);
+        for ((o, t), p) in out.iter_mut().zip(t).zip(pre) {
+            o.write(t * if *p > 0.0 { 1.0 } else { 0.0 });
+        }
+    };
+    // SAFETY: `fill` writes every entry of its chunk.
+    unsafe { written(t.len(), ELEMENTS, 0, fill) }
 }
 
 /// Whole planes of `h × w` per chunk of the pooling kernels: about [`ELEMENTS`] floats.
@@ -365,21 +364,18 @@ pub fn avg_pool(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
         return Vec::new();
     }
     let planes = planes_per_chunk(h, w);
-    // SAFETY: the chunks cover the output, and every output entry is written.
-    unsafe {
-        written(n * c * ho * wo, |out| {
-            for_each_chunk(out, planes * ho * wo, 0, |i, out, _| {
-                for (plane, x) in out.chunks_mut(ho * wo).zip(x[i * planes * h * w..].chunks(h * w)) {
-                    for (y, row) in plane.chunks_mut(wo).enumerate() {
-                        let (top, bottom) = (&x[2 * y * w..][..2 * wo], &x[(2 * y + 1) * w..][..2 * wo]);
-                        for ((v, t), b) in row.iter_mut().zip(top.chunks(2)).zip(bottom.chunks(2)) {
-                            v.write((t[0] + t[1] + b[0] + b[1]) / 4.0);
-                        }
-                    }
+    let fill = |i: usize, out: &mut [MaybeUninit<f32>], _: &mut [f32]| {
+        for (plane, x) in out.chunks_mut(ho * wo).zip(x[i * planes * h * w..].chunks(h * w)) {
+            for (y, row) in plane.chunks_mut(wo).enumerate() {
+                let (top, bottom) = (&x[2 * y * w..][..2 * wo], &x[(2 * y + 1) * w..][..2 * wo]);
+                for ((v, t), b) in row.iter_mut().zip(top.chunks(2)).zip(bottom.chunks(2)) {
+                    v.write((t[0] + t[1] + b[0] + b[1]) / 4.0);
                 }
-            })
-        })
-    }
+            }
+        }
+    };
+    // SAFETY: `fill` writes every output entry of its chunk's planes.
+    unsafe { written(n * c * ho * wo, planes * ho * wo, 0, fill) }
 }
 
 /// 2×2 max pooling (stride 2, floor mode) of `x [n, c, h, w]`, and for each output the index
@@ -420,26 +416,23 @@ pub fn avg_unpool(dy: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
         return vec![0.0; n * c * h * w];
     }
     let planes = planes_per_chunk(h, w);
-    // SAFETY: the chunks cover the output, and every line of every plane is written: each pair
-    // of lines as quarters (a zero in a last odd column), a last odd line as zeros.
-    unsafe {
-        written(n * c * h * w, |out| {
-            for_each_chunk(out, planes * h * w, 0, |i, out, _| {
-                for (plane, dy) in out.chunks_mut(h * w).zip(dy[i * planes * ho * wo..].chunks(ho * wo)) {
-                    let (pairs, rest) = plane.split_at_mut(2 * ho * w);
-                    for (lines, dy) in pairs.chunks_mut(2 * w).zip(dy.chunks(wo)) {
-                        let (first, second) = lines.split_at_mut(w);
-                        for (pair, v) in first.chunks_mut(2).zip(dy) {
-                            pair.iter_mut().for_each(|p| { p.write(0.25 * v); });
-                        }
-                        first[2 * wo..].iter_mut().for_each(|p| { p.write(0.0); });
-                        second.copy_from_slice(first);
-                    }
-                    rest.iter_mut().for_each(|p| { p.write(0.0); });
+    let fill = |i: usize, out: &mut [MaybeUninit<f32>], _: &mut [f32]| {
+        for (plane, dy) in out.chunks_mut(h * w).zip(dy[i * planes * ho * wo..].chunks(ho * wo)) {
+            let (pairs, rest) = plane.split_at_mut(2 * ho * w);
+            for (lines, dy) in pairs.chunks_mut(2 * w).zip(dy.chunks(wo)) {
+                let (first, second) = lines.split_at_mut(w);
+                for (pair, v) in first.chunks_mut(2).zip(dy) {
+                    pair.iter_mut().for_each(|p| { p.write(0.25 * v); });
                 }
-            })
-        })
-    }
+                first[2 * wo..].iter_mut().for_each(|p| { p.write(0.0); });
+                second.copy_from_slice(first);
+            }
+            rest.iter_mut().for_each(|p| { p.write(0.0); });
+        }
+    };
+    // SAFETY: `fill` writes every line of its chunk's planes: each pair of lines as quarters (a
+    // zero in a last odd column), a last odd line as zeros.
+    unsafe { written(n * c * h * w, planes * h * w, 0, fill) }
 }
 
 #[cfg(test)]
