@@ -1,9 +1,10 @@
-// Serves dist/ on http://127.0.0.1:PORT (default 8080): a plain static host, nothing else.
+// Serves dist/ (or the folder in $DIST) on http://127.0.0.1:PORT (default 8080): a plain static
+// host, nothing else.
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 
-const root = new URL('../dist/', import.meta.url).pathname;
+const root = process.env.DIST ? `${process.env.DIST}/` : new URL('../dist/', import.meta.url).pathname;
 const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.png': 'image/png' };
 const port = Number(process.env.PORT || process.argv[2] || 8080);
 

@@ -315,9 +315,11 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
         let (cols, dys) = buf.split_at_mut(rows * span);
         gather(dy, s, i * g, images, dys, span);
         im2col_images(x, s, i * g, images, cols, span);
-        // dw [c_out, rows] = dys [c_out, width] · colsᵀ [width, rows]
+        // dw [c_out, rows] = dys [c_out, width] · colsᵀ [width, rows], written column by
+        // column (as dwᵀ): gemm then packs the small `dys`, not the im2col matrix
+        // (bench/README.md, change 25).
         unsafe {
-            matmul(s.c_out, rows, width, dw.as_mut_ptr().cast(), (1, rows as isize), false, dys.as_ptr(), (1, span as isize), cols.as_ptr(), (span as isize, 1));
+            matmul(s.c_out, rows, width, dw.as_mut_ptr().cast(), (s.c_out as isize, 1), false, dys.as_ptr(), (1, span as isize), cols.as_ptr(), (span as isize, 1));
         }
     };
     // SAFETY: each chunk is the destination of a product that writes it whole without reading
@@ -329,8 +331,13 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
             *a += *b;
         }
     }
-    partial.truncate(size);
-    partial
+    let mut dw = vec![0.0; size];
+    for (r, row) in first.chunks(s.c_out).enumerate() {
+        for (o, v) in row.iter().enumerate() {
+            dw[o * rows + r] = *v;
+        }
+    }
+    dw
 }
 
 /// Elements per chunk of the element-wise kernels ([`masked`]).
