@@ -12,7 +12,7 @@
 // contains it (e.g. "flex" for native flex and the page's flex backend); the ratio columns need
 // their reference rows (native ndarray 1 thread, native flex all threads) kept.
 import { execFileSync } from 'node:child_process';
-import { serve, launch, waitText, demoPage } from '../tests/e2e/helpers.mjs';
+import { timeDemo } from '../tests/e2e/helpers.mjs';
 
 const N = Number(process.argv[2] || 8);
 const NETS = Number(process.argv[3] || 1);
@@ -29,23 +29,6 @@ function nativeSeconds(backend, threads) {
   }
 }
 
-async function page(backend) {
-  const server = await serve();
-  const browser = await launch({ webgpu: backend === 'webgpu' });
-  try {
-    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : backend, iterations: N, nets: NETS });
-    await page.click('#start');
-    await waitText(page, '#run-status', new RegExp(`finished after ${N} iterations|stopped`), 1200000);
-    const chunks = await page.evaluate(() => window.anondistill.chunks);
-    const used = await page.getAttribute('#backend-label', 'data-backend');
-    const [first, last] = [chunks[0], chunks[chunks.length - 1]];
-    return { used, all: last.elapsed / last.iterations, steady: (last.elapsed - first.elapsed) / (last.iterations - first.iterations) };
-  } finally {
-    await browser.close();
-    server.close();
-  }
-}
-
 const wanted = (name) => name.includes(ONLY);
 const rows = [];
 for (const [name, backend, threads] of [['native ndarray, 1 thread', 'ndarray', 1], ['native ndarray, all threads', 'ndarray', 0], ['native flex, 1 thread', 'flex', 1], ['native flex, all threads', 'flex', 0]]) {
@@ -54,7 +37,7 @@ for (const [name, backend, threads] of [['native ndarray, 1 thread', 'ndarray', 
 const names = { cpu: 'CPU (wasm, SIMD, 1 thread, flex)', ndarray: 'CPU (wasm, SIMD, 1 thread, ndarray)', webgpu: 'WebGPU' };
 for (const b of ['cpu', 'ndarray', 'webgpu']) {
   if (!wanted(`page ${names[b]}`)) continue;
-  const r = await page(b);
+  const r = await timeDemo({ backend: b, iterations: N, nets: NETS });
   rows.push([`page ${names[b]} [${r.used}]`, r.steady, r.all]);
 }
 const find = (name) => (rows.find((r) => r[0] === name) || [null, NaN])[1];

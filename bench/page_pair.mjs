@@ -9,7 +9,7 @@
 //
 // Arguments: rounds, iterations, networks per iteration, then the folders of the builds.
 import { resolve } from 'node:path';
-import { serve, launch, waitText, demoPage } from '../tests/e2e/helpers.mjs';
+import { timeDemo } from '../tests/e2e/helpers.mjs';
 
 const [rounds, N, nets] = process.argv.slice(2, 5).map(Number);
 const builds = process.argv.slice(5).map((d) => resolve(d));
@@ -18,30 +18,13 @@ if (!(rounds > 0 && N > 2 && nets > 0 && builds.length > 0)) {
   process.exit(2);
 }
 
-async function secondsPerIteration(dist) {
-  process.env.DIST = dist;
-  const server = await serve();
-  const browser = await launch({ webgpu: false });
-  try {
-    const { page } = await demoPage(browser, server.url, { backend: 'cpu', iterations: N, nets });
-    await page.click('#start');
-    await waitText(page, '#run-status', new RegExp(`finished after ${N} iterations|stopped`), 1200000);
-    const chunks = await page.evaluate(() => window.anondistill.chunks);
-    const [first, last] = [chunks[0], chunks[chunks.length - 1]];
-    return (last.elapsed - first.elapsed) / (last.iterations - first.iterations);
-  } finally {
-    await browser.close();
-    server.close();
-  }
-}
-
 const median = (v) => {
   const s = [...v].sort((a, b) => a - b);
   return (s[Math.floor((s.length - 1) / 2)] + s[Math.ceil((s.length - 1) / 2)]) / 2;
 };
 const times = builds.map(() => []);
 for (let r = 0; r < rounds; r++) {
-  for (const [i, dist] of builds.entries()) times[i].push(await secondsPerIteration(dist));
+  for (const [i, dist] of builds.entries()) times[i].push((await timeDemo({ backend: 'cpu', iterations: N, nets, dist })).steady);
   console.log(`round ${r + 1}: ${times.map((t) => t[r].toFixed(4)).join('  ')}`);
 }
 console.log('| build | mean s per iteration | median | median ratio to the first, per round |');

@@ -7,9 +7,11 @@ import { chromium } from 'playwright-core';
 export const ARTIFACTS = new URL('../../target/e2e/', import.meta.url).pathname;
 mkdirSync(ARTIFACTS, { recursive: true });
 
-export async function serve() {
+/** Serves the built page (`dist/`, or the folder `dist` when given) on loopback. */
+export async function serve(dist) {
   const port = 18000 + Math.floor(Math.random() * 1000);
-  const proc = spawn('node', [new URL('../../scripts/serve.mjs', import.meta.url).pathname, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const env = dist ? { ...process.env, DIST: dist } : process.env;
+  const proc = spawn('node', [new URL('../../scripts/serve.mjs', import.meta.url).pathname, String(port)], { stdio: ['ignore', 'pipe', 'inherit'], env });
   await new Promise((resolve, reject) => {
     proc.stdout.on('data', (d) => d.toString().includes('open http') && resolve());
     proc.on('exit', (c) => reject(new Error(`server exited ${c}`)));
@@ -56,4 +58,24 @@ export async function demoPage(browser, url, { backend, iterations, nets }) {
   await setSetting(page, 'max_iterations', iterations);
   if (nets) await setSetting(page, 'nets_per_iteration', nets);
   return opened;
+}
+
+/** Runs the demo distillation in a fresh browser on the page served from `dist` (`dist/` when
+ *  not given) until it ends; returns the backend it used and its seconds per outer iteration,
+ *  over the whole run (`all`) and after the first chunk (`steady`). For the benchmarks. */
+export async function timeDemo({ backend, iterations, nets, dist }) {
+  const server = await serve(dist);
+  const browser = await launch({ webgpu: backend === 'webgpu' });
+  try {
+    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : backend, iterations, nets });
+    await page.click('#start');
+    await waitText(page, '#run-status', new RegExp(`finished after ${iterations} iterations|stopped`), 1200000);
+    const chunks = await page.evaluate(() => window.anondistill.chunks);
+    const used = await page.getAttribute('#backend-label', 'data-backend');
+    const [first, last] = [chunks[0], chunks[chunks.length - 1]];
+    return { used, all: last.elapsed / last.iterations, steady: (last.elapsed - first.elapsed) / (last.iterations - first.iterations) };
+  } finally {
+    await browser.close();
+    server.close();
+  }
 }
