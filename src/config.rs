@@ -96,6 +96,8 @@ pub struct Config {
     pub convnet_width: usize,
     /// ConvNet blocks (each halves the image size).
     pub convnet_depth: usize,
+    /// Multiplier of LeNet's channels and hidden units (1: the reference's 6, 16, 120 and 84).
+    pub lenet_width: usize,
     /// Images are resized to `image_size × image_size`.
     pub image_size: usize,
     /// Distilled steps (each step is one batch of distilled images).
@@ -176,6 +178,7 @@ impl Default for Config {
             once_ops: OnceImpl::Auto,
             convnet_width: 32,
             convnet_depth: 3,
+            lenet_width: 1,
             image_size: 28,
             steps: 10,
             images_per_class_per_step: 1,
@@ -226,6 +229,7 @@ impl Config {
         range("epochs", self.epochs, 1, 100)?;
         range("convnet_width", self.convnet_width, 1, 1024)?;
         range("convnet_depth", self.convnet_depth, 1, 6)?;
+        range("lenet_width", self.lenet_width, 1, 16)?;
         range("batch_size", self.batch_size, 1, 1 << 20)?;
         range("nets_per_iteration", self.nets_per_iteration, 1, 64)?;
         range("epochs_outer", self.epochs_outer, 1, 1_000_000)?;

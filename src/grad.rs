@@ -261,10 +261,11 @@ mod tests {
     #[test]
     fn manual_gradients_equal_autodiff() {
         let dev = Default::default();
-        let cases = [(NetKind::LeNet, 28), (NetKind::LeNet, 13), (NetKind::ConvNet, 16), (NetKind::ConvNet, 14)];
-        for (net, size) in cases {
+        // (network, image size, LeNet's width multiplier)
+        let cases = [(NetKind::LeNet, 28, 1), (NetKind::LeNet, 13, 1), (NetKind::LeNet, 13, 2), (NetKind::ConvNet, 16, 1), (NetKind::ConvNet, 14, 1)];
+        for (net, size, lenet_width) in cases {
             for conv in [ConvImpl::Direct, ConvImpl::Im2col] {
-                let cfg = Config { net, conv, image_size: size, convnet_width: 4, convnet_depth: 2, ..Config::default() };
+                let cfg = Config { net, conv, image_size: size, convnet_width: 4, convnet_depth: 2, lenet_width, ..Config::default() };
                 let network = Network::new(&cfg, 3).unwrap();
                 let mut r = rng(5, Stream::Training);
                 let params = network.init::<B>(&mut r, &dev);

@@ -137,6 +137,7 @@ config_args! {
     once_ops: anondistill::OnceImpl => parse_json::<anondistill::OnceImpl>, "Manual inner gradients' operations differentiated once with the backend's kernels: auto, off, pooling or all (same values, speed differs)";
     convnet_width: usize, "Channels of every ConvNet block";
     convnet_depth: usize, "ConvNet blocks";
+    lenet_width: usize, "Multiplier of LeNet's channels and hidden units (1: 6, 16, 120, 84)";
     image_size: usize, "Images are resized to this square size";
     steps: usize, "Distilled steps";
     images_per_class_per_step: usize, "Distilled images of each class in each step";

@@ -77,12 +77,13 @@ impl Network {
                         "image_size {s} is too small for LeNet (needs at least 12)"
                     )));
                 }
+                let m = config.lenet_width;
                 [
-                    ParamSpec::conv("conv1", 6, 1, 5),
-                    ParamSpec::conv("conv2", 16, 6, 5),
-                    ParamSpec::dense("fc1", 16 * after * after, 120),
-                    ParamSpec::dense("fc2", 120, 84),
-                    ParamSpec::dense("fc3", 84, classes),
+                    ParamSpec::conv("conv1", 6 * m, 1, 5),
+                    ParamSpec::conv("conv2", 16 * m, 6 * m, 5),
+                    ParamSpec::dense("fc1", 16 * m * after * after, 120 * m),
+                    ParamSpec::dense("fc2", 120 * m, 84 * m),
+                    ParamSpec::dense("fc3", 84 * m, classes),
                 ]
                 .concat()
             }
@@ -381,6 +382,18 @@ mod tests {
         }
         let small = Config { image_size: 11, ..Config::default() };
         assert!(Network::new(&small, 2).unwrap_err().to_string().contains("too small for LeNet"));
+    }
+
+    #[test]
+    fn lenet_width_multiplies_channels_and_hidden_units() {
+        let wide = Network::new(&Config { lenet_width: 2, ..Config::default() }, 10).unwrap();
+        let shapes: Vec<Vec<usize>> = wide.params().iter().filter(|p| p.shape.len() > 1).map(|p| p.shape.clone()).collect();
+        assert_eq!(shapes, vec![vec![12, 1, 5, 5], vec![32, 12, 5, 5], vec![32 * 5 * 5, 240], vec![240, 168], vec![168, 10]]);
+        let params = wide.init::<B>(&mut rng(0, Stream::Training), &Default::default());
+        let x = Tensor::<B, 4>::zeros([2, 1, 28, 28], &Default::default());
+        assert_eq!(wide.forward(&params, x).dims(), [2, 10]);
+        let too_wide = Config { lenet_width: 17, ..Config::default() };
+        assert!(too_wide.validate().unwrap_err().to_string().contains("lenet_width"));
     }
 
     #[test]
