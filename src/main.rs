@@ -30,6 +30,9 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of its largest variant (every configuration field as an
+// option) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Distil a folder (root/<class>/<image>) or an .npz; without DATA, the built-in demo X-rays.
