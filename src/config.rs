@@ -369,6 +369,7 @@ mod tests {
             (Config { image_size: 4, ..Config::default() }, "image_size"),
             (Config { images_per_step: Some(0), ..Config::default() }, "images_per_step"),
             (Config { holdout_fraction: 0.95, ..Config::default() }, "holdout_fraction"),
+            (Config { lenet_width: 17, ..Config::default() }, "lenet_width"),
             (
                 Config { net: NetKind::ConvNet, image_size: 8, convnet_depth: 4, ..Config::default() },
                 "ConvNet",
