@@ -32,6 +32,7 @@ function settings() {
       nets_per_iteration: int('nets_per_iteration'),
       image_size: int('image_size'),
       net: f.get('net'),
+      lenet_width: Math.max(1, int('lenet_width')),
       seed: int('seed'),
     },
     backend: f.get('backend'),

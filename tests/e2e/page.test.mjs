@@ -233,7 +233,12 @@ test('pause holds the run and resume finishes it (on the burn-ndarray fallback)'
 
 test('a saved session continues where it stopped and ends where an uninterrupted run ends', async () => {
   const browser = await launch({ webgpu: false });
-  const cpuDemo = () => demoPage(browser, server.url, { backend: 'cpu', iterations: 6 });
+  // At LeNet width 2, so that the session file has to carry a setting that is not the default.
+  const cpuDemo = async () => {
+    const opened = await demoPage(browser, server.url, { backend: 'cpu', iterations: 6 });
+    await setSetting(opened.page, 'lenet_width', 2);
+    return opened;
+  };
   const images = (page) => page.evaluate(() => window.anondistill.distilled.images);
   try {
     const straight = (await cpuDemo()).page;
@@ -256,9 +261,11 @@ test('a saved session continues where it stopped and ends where an uninterrupted
     const { page: second, late } = await cpuDemo();
     const afterReady = late.length;
     await setSetting(second, 'max_iterations', 99);
+    await setSetting(second, 'lenet_width', 1);
     await second.setInputFiles('#session-input', file);
     await waitText(second, '#run-status', /finished after 6 iterations/);
     assert.equal(await second.inputValue('#settings [name=max_iterations]'), '6', 'the saved settings are restored');
+    assert.equal(await second.inputValue('#settings [name=lenet_width]'), '2', 'the saved width is restored');
     assert.equal(await second.evaluate(() => window.anondistill.losses.length), 6 - pausedAt);
     assert.deepEqual(await images(second), expected, 'the resumed run ends where the uninterrupted one does');
     assert.deepEqual(late.slice(afterReady), []);
