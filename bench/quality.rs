@@ -5,7 +5,7 @@
 //!
 //!     cargo run --release --example bench_quality -- [--rows 1,4,5] [--iterations 600] [--nets 10]
 //!         [--seeds 6] [--restarts 3] [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--tune-nets 3]
-//!         [--set field=value ...] [--curve 1000]
+//!         [--set field=value ...] [--curve 1000] [--select-every 1000]
 //!
 //! Rows 1–6 run by default; rows 7, 8 and 9 are rows 1, 2 and 3 on the official MNIST files
 //! (60,000 training digits where mnist10k has 8,000), the data their published anchors come from.
@@ -22,7 +22,10 @@
 //! combination is then distilled on the whole training split and scored on the test split.
 //! The audit holdout is off here (`holdout_fraction` 0): every row distils from the whole
 //! training split, as the baselines train on it. `--curve N` prints the distilled program's test
-//! accuracy every N iterations (a learning curve; nothing is chosen by it).
+//! accuracy every N iterations (a learning curve; nothing is chosen by it). `--select-every N`
+//! distils on the training split minus the validation tenth and keeps the iteration (checked
+//! every N) whose program scores best on that tenth: early stopping on validation, the test
+//! split scoring only the state kept.
 //!
 //! Every row starts from `Config::default()`, so it samples `nets_per_iteration` 4 networks per
 //! iteration since the eighth set of runs (bench/README.md); the earlier sets ran with one.
@@ -198,6 +201,58 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
     (mean_std(&scores), iterations)
 }
 
+/// `--select-every N`: distils on the training split minus a stratified validation tenth, scores
+/// the program on that tenth every `every` iterations and at the end, keeps the state that scored
+/// best there (the earliest on ties) and scores it once on `test`. Runs as
+/// [`distilled_accuracy`] does (fixed init: `nets` runs, seeds 0..nets, one network each; random
+/// init: `seeds` runs of `nets` networks). Returns the test accuracy, the iterations run and, per
+/// run, the iteration kept. The test split scores only the kept states; the test accuracy at
+/// each checkpoint is printed beside the validation score, to show how the two agree, and
+/// chooses nothing.
+fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &Dataset, nets: usize, seeds: usize, every: usize) -> (Accuracy, usize, Vec<usize>) {
+    let device = Default::default();
+    let (prepared, val) = validation_split(train, config);
+    let val_set = TestSet::<B>::new(&val, prepared.norm, &device);
+    let test_set = TestSet::<B>::new(test, prepared.norm, &device);
+    let runs = if config.known_init { nets } else { seeds };
+    let (mut scores, mut kept, mut iterations, mut last) = (Vec::new(), Vec::new(), 0, None);
+    for seed in 0..runs {
+        let c = Config { seed: config.seed + seed as u64, eval_nets: nets, ..config.clone() };
+        let mut d = Distiller::<B>::new(c.clone(), &prepared.train, prepared.norm, &device).unwrap();
+        let score = |d: &Distiller<B>, on: &TestSet<B>| {
+            let distilled = pollster::block_on(d.distilled()).unwrap();
+            (pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), on, &device)).unwrap(), distilled)
+        };
+        let mut best: Option<(f64, usize, anondistill::distill::Distilled)> = None;
+        loop {
+            let end = (d.iteration() + every).min(d.total_iterations());
+            let stopped = pollster::block_on(run_until(&mut d, end, |_| {}));
+            let (v, distilled) = score(&d, &val_set);
+            let (t, _) = score(&d, &test_set);
+            eprintln!("  seed {} select: iteration {}: validation {} %, test {} % (not used to choose)", c.seed, d.iteration(), pct(&v), pct(&t));
+            if best.as_ref().is_none_or(|b| v.mean > b.0) {
+                best = Some((v.mean, d.iteration(), distilled));
+            }
+            if let Some(why) = stopped {
+                eprintln!("  seed {}: stopped early at iteration {}: {why}", c.seed, d.iteration());
+                break;
+            }
+            if d.iteration() >= d.total_iterations() {
+                break;
+            }
+        }
+        let (v, at, distilled) = best.expect("at least one checkpoint");
+        let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
+        eprintln!("  seed {}: kept iteration {at} (validation {:.2} %): test {} %", c.seed, 100.0 * v, pct(&a));
+        iterations = d.iteration();
+        kept.push(at);
+        scores.push(a.mean);
+        last = Some(a);
+    }
+    let a = if runs == 1 { last.expect("one run") } else { mean_std(&scores) };
+    (a, iterations, kept)
+}
+
 /// The training split minus a stratified validation tenth, prepared for distillation, and that
 /// tenth (for `--tune` and `--restarts`; never the test split).
 fn validation_split(train: &Dataset, config: &Config) -> (Prepared, Dataset) {
@@ -262,6 +317,7 @@ fn run<B: Backend>(backend: &str) {
     let nets: usize = arg("--nets").and_then(|v| v.parse().ok()).unwrap_or(10);
     let seeds: usize = arg("--seeds").and_then(|v| v.parse().ok()).unwrap_or(1);
     let restarts: usize = arg("--restarts").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let select_every: Option<usize> = arg("--select-every").and_then(|v| v.parse().ok()).filter(|&n| n > 0);
     let wanted: Vec<usize> = arg("--rows").map(|r| r.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or_else(|| vec![1, 2, 3, 4, 5, 6]);
     let extra = args("--set").join(" ");
     let tune = arg("--tune");
@@ -309,6 +365,11 @@ fn run<B: Backend>(backend: &str) {
             let restarts_note = format!("best of {restarts} seeds on validation");
             chosen = if chosen == "-" { restarts_note } else { format!("{chosen}; {restarts_note}") };
             (if seeds == 1 { Accuracy { std: f64::NAN, ..mean_std(&runs) } } else { mean_std(&runs) }, ran)
+        } else if let Some(every) = select_every {
+            let (a, ran, kept) = selected_on_validation::<B>(&config, &splits.train, &test, nets, seeds, every);
+            let note = format!("the iteration best on validation, checked every {every} (kept: {kept:?})");
+            chosen = if chosen == "-" { note } else { format!("{chosen}; {note}") };
+            (a, ran)
         } else {
             distilled_accuracy::<B>(&config, &prepared, &test, nets, seeds)
         };
