@@ -5,23 +5,25 @@
 // with all). Prints a table of seconds per outer iteration and ratios to native ndarray on one
 // thread and to native flex (all threads, the command line's default).
 //
-//     bash scripts/build-web.sh && cargo build --release && node bench/browser.mjs [iterations] [nets] [only]
+//     bash scripts/build-web.sh && cargo build --release && node bench/browser.mjs [iterations] [nets] [only] [width]
 //
 // `nets` is `nets_per_iteration` on every side (1 unless given: one meta-step per iteration, the
 // unit the other benchmarks time; the page's default is 4). `only` keeps the rows whose name
 // contains it (e.g. "flex" for native flex and the page's flex backend); the ratio columns need
-// their reference rows (native ndarray 1 thread, native flex all threads) kept.
+// their reference rows (native ndarray 1 thread, native flex all threads) kept. `width` is
+// LeNet's width (`lenet_width`) on every side, 1 unless given.
 import { execFileSync } from 'node:child_process';
 import { timeDemo } from '../tests/e2e/helpers.mjs';
 
 const N = Number(process.argv[2] || 8);
 const NETS = Number(process.argv[3] || 1);
 const ONLY = process.argv[4] || '';
+const WIDTH = Number(process.argv[5] || 1);
 
 
 function nativeSeconds(backend, threads) {
   try {
-    execFileSync('bash', ['-c', `${threads ? `RAYON_NUM_THREADS=${threads} MATMUL_NUM_THREADS=${threads} ` : ''}target/release/anondistill distill --max-iterations ${N} --nets-per-iteration ${NETS} --no-eval --backend ${backend} --out /tmp/anondistill-bench.zip 2> /tmp/anondistill-bench.log`]);
+    execFileSync('bash', ['-c', `${threads ? `RAYON_NUM_THREADS=${threads} MATMUL_NUM_THREADS=${threads} ` : ''}target/release/anondistill distill --max-iterations ${N} --nets-per-iteration ${NETS} --lenet-width ${WIDTH} --no-eval --backend ${backend} --out /tmp/anondistill-bench.zip 2> /tmp/anondistill-bench.log`]);
     const m = /\(([\d.]+) s each\)/.exec(execFileSync('cat', ['/tmp/anondistill-bench.log']).toString());
     return m ? Number(m[1]) : NaN;
   } catch (e) {
@@ -37,13 +39,13 @@ for (const [name, backend, threads] of [['native ndarray, 1 thread', 'ndarray', 
 const names = { cpu: 'CPU (wasm, SIMD, 1 thread, flex)', ndarray: 'CPU (wasm, SIMD, 1 thread, ndarray)', webgpu: 'WebGPU' };
 for (const b of ['cpu', 'ndarray', 'webgpu']) {
   if (!wanted(`page ${names[b]}`)) continue;
-  const r = await timeDemo({ backend: b, iterations: N, nets: NETS });
+  const r = await timeDemo({ backend: b, iterations: N, nets: NETS, width: WIDTH });
   rows.push([`page ${names[b]} [${r.used}]`, r.steady, r.all]);
 }
 const find = (name) => (rows.find((r) => r[0] === name) || [null, NaN])[1];
 const ref = find('native ndarray, 1 thread');
 const flex = find('native flex, all threads');
-console.log(`demo distillation (LeNet, 28x28, 2 classes, 10 steps x 2 images x 3 epochs, batch 320), ${N} iterations, ${NETS} network(s) per iteration`);
+console.log(`demo distillation (LeNet, 28x28, 2 classes, 10 steps x 2 images x 3 epochs, batch 320), ${N} iterations, ${NETS} network(s) per iteration, LeNet width ${WIDTH}`);
 console.log('| where | s per iteration (after the first chunk for the page) | s per iteration, all | ratio to native ndarray 1 thread | ratio to native flex, all threads |');
 console.log('|---|---|---|---|---|');
 for (const [name, s, all] of rows) console.log(`| ${name} | ${s.toFixed(3)} | ${all === undefined ? s.toFixed(3) : all.toFixed(3)} | ${(s / ref).toFixed(2)} | ${(s / flex).toFixed(2)} |`);

@@ -48,8 +48,9 @@ export async function setSetting(page, name, value) {
 export const waitText = (page, sel, re, timeout = 600000) =>
   page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s).textContent), [sel, re.source], { timeout });
 
-/** Opens the page with the demo patches loaded, the backend picked and the iterations set. */
-export async function demoPage(browser, url, { backend, iterations, nets }) {
+/** Opens the page with the demo patches loaded, the backend picked and the iterations set (and
+ *  the networks per iteration and LeNet's width, when given). */
+export async function demoPage(browser, url, { backend, iterations, nets, width }) {
   const opened = await open(browser, url);
   const { page } = opened;
   await page.click('#demo-button');
@@ -57,17 +58,18 @@ export async function demoPage(browser, url, { backend, iterations, nets }) {
   if (backend) await page.selectOption('#settings [name=backend]', backend);
   await setSetting(page, 'max_iterations', iterations);
   if (nets) await setSetting(page, 'nets_per_iteration', nets);
+  if (width) await setSetting(page, 'lenet_width', width);
   return opened;
 }
 
 /** Runs the demo distillation in a fresh browser on the page served from `dist` (`dist/` when
  *  not given) until it ends; returns the backend it used and its seconds per outer iteration,
  *  over the whole run (`all`) and after the first chunk (`steady`). For the benchmarks. */
-export async function timeDemo({ backend, iterations, nets, dist }) {
+export async function timeDemo({ backend, iterations, nets, width, dist }) {
   const server = await serve(dist);
   const browser = await launch({ webgpu: backend === 'webgpu' });
   try {
-    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : backend, iterations, nets });
+    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : backend, iterations, nets, width });
     await page.click('#start');
     await waitText(page, '#run-status', new RegExp(`finished after ${iterations} iterations|stopped`), 1200000);
     const chunks = await page.evaluate(() => window.anondistill.chunks);
