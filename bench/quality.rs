@@ -25,7 +25,7 @@
 //! accuracy every N iterations (a learning curve; nothing is chosen by it). `--select-every N`
 //! distils on the training split minus the validation tenth and keeps the iteration (checked
 //! every N) whose program scores best on that tenth: early stopping on validation, the test
-//! split scoring only the state kept.
+//! split scoring only the state kept (not combined with `--restarts`, which takes precedence).
 //!
 //! Every row starts from `Config::default()`, so it samples `nets_per_iteration` 4 networks per
 //! iteration since the eighth set of runs (bench/README.md); the earlier sets ran with one.
@@ -254,7 +254,7 @@ fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &D
 }
 
 /// The training split minus a stratified validation tenth, prepared for distillation, and that
-/// tenth (for `--tune` and `--restarts`; never the test split).
+/// tenth (for `--tune`, `--restarts` and `--select-every`; never the test split).
 fn validation_split(train: &Dataset, config: &Config) -> (Prepared, Dataset) {
     let (fit, val) = train.split(0.1, 0).unwrap();
     (Prepared::from_npz(NpzSplits { train: fit, val: None, test: Some(val.clone()) }, config).unwrap(), val)
