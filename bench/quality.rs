@@ -215,20 +215,19 @@ fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &D
     let val_set = TestSet::<B>::new(&val, prepared.norm, &device);
     let test_set = TestSet::<B>::new(test, prepared.norm, &device);
     let runs = if config.known_init { nets } else { seeds };
-    let (mut scores, mut kept, mut iterations, mut last) = (Vec::new(), Vec::new(), 0, None);
+    let (mut scores, mut kept, mut iterations) = (Vec::new(), Vec::new(), 0);
     for seed in 0..runs {
         let c = Config { seed: config.seed + seed as u64, eval_nets: nets, ..config.clone() };
         let mut d = Distiller::<B>::new(c.clone(), &prepared.train, prepared.norm, &device).unwrap();
-        let score = |d: &Distiller<B>, on: &TestSet<B>| {
-            let distilled = pollster::block_on(d.distilled()).unwrap();
-            (pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), on, &device)).unwrap(), distilled)
+        let score = |d: &Distiller<B>, distilled: &anondistill::distill::Distilled, on: &TestSet<B>| {
+            pollster::block_on(evaluate_distilled(&c, distilled, d.fixed_init(), on, &device)).unwrap()
         };
         let mut best: Option<(f64, usize, anondistill::distill::Distilled)> = None;
         loop {
             let end = (d.iteration() + every).min(d.total_iterations());
             let stopped = pollster::block_on(run_until(&mut d, end, |_| {}));
-            let (v, distilled) = score(&d, &val_set);
-            let (t, _) = score(&d, &test_set);
+            let distilled = pollster::block_on(d.distilled()).unwrap();
+            let (v, t) = (score(&d, &distilled, &val_set), score(&d, &distilled, &test_set));
             eprintln!("  seed {} select: iteration {}: validation {} %, test {} % (not used to choose)", c.seed, d.iteration(), pct(&v), pct(&t));
             if best.as_ref().is_none_or(|b| v.mean > b.0) {
                 best = Some((v.mean, d.iteration(), distilled));
@@ -242,15 +241,16 @@ fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &D
             }
         }
         let (v, at, distilled) = best.expect("at least one checkpoint");
-        let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
+        let a = score(&d, &distilled, &test_set);
         eprintln!("  seed {}: kept iteration {at} (validation {:.2} %): test {} %", c.seed, 100.0 * v, pct(&a));
         iterations = d.iteration();
         kept.push(at);
+        if runs == 1 {
+            return (a, iterations, kept);
+        }
         scores.push(a.mean);
-        last = Some(a);
     }
-    let a = if runs == 1 { last.expect("one run") } else { mean_std(&scores) };
-    (a, iterations, kept)
+    (mean_std(&scores), iterations, kept)
 }
 
 /// The training split minus a stratified validation tenth, prepared for distillation, and that

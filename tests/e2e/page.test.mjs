@@ -233,12 +233,9 @@ test('pause holds the run and resume finishes it (on the burn-ndarray fallback)'
 
 test('a saved session continues where it stopped and ends where an uninterrupted run ends', async () => {
   const browser = await launch({ webgpu: false });
-  // At LeNet width 2, so that the session file has to carry a setting that is not the default.
-  const cpuDemo = async () => {
-    const opened = await demoPage(browser, server.url, { backend: 'cpu', iterations: 6 });
-    await setSetting(opened.page, 'lenet_width', 2);
-    return opened;
-  };
+  // At LeNet width 2; the page that continues the session is set to width 1 before loading it, so
+  // the width has to come back from the session file.
+  const cpuDemo = () => demoPage(browser, server.url, { backend: 'cpu', iterations: 6, width: 2 });
   const images = (page) => page.evaluate(() => window.anondistill.distilled.images);
   try {
     const straight = (await cpuDemo()).page;
