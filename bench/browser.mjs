@@ -5,13 +5,15 @@
 // with all). Prints a table of seconds per outer iteration and ratios to native ndarray on one
 // thread and to native flex (all threads, the command line's default).
 //
-//     bash scripts/build-web.sh && cargo build --release && node bench/browser.mjs [iterations] [nets] [only] [width]
+//     bash scripts/build-web.sh && cargo build --release && node bench/browser.mjs [iterations] [nets] [only] [width] [workers]
 //
 // `nets` is `nets_per_iteration` on every side (1 unless given: one meta-step per iteration, the
 // unit the other benchmarks time; the page's default is 4). `only` keeps the rows whose name
 // contains it (e.g. "flex" for native flex and the page's flex backend); the ratio columns need
 // their reference rows (native ndarray 1 thread, native flex all threads) kept. `width` is
-// LeNet's width (`lenet_width`) on every side, 1 unless given.
+// LeNet's width (`lenet_width`) on every side, 1 unless given. The page's CPU rows run in one
+// Web Worker; `workers` above 1 adds a row of the page's flex backend with that many workers
+// (the page's "CPU workers": helper workers computing an iteration's networks in parallel).
 import { execFileSync } from 'node:child_process';
 import { timeDemo } from '../tests/e2e/helpers.mjs';
 
@@ -19,6 +21,7 @@ const N = Number(process.argv[2] || 8);
 const NETS = Number(process.argv[3] || 1);
 const ONLY = process.argv[4] || '';
 const WIDTH = Number(process.argv[5] || 1);
+const WORKERS = Number(process.argv[6] || 1);
 
 
 function nativeSeconds(backend, threads) {
@@ -37,9 +40,11 @@ for (const [name, backend, threads] of [['native ndarray, 1 thread', 'ndarray', 
   if (wanted(name)) rows.push([name, nativeSeconds(backend, threads)]);
 }
 const names = { cpu: 'CPU (wasm, SIMD, 1 thread, flex)', ndarray: 'CPU (wasm, SIMD, 1 thread, ndarray)', webgpu: 'WebGPU' };
-for (const b of ['cpu', 'ndarray', 'webgpu']) {
+if (WORKERS > 1) names.shared = `CPU (wasm, SIMD, flex, ${WORKERS} workers)`;
+for (const b of Object.keys(names)) {
   if (!wanted(`page ${names[b]}`)) continue;
-  const r = await timeDemo({ backend: b, iterations: N, nets: NETS, width: WIDTH });
+  const shared = b === 'shared';
+  const r = await timeDemo({ backend: shared ? 'cpu' : b, iterations: N, nets: NETS, width: WIDTH, workers: shared ? WORKERS : 1 });
   rows.push([`page ${names[b]} [${r.used}]`, r.steady, r.all]);
 }
 const find = (name) => (rows.find((r) => r[0] === name) || [null, NaN])[1];

@@ -102,6 +102,22 @@ impl<B: Backend> MetaGradient<B> {
     fn scaled(self, f: f64) -> Self {
         Self { loss: self.loss * f, images: self.images * f, labels: self.labels * f, raw_lrs: self.raw_lrs * f }
     }
+
+    /// The mean of the networks' meta-gradients, summed in their order (one is returned as is).
+    pub fn mean(grads: Vec<Self>) -> Self {
+        let n = grads.len();
+        let sum = grads.into_iter().reduce(Self::plus).expect("at least one network");
+        if n > 1 { sum.scaled(1.0 / n as f64) } else { sum }
+    }
+}
+
+/// What one outer iteration's hyper-gradient is taken over: the initial weights of each network
+/// in the order they were sampled, and the real minibatch they all adapt to.
+pub struct Plan<B: Backend> {
+    /// One set of initial weights per network.
+    pub inits: Vec<Params<B>>,
+    /// Indices of the real minibatch in the training split.
+    pub batch: Vec<usize>,
 }
 
 /// A distillation in progress.
@@ -206,6 +222,11 @@ impl<B: Backend> Distiller<B> {
     /// Outer iterations done.
     pub fn iteration(&self) -> usize {
         self.iteration
+    }
+
+    /// Images in the training split.
+    pub fn train_len(&self) -> usize {
+        self.train_len
     }
 
     /// Real minibatch size (the configured one capped by the data).
@@ -313,19 +334,24 @@ impl<B: Backend> Distiller<B> {
         }
     }
 
-    /// The next iteration's hyper-gradient: an initial network, a real minibatch, then the other
-    /// `nets_per_iteration − 1` networks, and the mean of their [`Distiller::meta_gradient`]s.
-    /// With a fixed initialisation every network is the same one, so one is computed.
-    pub fn hypergradient(&mut self) -> MetaGradient<B> {
-        let init = self.sample_init();
+    /// The next iteration's networks and minibatch: an initial network, a real minibatch, then the
+    /// other `nets_per_iteration − 1` networks (the order the random stream is drawn in). With a
+    /// fixed initialisation every network is the same one, so the plan holds one.
+    pub fn plan(&mut self) -> Plan<B> {
+        let first = self.sample_init();
         let batch = self.next_batch();
-        let mut g = self.meta_gradient(&init, &batch);
-        let nets = self.networks_per_iteration();
-        for _ in 1..nets {
-            let init = self.sample_init();
-            g = g.plus(self.meta_gradient(&init, &batch));
+        let mut inits = vec![first];
+        for _ in 1..self.networks_per_iteration() {
+            inits.push(self.sample_init());
         }
-        if nets > 1 { g.scaled(1.0 / nets as f64) } else { g }
+        Plan { inits, batch }
+    }
+
+    /// The next iteration's hyper-gradient: the mean of the [`Distiller::meta_gradient`]s of
+    /// [`Distiller::plan`]'s networks.
+    pub fn hypergradient(&mut self) -> MetaGradient<B> {
+        let plan = self.plan();
+        MetaGradient::mean(plan.inits.iter().map(|init| self.meta_gradient(init, &plan.batch)).collect())
     }
 
     /// Networks sampled per iteration: `nets_per_iteration`, or 1 with a fixed initialisation.
@@ -339,6 +365,13 @@ impl<B: Backend> Distiller<B> {
     /// device only asynchronously.
     pub async fn step(&mut self) -> Result<StepReport> {
         let g = self.hypergradient();
+        self.apply(g).await
+    }
+
+    /// The Adam step of one outer iteration, given its hyper-gradient (from
+    /// [`Distiller::hypergradient`], or the mean of the meta-gradients of a [`Distiller::plan`]'s
+    /// networks computed elsewhere); the checks and the report are [`Distiller::step`]'s.
+    pub async fn apply(&mut self, g: MetaGradient<B>) -> Result<StepReport> {
         let sq = |t: Tensor<B, 1>| t.clone().mul(t).sum();
         let checks = Tensor::cat(
             vec![

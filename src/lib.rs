@@ -22,6 +22,7 @@ pub mod net;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod once;
+pub mod parallel;
 pub mod pipeline;
 pub mod rng;
 pub mod train;

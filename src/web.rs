@@ -34,6 +34,8 @@ macro_rules! on_engine {
     };
 }
 
+mod workers;
+
 /// The page's backends: `cpu` is burn-flex (the fastest CPU backend in wasm too, bench/README.md
 /// change 19), `ndarray` the burn-ndarray fallback a user can pick, `webgpu` burn-wgpu.
 enum Engine {
@@ -55,6 +57,8 @@ struct Inner {
     metrics: Option<Evaluation>,
     /// The privacy audit of the state at `outcome.iterations` (dropped when that moves on).
     audit: Option<Audit>,
+    /// The iteration planned for helper workers (see `workers`), and the chunk so far.
+    parallel: workers::Pending,
 }
 
 /// What the page shows about the loaded data.
@@ -144,6 +148,7 @@ impl Session {
             fixed_init: None,
             metrics: None,
             audit: None,
+            parallel: Default::default(),
         };
         Ok(Session { inner: Rc::new(RefCell::new(inner)) })
     }
@@ -223,29 +228,7 @@ impl Session {
         future_to_promise(async move {
             let mut engine = take_engine(&inner)?;
             let chunk = on_engine!(&mut engine, d => run_chunk(d, iterations as usize).await);
-            let total = on_engine!(&engine, d => d.total_iterations());
-            let mut s = inner.borrow_mut();
-            if let Some((d, c)) = chunk.snapshot {
-                if c.meta.iteration != s.outcome.iterations {
-                    s.audit = None;
-                }
-                s.outcome.iterations = c.meta.iteration;
-                s.last_good = Some(d);
-                s.last_checkpoint = Some(c);
-            }
-            if let Some(why) = &chunk.stopped {
-                s.outcome.stopped_early = Some(why.clone());
-            }
-            if !chunk.device_lost {
-                s.engine = Some(engine);
-            }
-            to_js(&ChunkResult {
-                reports: chunk.reports,
-                iterations: s.outcome.iterations,
-                total,
-                stopped: chunk.stopped,
-                device_lost: chunk.device_lost,
-            })
+            settle(&inner, engine, chunk)
         })
     }
 
@@ -348,6 +331,34 @@ impl Session {
     }
 }
 
+/// Keeps a chunk's last state (and the engine, unless its device is lost); the chunk's result
+/// for the page.
+fn settle(inner: &Rc<RefCell<Inner>>, engine: Engine, chunk: Chunk) -> Result<JsValue, JsValue> {
+    let total = on_engine!(&engine, d => d.total_iterations());
+    let mut s = inner.borrow_mut();
+    if let Some((d, c)) = chunk.snapshot {
+        if c.meta.iteration != s.outcome.iterations {
+            s.audit = None;
+        }
+        s.outcome.iterations = c.meta.iteration;
+        s.last_good = Some(d);
+        s.last_checkpoint = Some(c);
+    }
+    if let Some(why) = &chunk.stopped {
+        s.outcome.stopped_early = Some(why.clone());
+    }
+    if !chunk.device_lost {
+        s.engine = Some(engine);
+    }
+    to_js(&ChunkResult {
+        reports: chunk.reports,
+        iterations: s.outcome.iterations,
+        total,
+        stopped: chunk.stopped,
+        device_lost: chunk.device_lost,
+    })
+}
+
 #[derive(Serialize)]
 struct ChunkResult {
     reports: Vec<StepReport>,
@@ -372,6 +383,11 @@ fn take_engine(inner: &Rc<RefCell<Inner>>) -> Result<Engine, JsValue> {
 async fn run_chunk<B: Backend>(d: &mut Distiller<B>, n: usize) -> Chunk {
     let mut reports = Vec::new();
     let error = run_until(d, d.iteration() + n, |r| reports.push(r.clone())).await;
+    finish_chunk(d, reports, error).await
+}
+
+/// The end of a chunk of iterations: the state read back, unless an error says the device is gone.
+async fn finish_chunk<B: Backend>(d: &mut Distiller<B>, reports: Vec<StepReport>, error: Option<crate::Error>) -> Chunk {
     let mut device_lost = matches!(error, Some(crate::Error::Backend(_)));
     let mut stopped = error.map(|e| e.to_string());
     let snapshot = if device_lost {

@@ -36,6 +36,7 @@ function settings() {
       seed: int('seed'),
     },
     backend: f.get('backend'),
+    workers: Math.max(1, int('workers')),
   };
 }
 
@@ -96,7 +97,7 @@ async function loadIntoWorker() {
 // current worker.
 async function resumeFrom(bytes, backend, run) {
   // A copy, as an ArrayBuffer: the page keeps its own to fall back on again.
-  const msg = { type: 'resume', bytes: ArrayBuffer.isView(bytes) ? bytes.slice().buffer : bytes.slice(0), backend, run };
+  const msg = { type: 'resume', bytes: ArrayBuffer.isView(bytes) ? bytes.slice().buffer : bytes.slice(0), backend, run, workers: settings().workers };
   const transfer = [msg.bytes];
   if (state.demo) msg.demo = true;
   else {
@@ -419,7 +420,7 @@ const handlers = {
     showSummary(m.summary);
     if (m.attribution) $('attribution').textContent = m.attribution;
     if (state.pendingStart) {
-      send({ type: 'start', backend: state.pendingStart });
+      send({ type: 'start', backend: state.pendingStart, workers: settings().workers });
       state.pendingStart = null;
     }
   },
@@ -427,8 +428,9 @@ const handlers = {
     state.total = m.total;
     state.backend = m.backend;
     $('backend-label').textContent = ({ webgpu: 'running on the GPU (WebGPU)', cpu: 'running on the CPU (WebAssembly, burn-flex)', ndarray: 'running on the CPU (WebAssembly, burn-ndarray)' }[m.backend] || `running on ${m.backend}`) +
-      (state.fallbacks ? ' after the GPU was lost' : '');
+      (m.workers > 1 ? `, ${m.workers} workers` : '') + (state.fallbacks ? ' after the GPU was lost' : '');
     $('backend-label').dataset.backend = m.backend;
+    $('backend-label').dataset.workers = m.workers;
     $('progress').max = m.total;
     $('progress').value = m.iterations;
     state.firstChunk = null;
@@ -533,6 +535,9 @@ const handlers = {
     $('audit-status').textContent = `audit of iteration ${state.checkpoint ? state.checkpoint.iterations : '?'}; it goes into the download`;
     $('audit').disabled = state.running;
   },
+  notice(m) {
+    $('notice').textContent = m.message;
+  },
   archive(m) {
     saveBlob(new Blob([m.bytes], { type: 'application/zip' }), 'result.zip');
   },
@@ -557,4 +562,6 @@ const handlers = {
   },
 };
 
+// One worker per core, up to the 4 networks an iteration samples by default.
+$('settings').elements.workers.value = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
 spawnWorker();

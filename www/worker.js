@@ -9,7 +9,13 @@ let running = false;
 let startTime = 0;
 let doneBefore = 0;
 let gpuDevice = null;
-const ready = init().then(() => post({ type: 'ready' }));
+// The wasm module, compiled once: this worker instantiates it, and so does each helper.
+const wasmUrl = new URL('../pkg/anondistill_bg.wasm', import.meta.url);
+const compiled = WebAssembly.compileStreaming(fetch(wasmUrl)).catch(() => fetch(wasmUrl).then((r) => r.arrayBuffer()).then((b) => WebAssembly.compile(b)));
+const ready = compiled
+  .then((module) => init({ module_or_path: module }))
+  .then(() => Promise.all(pool.map((h) => h.loaded)))
+  .then(() => post({ type: 'ready' }));
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 const yieldToEvents = () => new Promise((r) => setTimeout(r, 0));
@@ -49,11 +55,112 @@ function postSnapshot() {
   post({ type: 'checkpoint', bytes, iterations: session.iterations() }, [bytes.buffer]);
 }
 
+// ---- helper workers (CPU backends) -------------------------------------------------------------
+// The networks an iteration samples are independent: network j of each iteration goes to worker
+// j mod (helpers + 1), 0 being this one. The engine averages them in order, so the result is the
+// same as with no helper, bit for bit. Helpers are loaded with the page and handed the compiled
+// wasm module, so a run makes no request after the page has loaded (up to PRELOAD helpers); they
+// are kept from one session to the next.
+const PRELOAD = 3; // the default 4 networks per iteration over 4 workers
+let helpers = []; // those of the current run
+const pool = [];
+let nextCall = 0;
+
+function newHelper() {
+  const h = { worker: new Worker(new URL('./helper.js', import.meta.url), { type: 'module' }), calls: new Map(), broken: null };
+  h.worker.onmessage = ({ data: m }) => {
+    const c = h.calls.get(m.id);
+    h.calls.delete(m.id);
+    if (c && m.type === 'error') c.reject(new Error(`a helper worker failed: ${m.message}`));
+    else if (c) c.resolve(m);
+  };
+  h.worker.onerror = (e) => {
+    h.broken = new Error(`a helper worker failed: ${e.message || 'it could not start'}`);
+    for (const c of h.calls.values()) c.reject(h.broken);
+    h.calls.clear();
+  };
+  // Sends a message; resolves to the helper's reply to it.
+  h.call = (msg) => new Promise((resolve, reject) => {
+    if (h.broken) return reject(h.broken);
+    const id = nextCall++;
+    h.calls.set(id, { resolve, reject });
+    h.worker.postMessage({ ...msg, id });
+  });
+  h.loaded = h.call({ type: 'hello' }).catch(() => null);
+  pool.push(h);
+  return h;
+}
+for (let k = 0; k < PRELOAD; k++) newHelper();
+
+function dropHelper(h) {
+  h.worker.terminate();
+  pool.splice(pool.indexOf(h), 1);
+  helpers = helpers.filter((x) => x !== h);
+}
+
+function stopHelpers() {
+  helpers = [];
+}
+
+// Helpers for a run on `backend`: `workers` in all counting this one, no more than the networks
+// of an iteration. If one cannot start, the run stays in this worker.
+async function startHelpers(backend, workers) {
+  stopHelpers();
+  const config = session.configJson();
+  const cfg = JSON.parse(config);
+  const nets = cfg.known_init ? 1 : cfg.nets_per_iteration;
+  const count = Math.min((workers || 1) - 1, nets - 1);
+  if (backend === 'webgpu' || count < 1) return;
+  while (pool.length < count) newHelper();
+  const chosen = pool.slice(0, count);
+  const split = session.trainSplit();
+  const module = await compiled;
+  const started = await Promise.allSettled(chosen.map((h) => h.call({ type: 'init', module, backend, config, split })));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    chosen.filter((_, k) => started[k].status === 'rejected').forEach(dropHelper);
+    post({ type: 'notice', message: `${failed.reason.message}; running in one worker` });
+    return;
+  }
+  helpers = chosen;
+}
+
+function helperGradient(h, plan, j) {
+  return h.call({ type: 'gradient', images: plan.images, labels: plan.labels, rawLrs: plan.rawLrs, init: plan.inits[j], batch: plan.batch }).then((m) => m.gradient);
+}
+
+// Up to `n` iterations with the networks spread over this worker and the helpers; resolves to
+// what `session.run(n)` resolves to. A helper that fails is dropped and its networks are
+// computed here.
+async function runShared(n) {
+  for (let k = 0; k < n; k++) {
+    const plan = await session.plan();
+    if (!plan) break;
+    const workers = helpers.length + 1;
+    const pending = plan.inits.map((_, j) => (j % workers ? helperGradient(helpers[(j % workers) - 1], plan, j) : null));
+    const grads = [];
+    for (let j = 0; j < pending.length; j += workers) grads[j] = await session.gradient(j);
+    const settled = await Promise.allSettled(pending);
+    for (let j = 0; j < settled.length; j++) {
+      if (pending[j] === null) continue;
+      if (settled[j].status === 'fulfilled') grads[j] = settled[j].value;
+      else {
+        if (helpers.length) post({ type: 'notice', message: `${settled[j].reason.message}; carrying on in one worker` });
+        [...helpers].filter((h) => h.broken).forEach(dropHelper);
+        stopHelpers();
+        grads[j] = await session.gradient(j);
+      }
+    }
+    if (!(await session.apply(grads))) break;
+  }
+  return session.endChunk();
+}
+
 async function runLoop() {
   startTime = performance.now();
   doneBefore = session.iterations();
   while (running) {
-    const r = await session.run(CHUNK);
+    const r = helpers.length ? await runShared(CHUNK) : await session.run(CHUNK);
     const elapsed = (performance.now() - startTime) / 1000;
     post({ type: 'progress', reports: r.reports, iterations: r.iterations, total: r.total, elapsed, doneThisRun: r.iterations - doneBefore });
     if (r.device_lost) {
@@ -78,6 +185,7 @@ async function runLoop() {
 }
 
 function open(config) {
+  stopHelpers();
   const json = JSON.stringify(config);
   session = source.demo
     ? Session.demo(json)
@@ -85,10 +193,11 @@ function open(config) {
   post({ type: 'loaded', summary: session.summary(), config, attribution: source.demo ? demoAttribution() : undefined });
 }
 
-async function begin(backend, sessionFile) {
+async function begin(backend, sessionFile, workers) {
   const chosen = await pickBackend(backend);
   const total = await session.start(chosen, sessionFile);
-  post({ type: 'started', backend: session.backend(), total, iterations: session.iterations(), resumed: !!sessionFile });
+  await startHelpers(session.backend(), workers);
+  post({ type: 'started', backend: session.backend(), workers: helpers.length + 1, total, iterations: session.iterations(), resumed: !!sessionFile });
   postSnapshot();
 }
 
@@ -101,19 +210,19 @@ const handlers = {
     source = { demo: true };
     open(config);
   },
-  async start({ backend }) {
-    await begin(backend);
+  async start({ backend, workers }) {
+    await begin(backend, undefined, workers);
     running = true;
     runLoop().catch(fail);
   },
   // Loads the data again with a session file's settings and continues from where it was saved
   // (or only restores it, when `run` is false).
-  async resume({ bytes, backend, run, files, demo }) {
+  async resume({ bytes, backend, run, files, demo, workers }) {
     if (files) source = { files };
     if (demo) source = { demo: true };
     if (!source) throw new Error('load the data the session was distilled from first');
     open(JSON.parse(sessionConfig(new Uint8Array(bytes))));
-    await begin(backend, new Uint8Array(bytes));
+    await begin(backend, new Uint8Array(bytes), workers);
     if (run === false) {
       post({ type: 'restored', iterations: session.iterations() });
       return;

@@ -49,8 +49,8 @@ export const waitText = (page, sel, re, timeout = 600000) =>
   page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s).textContent), [sel, re.source], { timeout });
 
 /** Opens the page with the demo patches loaded, the backend picked and the iterations set (and
- *  the networks per iteration and LeNet's width, when given). */
-export async function demoPage(browser, url, { backend, iterations, nets, width }) {
+ *  the networks per iteration, LeNet's width and the CPU workers, when given). */
+export async function demoPage(browser, url, { backend, iterations, nets, width, workers }) {
   const opened = await open(browser, url);
   const { page } = opened;
   await page.click('#demo-button');
@@ -59,17 +59,18 @@ export async function demoPage(browser, url, { backend, iterations, nets, width 
   await setSetting(page, 'max_iterations', iterations);
   if (nets) await setSetting(page, 'nets_per_iteration', nets);
   if (width) await setSetting(page, 'lenet_width', width);
+  if (workers) await setSetting(page, 'workers', workers);
   return opened;
 }
 
 /** Runs the demo distillation in a fresh browser on the page served from `dist` (`dist/` when
  *  not given) until it ends; returns the backend it used and its seconds per outer iteration,
  *  over the whole run (`all`) and after the first chunk (`steady`). For the benchmarks. */
-export async function timeDemo({ backend, iterations, nets, width, dist }) {
+export async function timeDemo({ backend, iterations, nets, width, workers, dist }) {
   const server = await serve(dist);
   const browser = await launch({ webgpu: backend === 'webgpu' });
   try {
-    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : backend, iterations, nets, width });
+    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : backend, iterations, nets, width, workers });
     await page.click('#start');
     await waitText(page, '#run-status', new RegExp(`finished after ${iterations} iterations|stopped`), 1200000);
     const chunks = await page.evaluate(() => window.anondistill.chunks);

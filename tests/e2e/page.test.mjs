@@ -231,6 +231,33 @@ test('pause holds the run and resume finishes it (on the burn-ndarray fallback)'
   }
 });
 
+test('helper workers share the networks of each iteration and distil exactly what one worker does', async () => {
+  const browser = await launch({ webgpu: false });
+  // Four networks per iteration over three workers: this one takes networks 0 and 3, each helper
+  // one; then the same run in one worker.
+  const run = async (workers) => {
+    const { page, late } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 4, nets: 4, workers });
+    await page.click('#start');
+    await waitText(page, '#run-status', /finished after 4 iterations/);
+    const label = await page.textContent('#backend-label');
+    assert.deepEqual(late, []);
+    return { label, workers: await page.getAttribute('#backend-label', 'data-workers'), ...(await page.evaluate(() => ({ losses: [...window.anondistill.losses], images: [...window.anondistill.distilled.images], lrs: [...window.anondistill.distilled.lrs] }))) };
+  };
+  try {
+    const shared = await run(3);
+    assert.equal(shared.workers, '3');
+    assert.match(shared.label, /burn-flex\), 3 workers/);
+    const alone = await run(1);
+    assert.equal(alone.workers, '1');
+    assert.equal(shared.losses.length, 4);
+    assert.deepEqual(shared.losses, alone.losses, 'the same outer losses');
+    assert.deepEqual(shared.lrs, alone.lrs, 'the same learning rates');
+    assert.deepEqual(shared.images, alone.images, 'the same images, bit for bit');
+  } finally {
+    await browser.close();
+  }
+});
+
 test('a saved session continues where it stopped and ends where an uninterrupted run ends', async () => {
   const browser = await launch({ webgpu: false });
   // At LeNet width 2; the page that continues the session is set to width 1 before loading it, so
