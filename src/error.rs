@@ -36,6 +36,9 @@ pub enum Error {
     /// A saved session cannot be read or does not fit the data it is resumed on.
     #[error("cannot resume the session: {0}")]
     Session(String),
+    /// Values handed between workers do not fit the run (the page's helper workers).
+    #[error("a worker was handed data that do not fit this run: {0}")]
+    Worker(String),
     /// The backend failed to hand data back (for instance a lost GPU device).
     #[error("backend error: {0}")]
     Backend(String),

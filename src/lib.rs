@@ -4,7 +4,8 @@
 //! The pieces, in the order a run uses them: [`data`] loads and splits images, [`config`] holds
 //! every setting, [`net`] defines the functional networks, [`distill`] learns the distilled
 //! images, labels and learning rates, [`eval`] measures them against baselines, and [`export`]
-//! writes (and reads) the result archive.
+//! writes (and reads) the result archive. [`parallel`] spreads an iteration's networks over
+//! several workers (the page's helper Web Workers) with the same result.
 
 pub mod adam;
 pub mod audit;

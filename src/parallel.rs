@@ -70,7 +70,7 @@ pub async fn host_gradient<B: Backend>(g: MetaGradient<B>) -> Result<HostGradien
 fn tensor<B: Backend, const D: usize>(values: &[f32], shape: [usize; D], what: &str, device: &B::Device) -> Result<Tensor<B, D>> {
     let want: usize = shape.iter().product();
     if values.len() != want {
-        return Err(Error::Data(format!("{what}: {} values where {want} were expected", values.len())));
+        return Err(Error::Worker(format!("{what}: {} values where {want} were expected", values.len())));
     }
     Ok(Tensor::from_data(TensorData::new(values.to_vec(), shape), device))
 }
@@ -91,7 +91,7 @@ impl<B: Backend> Distiller<B> {
         let specs = self.network().params();
         let want: usize = specs.iter().map(|p| p.numel()).sum();
         if values.len() != want {
-            return Err(Error::Data(format!("network weights: {} values where {want} were expected", values.len())));
+            return Err(Error::Worker(format!("network weights: {} values where {want} were expected", values.len())));
         }
         let mut at = 0;
         let mut params = Vec::with_capacity(specs.len());
@@ -119,7 +119,7 @@ impl<B: Backend> Distiller<B> {
     /// `batch`. Replaces this distiller's own distilled data with `state`.
     pub async fn remote_gradient(&mut self, state: &HostState, init: &[f32], batch: &[usize]) -> Result<HostGradient> {
         if let Some(&i) = batch.iter().find(|&&i| i >= self.train_len()) {
-            return Err(Error::Data(format!("batch index {i} is outside the {} training images", self.train_len())));
+            return Err(Error::Worker(format!("batch index {i} is outside the {} training images", self.train_len())));
         }
         let (s, dev) = (self.state(), self.device());
         let next = DistilledTensors {

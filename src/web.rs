@@ -1,7 +1,8 @@
 //! The browser shell: a thin wasm-bindgen API over the engine, driven from a Web Worker
 //! (`www/worker.js`). Every method that touches the device returns a promise and reads tensors
 //! back only asynchronously; the distilled data are mirrored on the host after every chunk of
-//! iterations, so a lost GPU device or a divergence still leaves something to download.
+//! iterations, so a lost GPU device or a divergence still leaves something to download. On the CPU
+//! backends the networks of an iteration can be shared with helper workers (`workers`).
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -125,8 +125,12 @@ async function startHelpers(backend, workers) {
   helpers = chosen;
 }
 
+let breakNextHelperCall = false; // set by the test hook `fail-helper`
+
 function helperGradient(h, plan, j) {
-  return h.call({ type: 'gradient', images: plan.images, labels: plan.labels, rawLrs: plan.rawLrs, init: plan.inits[j], batch: plan.batch }).then((m) => m.gradient);
+  const init = breakNextHelperCall ? plan.inits[j].subarray(1) : plan.inits[j];
+  breakNextHelperCall = false;
+  return h.call({ type: 'gradient', images: plan.images, labels: plan.labels, rawLrs: plan.rawLrs, init, batch: plan.batch }).then((m) => m.gradient);
 }
 
 // Up to `n` iterations with the networks spread over this worker and the helpers; resolves to
@@ -255,6 +259,10 @@ const handlers = {
   async export() {
     const bytes = session.export();
     post({ type: 'archive', bytes }, [bytes.buffer]);
+  },
+  // For tests: the next network handed to a helper is cut short, so that the helper fails.
+  async 'fail-helper'() {
+    breakNextHelperCall = true;
   },
   // For tests: makes the GPU device go away, as a driver reset or an unplugged GPU would.
   async 'lose-device'() {

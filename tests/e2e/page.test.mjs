@@ -258,6 +258,27 @@ test('helper workers share the networks of each iteration and distil exactly wha
   }
 });
 
+test('a helper worker that fails is dropped and the run ends where one worker ends', async () => {
+  const browser = await launch({ webgpu: false });
+  const run = async (workers, breakHelper) => {
+    const { page } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 6, nets: 4, workers });
+    await page.click('#start');
+    if (breakHelper) {
+      await page.waitForFunction(() => window.anondistill.checkpoint && window.anondistill.checkpoint.iterations >= 2, null, { timeout: 600000 });
+      await page.evaluate(() => window.anondistill.worker.postMessage({ type: 'fail-helper' }));
+      await waitText(page, '#notice', /a helper worker failed: a worker was handed data that do not fit this run: network weights: \d+ values where \d+ were expected; carrying on in one worker/, 120000);
+    }
+    await waitText(page, '#run-status', /finished after 6 iterations/);
+    return page.evaluate(() => [...window.anondistill.distilled.images]);
+  };
+  try {
+    const broken = await run(2, true);
+    assert.deepEqual(broken, await run(1, false), 'the same images as in one worker');
+  } finally {
+    await browser.close();
+  }
+});
+
 test('a saved session continues where it stopped and ends where an uninterrupted run ends', async () => {
   const browser = await launch({ webgpu: false });
   // At LeNet width 2; the page that continues the session is set to width 1 before loading it, so
