@@ -113,13 +113,14 @@ impl Session {
     pub fn gradient(&self, i: usize) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let engine = take_engine(&inner)?;
+            // The plan is read before the engine is taken, so that a bad call cannot lose it.
             let (init, batch) = {
                 let s = inner.borrow();
                 let plan = s.parallel.plan.as_ref().ok_or_else(|| js_err("no iteration is planned"))?;
                 let init = plan.inits.get(i).ok_or_else(|| js_err(format!("the plan has no network {i}")))?;
                 (init.clone(), plan.batch.clone())
             };
+            let engine = take_engine(&inner)?;
             let g = on_engine!(&engine, d => async {
                 let init = d.params_from_host(&init)?;
                 host_gradient(d.meta_gradient(&init, &batch)).await
