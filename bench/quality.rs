@@ -18,7 +18,8 @@
 //!
 //! With `--tune`, every combination of the listed values is distilled on the training split minus
 //! a stratified validation tenth and scored on that tenth with `--tune-nets` networks (never on
-//! the test split); the best
+//! the test split; fields joined by `+` take their values together, e.g.
+//! `--tune "steps+images_per_step=1+10,10+1"` compares two layouts of 10 images); the best
 //! combination is then distilled on the whole training split and scored on the test split.
 //! The audit holdout is off here (`holdout_fraction` 0): every row distils from the whole
 //! training split, as the baselines train on it. `--curve N` prints the distilled program's test
@@ -291,12 +292,22 @@ fn best_of_restarts<B: Backend>(config: &Config, train: &Dataset, test: &Dataset
     (a, d.iteration(), seed, v)
 }
 
-/// Every combination of `spec` ("a=1,2 b=x,y"), as override strings.
+/// Every combination of `spec` ("a=1,2 b=x,y"), as override strings. Fields joined by `+` take
+/// their values together ("steps+images_per_step=1+10,10+1": two candidates, not four).
 fn grid(spec: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     for part in spec.split_whitespace() {
         let (k, vals) = part.split_once('=').expect("field=v1,v2");
-        out = out.iter().flat_map(|o| vals.split(',').map(move |v| format!("{o} {k}={v}"))).collect();
+        let keys: Vec<&str> = k.split('+').collect();
+        let sets: Vec<String> = vals
+            .split(',')
+            .map(|v| {
+                let vs: Vec<&str> = v.split('+').collect();
+                assert_eq!(vs.len(), keys.len(), "{part}: each candidate needs a value for each of {k}");
+                keys.iter().zip(&vs).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            })
+            .collect();
+        out = out.iter().flat_map(|o| sets.iter().map(move |s| format!("{o} {s}"))).collect();
     }
     out
 }
