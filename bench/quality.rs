@@ -40,7 +40,7 @@ use anondistill::{
     config::Config,
     data::{load_files, load_npz, Dataset, NpzSplits},
     demo::demo_files,
-    distill::Distiller,
+    distill::{Distilled, Distiller},
     eval::{evaluate_distilled, evaluate_full_data, evaluate_random_subset, Accuracy, TestSet},
     pipeline::{run_until, Prepared},
 };
@@ -158,6 +158,25 @@ fn mean_std(scores: &[f64]) -> Accuracy {
     Accuracy { mean, std, per_class: Vec::new(), nets: scores.len() }
 }
 
+/// `config` with distillation seed `seed` and `nets` evaluation networks, and its distiller on
+/// `prepared`'s training images (every function below starts each run here).
+fn distiller<B: Backend>(config: &Config, seed: u64, nets: usize, prepared: &Prepared) -> (Config, Distiller<B>) {
+    let c = Config { seed, eval_nets: nets, ..config.clone() };
+    let d = Distiller::<B>::new(c.clone(), &prepared.train, prepared.norm, &Default::default()).unwrap();
+    (c, d)
+}
+
+/// `distilled` (a state of `d`, run with `c`) scored on `set`: on `d`'s fixed initialisation,
+/// or on `c.eval_nets` fresh networks.
+fn score<B: Backend>(c: &Config, d: &Distiller<B>, distilled: &Distilled, set: &TestSet<B>) -> Accuracy {
+    pollster::block_on(evaluate_distilled(c, distilled, d.fixed_init(), set, &Default::default())).unwrap()
+}
+
+/// [`score`] of `d`'s present state.
+fn score_now<B: Backend>(c: &Config, d: &Distiller<B>, set: &TestSet<B>) -> Accuracy {
+    score(c, d, &pollster::block_on(d.distilled()).unwrap(), set)
+}
+
 /// The distilled program's accuracy on `test`: with a random initialisation, over `nets` fresh
 /// networks, or with `seeds` > 1 over `seeds` runs distilled from seeds 0..seeds (the mean of
 /// each run's `nets` networks); with a fixed initialisation, over `nets` runs each distilled for
@@ -169,12 +188,7 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
     let runs = if config.known_init { nets } else { seeds };
     let (mut scores, mut iterations) = (Vec::new(), 0);
     for seed in 0..runs {
-        let c = Config { seed: config.seed + seed as u64, eval_nets: nets, ..config.clone() };
-        let mut d = Distiller::<B>::new(c.clone(), &prepared.train, prepared.norm, &device).unwrap();
-        let score = |d: &Distiller<B>| {
-            let distilled = pollster::block_on(d.distilled()).unwrap();
-            pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap()
-        };
+        let (c, mut d) = distiller::<B>(config, config.seed + seed as u64, nets, prepared);
         // To the end, with the learning curve on `test` every `--curve` iterations (not used to
         // choose anything: the row's number is the end of the run).
         let every = arg("--curve").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
@@ -187,10 +201,10 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
             if d.iteration() >= d.total_iterations() {
                 break;
             }
-            eprintln!("  seed {} curve: iteration {}, outer lr {:.5}: {} % on the scored split", c.seed, d.iteration(), d.outer_lr(d.iteration()), pct(&score(&d)));
+            eprintln!("  seed {} curve: iteration {}, outer lr {:.5}: {} % on the scored split", c.seed, d.iteration(), d.outer_lr(d.iteration()), pct(&score_now(&c, &d, &test_set)));
         }
         iterations = d.iteration();
-        let a = score(&d);
+        let a = score_now(&c, &d, &test_set);
         if runs == 1 {
             return (a, iterations);
         }
@@ -218,17 +232,13 @@ fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &D
     let runs = if config.known_init { nets } else { seeds };
     let (mut scores, mut kept, mut iterations) = (Vec::new(), Vec::new(), 0);
     for seed in 0..runs {
-        let c = Config { seed: config.seed + seed as u64, eval_nets: nets, ..config.clone() };
-        let mut d = Distiller::<B>::new(c.clone(), &prepared.train, prepared.norm, &device).unwrap();
-        let score = |d: &Distiller<B>, distilled: &anondistill::distill::Distilled, on: &TestSet<B>| {
-            pollster::block_on(evaluate_distilled(&c, distilled, d.fixed_init(), on, &device)).unwrap()
-        };
-        let mut best: Option<(f64, usize, anondistill::distill::Distilled)> = None;
+        let (c, mut d) = distiller::<B>(config, config.seed + seed as u64, nets, &prepared);
+        let mut best: Option<(f64, usize, Distilled)> = None;
         loop {
             let end = (d.iteration() + every).min(d.total_iterations());
             let stopped = pollster::block_on(run_until(&mut d, end, |_| {}));
             let distilled = pollster::block_on(d.distilled()).unwrap();
-            let (v, t) = (score(&d, &distilled, &val_set), score(&d, &distilled, &test_set));
+            let (v, t) = (score(&c, &d, &distilled, &val_set), score(&c, &d, &distilled, &test_set));
             eprintln!("  seed {} select: iteration {}: validation {} %, test {} % (not used to choose)", c.seed, d.iteration(), pct(&v), pct(&t));
             if best.as_ref().is_none_or(|b| v.mean > b.0) {
                 best = Some((v.mean, d.iteration(), distilled));
@@ -242,7 +252,7 @@ fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &D
             }
         }
         let (v, at, distilled) = best.expect("at least one checkpoint");
-        let a = score(&d, &distilled, &test_set);
+        let a = score(&c, &d, &distilled, &test_set);
         eprintln!("  seed {}: kept iteration {at} (validation {:.2} %): test {} %", c.seed, 100.0 * v, pct(&a));
         iterations = d.iteration();
         kept.push(at);
@@ -273,23 +283,19 @@ fn best_of_restarts<B: Backend>(config: &Config, train: &Dataset, test: &Dataset
     let test_set = TestSet::<B>::new(test, prepared.norm, &device);
     let mut best: Option<(f64, u64, Distiller<B>, Config)> = None;
     for k in 0..restarts as u64 {
-        let c = Config { seed: first_seed + k, eval_nets: nets, ..config.clone() };
-        let mut d = Distiller::<B>::new(c.clone(), &prepared.train, prepared.norm, &device).unwrap();
+        let (c, mut d) = distiller::<B>(config, first_seed + k, nets, &prepared);
         let end = d.total_iterations();
         if let Some(why) = pollster::block_on(run_until(&mut d, end, |_| {})) {
             eprintln!("  seed {}: stopped early at iteration {}: {why}", c.seed, d.iteration());
         }
-        let distilled = pollster::block_on(d.distilled()).unwrap();
-        let v = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &val_set, &device)).unwrap();
+        let v = score_now(&c, &d, &val_set);
         eprintln!("  restart seed {}: validation {} %", c.seed, pct(&v));
         if best.as_ref().is_none_or(|b| v.mean > b.0) {
             best = Some((v.mean, c.seed, d, c));
         }
     }
     let (v, seed, d, c) = best.expect("at least one restart");
-    let distilled = pollster::block_on(d.distilled()).unwrap();
-    let a = pollster::block_on(evaluate_distilled(&c, &distilled, d.fixed_init(), &test_set, &device)).unwrap();
-    (a, d.iteration(), seed, v)
+    (score_now(&c, &d, &test_set), d.iteration(), seed, v)
 }
 
 /// Every combination of `spec` ("a=1,2 b=x,y"), as override strings. Fields joined by `+` take
