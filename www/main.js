@@ -1,5 +1,6 @@
 // The page: gathers files, talks to the worker, draws progress. Everything stays in this tab.
 import './style.css';
+import { defaultWorkers } from './defaults.js';
 
 const $ = (id) => document.getElementById(id);
 const state = { files: [], renames: {}, classes: [], losses: [], total: 0, running: false, paused: false, started: false, demo: false, checkpoint: null };
@@ -32,12 +33,19 @@ function settings() {
       nets_per_iteration: int('nets_per_iteration'),
       image_size: int('image_size'),
       net: f.get('net'),
-      lenet_width: Math.max(1, int('lenet_width')),
+      lenet_width: int('lenet_width'),
       seed: int('seed'),
     },
     backend: f.get('backend'),
-    workers: Math.max(1, int('workers')),
+    workers: f.get('workers'), // checked by workers() where a run starts
   };
+}
+
+// The "CPU workers" field, or an error that names it (the engine never sees this setting).
+function workers(text) {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`CPU workers = ${text} is outside [1, 16]`);
+  return n;
 }
 
 // ---- data in ---------------------------------------------------------------------------------
@@ -97,7 +105,7 @@ async function loadIntoWorker() {
 // current worker.
 async function resumeFrom(bytes, backend, run) {
   // A copy, as an ArrayBuffer: the page keeps its own to fall back on again.
-  const msg = { type: 'resume', bytes: ArrayBuffer.isView(bytes) ? bytes.slice().buffer : bytes.slice(0), backend, run, workers: settings().workers };
+  const msg = { type: 'resume', bytes: ArrayBuffer.isView(bytes) ? bytes.slice().buffer : bytes.slice(0), backend, run, workers: run ? workers(settings().workers) : 1 };
   const transfer = [msg.bytes];
   if (state.demo) msg.demo = true;
   else {
@@ -211,7 +219,13 @@ function showSummary(s) {
 // ---- running ---------------------------------------------------------------------------------
 
 $('start').addEventListener('click', () => {
-  const { config, backend } = settings();
+  const { config, backend, workers: text } = settings();
+  try {
+    workers(text);
+  } catch (e) {
+    handlers.error({ message: e.message });
+    return;
+  }
   state.losses = [];
   state.started = true;
   setRunning(true);
@@ -420,7 +434,7 @@ const handlers = {
     showSummary(m.summary);
     if (m.attribution) $('attribution').textContent = m.attribution;
     if (state.pendingStart) {
-      send({ type: 'start', backend: state.pendingStart, workers: settings().workers });
+      send({ type: 'start', backend: state.pendingStart, workers: workers(settings().workers) });
       state.pendingStart = null;
     }
   },
@@ -542,6 +556,7 @@ const handlers = {
     saveBlob(new Blob([m.bytes], { type: 'application/zip' }), 'result.zip');
   },
   error(m) {
+    state.pendingStart = null; // a failed load must not start a run when the next one succeeds
     const where = state.running || state.started ? $('run-status') : $('data-status');
     where.textContent = m.message;
     if (m.fatal && state.running && state.backend === 'webgpu') {
@@ -562,6 +577,5 @@ const handlers = {
   },
 };
 
-// One worker per core, up to the 4 networks an iteration samples by default.
-$('settings').elements.workers.value = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
+$('settings').elements.workers.value = defaultWorkers(navigator.hardwareConcurrency);
 spawnWorker();

@@ -1,6 +1,7 @@
 // The Web Worker that owns the wasm engine; the page only sends it messages, so the UI thread
 // never blocks. Protocol: see the `handlers` below; every reply has a `type`.
 import init, { Session, demoAttribution, sessionConfig } from '../pkg/anondistill.js';
+import { MAX_DEFAULT_WORKERS } from './defaults.js';
 
 const CHUNK = 2; // outer iterations between progress messages
 let session = null;
@@ -61,7 +62,7 @@ function postSnapshot() {
 // same as with no helper, bit for bit. Helpers are loaded with the page and handed the compiled
 // wasm module, so a run makes no request after the page has loaded (up to PRELOAD helpers); they
 // are kept from one session to the next.
-const PRELOAD = 3; // the default 4 networks per iteration over 4 workers
+const PRELOAD = MAX_DEFAULT_WORKERS - 1; // with this worker, the page's largest default
 let helpers = []; // those of the current run
 const pool = [];
 let nextCall = 0;

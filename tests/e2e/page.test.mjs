@@ -134,6 +134,16 @@ test('bad input gets a clear message and the page keeps working', async () => {
     assert.match(skipped, /wide\.png: image too large/);
     assert.match(skipped, /huge\.png: file is 65\.0 MiB, above the 64 MiB limit/);
     assert.equal(await page.isDisabled('#start'), false);
+    // Settings out of range are named, not clamped: one the engine checks, one the page keeps.
+    await page.fill('input[name=lenet_width]', '0');
+    await page.click('#start');
+    await waitText(page, '#run-status', /lenet_width = 0 is outside \[1, 16\]/);
+    assert.equal(await page.isDisabled('#start'), false);
+    await page.fill('input[name=lenet_width]', '2');
+    await page.fill('input[name=workers]', '1.5');
+    await page.click('#start');
+    await waitText(page, '#run-status', /CPU workers = 1\.5 is outside \[1, 16\]/);
+    assert.equal(await page.isDisabled('#start'), false);
     assert.deepEqual(late, []);
   } finally {
     await browser.close();
