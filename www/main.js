@@ -220,8 +220,9 @@ function showSummary(s) {
 
 $('start').addEventListener('click', () => {
   const { config, backend, workers: text } = settings();
+  let count;
   try {
-    workers(text);
+    count = workers(text);
   } catch (e) {
     handlers.error({ message: e.message });
     return;
@@ -232,7 +233,7 @@ $('start').addEventListener('click', () => {
   $('run-status').textContent = 'starting…';
   if (state.demo) send({ type: 'demo', config });
   else if (state.files.length) loadIntoWorker();
-  state.pendingStart = backend;
+  state.pendingStart = { backend, workers: count };
 });
 $('pause').addEventListener('click', () => {
   if (state.paused) {
@@ -434,7 +435,7 @@ const handlers = {
     showSummary(m.summary);
     if (m.attribution) $('attribution').textContent = m.attribution;
     if (state.pendingStart) {
-      send({ type: 'start', backend: state.pendingStart, workers: workers(settings().workers) });
+      send({ type: 'start', ...state.pendingStart });
       state.pendingStart = null;
     }
   },
