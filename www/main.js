@@ -41,10 +41,12 @@ function settings() {
   };
 }
 
-// The "CPU workers" field, or an error that names it (the engine never sees this setting).
+// The "CPU workers" field, or an error that names it (the engine never sees this setting); its
+// range is the input's own min and max.
 function workers(text) {
+  const { min, max } = $('settings').elements.workers;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`CPU workers = ${text} is outside [1, 16]`);
+  if (!Number.isInteger(n) || n < Number(min) || n > Number(max)) throw new Error(`CPU workers = ${text} is outside [${min}, ${max}]`);
   return n;
 }
 
