@@ -5,7 +5,7 @@
 //!
 //!     cargo run --release --example bench_quality -- [--rows 1,4,5] [--iterations 600] [--nets 10]
 //!         [--seeds 6] [--restarts 3] [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--tune-nets 3]
-//!         [--set field=value ...] [--curve 1000] [--select-every 1000]
+//!         [--set field=value ...] [--curve 1000] [--select-every 1000] [--torch]
 //!
 //! Rows 1–6 run by default; rows 7, 8 and 9 are rows 1, 2 and 3 on the official MNIST files
 //! (60,000 training digits where mnist10k has 8,000), the data their published anchors come from.
@@ -27,6 +27,11 @@
 //! distils on the training split minus the validation tenth and keeps the iteration (checked
 //! every N) whose program scores best on that tenth: early stopping on validation, the test
 //! split scoring only the state kept (not combined with `--restarts`, which takes precedence).
+//!
+//! `--torch` runs the PyTorch reference `bench/torch_fixed_init.py` beside the fixed-init rows
+//! whose images fit one step (rows 1 and 2), same settings and length, one run per fixed init,
+//! and prints its accuracy in the "PyTorch reference" column ("-" where it did not run): the
+//! same algorithm written with torch's autograd, to read the engine's number against.
 //!
 //! Every row starts from `Config::default()`, so it samples `nets_per_iteration` 4 networks per
 //! iteration since the eighth set of runs (bench/README.md); the earlier sets ran with one.
@@ -127,6 +132,10 @@ fn idx_digits(images: &str, labels: &str) -> Dataset {
 
 fn arg(name: &str) -> Option<String> {
     std::env::args().skip_while(|a| a != name).nth(1)
+}
+
+fn has_flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
 }
 
 fn args(name: &str) -> Vec<String> {
@@ -318,6 +327,62 @@ fn grid(spec: &str) -> Vec<String> {
     out
 }
 
+/// `--torch`: the PyTorch reference `bench/torch_fixed_init.py` of a fixed-initialisation row
+/// whose images fit one step, started beside the engine's run (one child per fixed init, seeds as
+/// the engine's, though torch's generator draws its own fixed initialisation and images from
+/// them), with the row's settings; `None` for other rows or when `python3` cannot start.
+fn torch_reference(row: &Row, config: &Config, train: &Dataset, runs: usize) -> Option<Vec<std::process::Child>> {
+    if !config.known_init || config.steps != 1 || !row.data.ends_with(".npz") || !matches!(config.label_mode, anondistill::LabelMode::Raw) {
+        return None;
+    }
+    let images = config.images_per_step(train.num_classes());
+    let decay = config.decay_period(train.len() / config.batch_size);
+    (0..runs as u64)
+        .map(|k| {
+            let mut cmd = std::process::Command::new("python3");
+            cmd.arg("bench/torch_fixed_init.py").args(["--data", row.data]);
+            for (flag, value) in [
+                ("--images", images.to_string()),
+                ("--epochs", config.epochs.to_string()),
+                ("--iterations", config.max_iterations.unwrap_or(0).to_string()),
+                ("--batch", config.batch_size.to_string()),
+                ("--lr-init", config.lr_init.to_string()),
+                ("--outer-lr", config.outer_lr.to_string()),
+                ("--decay-iterations", decay.to_string()),
+                ("--seed", (config.seed + k).to_string()),
+            ] {
+                cmd.args([flag, &value]);
+            }
+            if !config.learn_labels {
+                cmd.arg("--hard-labels");
+            }
+            cmd.stdout(std::process::Stdio::piped()).spawn().map_err(|e| eprintln!("  --torch: python3 did not start: {e}")).ok()
+        })
+        .collect()
+}
+
+/// The test accuracies the children of [`torch_reference`] print (their last line, JSON), as
+/// "mean ± std" over them, or why there is none.
+fn torch_accuracy(children: Option<Vec<std::process::Child>>) -> String {
+    let Some(children) = children else { return "-".into() };
+    let mut scores = Vec::new();
+    for child in children {
+        let out = match child.wait_with_output() {
+            Ok(o) if o.status.success() => o,
+            Ok(o) => return format!("failed ({})", o.status),
+            Err(e) => return format!("failed ({e})"),
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(last).unwrap_or_default();
+        match json["test_accuracy"].as_f64() {
+            Some(a) => scores.push(a / 100.0),
+            None => return "failed (no result)".into(),
+        }
+    }
+    pct(&mean_std(&scores))
+}
+
 fn main() {
     anondistill::native::keep_freed_memory();
     #[cfg(feature = "flex")]
@@ -340,8 +405,8 @@ fn run<B: Backend>(backend: &str) {
     let tune = arg("--tune");
     let net = apply(&Config::default(), &extra).net;
     println!("{net:?}, f32, {backend} CPU; {iterations} outer iterations; accuracy on each set's test split, mean ± std over {nets} networks (fixed init: over {nets} distilled runs; random init with --seeds {seeds}: over {seeds} distilled runs, each the mean of {nets} networks); extra settings: [{extra}]");
-    println!("| row | data | setting | chosen on validation | iterations run | anchor | target | distilled % | random subset % (lr) | full data % | met | time s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| row | data | setting | chosen on validation | iterations run | anchor | target | distilled % | PyTorch reference % | random subset % (lr) | full data % | met | time s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows().into_iter().filter(|r| wanted.contains(&r.id)) {
         let start = Instant::now();
         let splits = load(row.data);
@@ -370,6 +435,9 @@ fn run<B: Backend>(backend: &str) {
         }
 
         let prepared = Prepared::from_npz(NpzSplits { train: splits.train.clone(), val: None, test: Some(test.clone()) }, &config).unwrap();
+        // Beside the plain run only (`--restarts` and `--select-every` distil on less data).
+        let plain = restarts == 1 && select_every.is_none();
+        let reference = if has_flag("--torch") && plain { torch_reference(&row, &config, &splits.train, nets) } else { None };
         let (distilled, ran) = if restarts > 1 {
             // `seeds` runs of the whole procedure, each the best of `restarts` on validation.
             let (mut runs, mut ran) = (Vec::new(), 0);
@@ -409,12 +477,13 @@ fn run<B: Backend>(backend: &str) {
             Target::None => ("-".into(), "-"),
         };
         println!(
-            "| {} | {} | {} | {chosen} | {ran} | {} | {target} | {} | {} ({lr}) | {} | {} | {:.0} |",
+            "| {} | {} | {} | {chosen} | {ran} | {} | {target} | {} | {} | {} ({lr}) | {} | {} | {:.0} |",
             row.id,
             row.data.rsplit('/').next().unwrap_or(row.data),
             row.setting,
             row.anchor,
             pct(&distilled),
+            torch_accuracy(reference),
             pct(&subset),
             full.as_ref().map(pct).unwrap_or_default(),
             met,
