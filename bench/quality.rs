@@ -332,7 +332,17 @@ fn grid(spec: &str) -> Vec<String> {
 /// the engine's, though torch's generator draws its own fixed initialisation and images from
 /// them), with the row's settings; `None` for other rows or when `python3` cannot start.
 fn torch_reference(row: &Row, config: &Config, train: &Dataset, runs: usize) -> Option<Vec<std::process::Child>> {
-    if !config.known_init || config.steps != 1 || !row.data.ends_with(".npz") || !matches!(config.label_mode, anondistill::LabelMode::Raw) {
+    use anondistill::{ImageInit, LabelMode, NetKind};
+    // What the script writes down: LeNet at width 1 on 28×28 images from noise, one step, raw
+    // labels, Adam (0.5, 0.999), a fixed initialisation, an archive's own train and test split.
+    let same = matches!((config.net, config.init, config.label_mode), (NetKind::LeNet, ImageInit::Noise, LabelMode::Raw))
+        && config.known_init
+        && config.steps == 1
+        && config.lenet_width == 1
+        && config.image_size == 28
+        && (config.beta1, config.beta2) == (0.5, 0.999)
+        && row.data.ends_with(".npz");
+    if !same {
         return None;
     }
     let images = config.images_per_step(train.num_classes());
