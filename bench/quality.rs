@@ -347,7 +347,7 @@ fn torch_reference(row: &Row, config: &Config, train: &Dataset, runs: usize) -> 
     }
     let images = config.images_per_step(train.num_classes());
     let decay = config.decay_period(train.len() / config.batch_size);
-    (0..runs as u64)
+    let spawned: Vec<_> = (0..runs as u64)
         .map(|k| {
             let mut cmd = std::process::Command::new("python3");
             cmd.arg("bench/torch_fixed_init.py").args(["--data", row.data]);
@@ -366,31 +366,42 @@ fn torch_reference(row: &Row, config: &Config, train: &Dataset, runs: usize) -> 
             if !config.learn_labels {
                 cmd.arg("--hard-labels");
             }
-            cmd.stdout(std::process::Stdio::piped()).spawn().map_err(|e| eprintln!("  --torch: python3 did not start: {e}")).ok()
+            cmd.stdout(std::process::Stdio::piped()).spawn()
         })
-        .collect()
+        .collect();
+    // One that cannot start leaves no column: the others are stopped rather than left running.
+    if let Some(e) = spawned.iter().find_map(|c| c.as_ref().err().map(|e| e.to_string())) {
+        eprintln!("  --torch: python3 did not start: {e}");
+        for mut child in spawned.into_iter().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return None;
+    }
+    Some(spawned.into_iter().flatten().collect())
 }
 
 /// The test accuracies the children of [`torch_reference`] print (their last line, JSON), as
 /// "mean ± std" over them, or why there is none.
 fn torch_accuracy(children: Option<Vec<std::process::Child>>) -> String {
     let Some(children) = children else { return "-".into() };
-    let mut scores = Vec::new();
-    for child in children {
-        let out = match child.wait_with_output() {
-            Ok(o) if o.status.success() => o,
-            Ok(o) => return format!("failed ({})", o.status),
-            Err(e) => return format!("failed ({e})"),
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        let last = text.lines().last().unwrap_or_default();
-        let json: serde_json::Value = serde_json::from_str(last).unwrap_or_default();
-        match json["test_accuracy"].as_f64() {
-            Some(a) => scores.push(a / 100.0),
-            None => return "failed (no result)".into(),
-        }
+    // Every child is waited for, a failed one too, so that none outlives the bench.
+    let scores: Vec<Result<f64, String>> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().map_err(|e| format!("failed ({e})"))?;
+            if !out.status.success() {
+                return Err(format!("failed ({})", out.status));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap_or_default();
+            json["test_accuracy"].as_f64().map(|a| a / 100.0).ok_or_else(|| "failed (no result)".to_string())
+        })
+        .collect();
+    match scores.into_iter().collect::<Result<Vec<_>, _>>() {
+        Ok(scores) => pct(&mean_std(&scores)),
+        Err(why) => why,
     }
-    pct(&mean_std(&scores))
 }
 
 fn main() {
@@ -450,16 +461,18 @@ fn run<B: Backend>(backend: &str) {
         let reference = if has_flag("--torch") && plain { torch_reference(&row, &config, &splits.train, nets) } else { None };
         let (distilled, ran) = if restarts > 1 {
             // `seeds` runs of the whole procedure, each the best of `restarts` on validation.
-            let (mut runs, mut ran) = (Vec::new(), 0);
+            let (mut runs, mut kept, mut ran) = (Vec::new(), Vec::new(), 0);
             for s in 0..seeds as u64 {
                 let (a, iterations, seed, v) = best_of_restarts::<B>(&config, &splits.train, &test, nets, restarts, config.seed + s * restarts as u64);
                 eprintln!("  run {s}: seed {seed} kept (validation {:.2} %): test {} %", 100.0 * v, pct(&a));
                 runs.push(a.mean);
+                kept.push(a);
                 ran = iterations;
             }
             let restarts_note = format!("best of {restarts} seeds on validation");
             chosen = if chosen == "-" { restarts_note } else { format!("{chosen}; {restarts_note}") };
-            (if seeds == 1 { Accuracy { std: f64::NAN, ..mean_std(&runs) } } else { mean_std(&runs) }, ran)
+            // One run: its own mean ± std over the evaluation networks; several: over the runs.
+            (if seeds == 1 { kept.remove(0) } else { mean_std(&runs) }, ran)
         } else if let Some(every) = select_every {
             let (a, ran, kept) = selected_on_validation::<B>(&config, &splits.train, &test, nets, seeds, every);
             let note = format!("the iteration best on validation, checked every {every} (kept: {kept:?})");
