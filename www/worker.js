@@ -67,6 +67,28 @@ let helpers = []; // those of the current run
 const pool = [];
 let nextCall = 0;
 
+// How long a helper may stay silent before it is taken for dead: a worker that the browser stops
+// without an error event would otherwise leave its call, and with it the run, pending for ever.
+// Its share of an iteration may take `factor` times as long as this worker's share, never less
+// than `minMs`, counted from the end of this worker's share; loading and `init` get `startMs`.
+const helperWait = { factor: 20, minMs: 60000, startMs: 120000 };
+
+function breakHelper(h, error) {
+  if (h.broken) return;
+  h.broken = error;
+  for (const c of h.calls.values()) c.reject(error);
+  h.calls.clear();
+}
+
+// Breaks those of `hs` that still have a call pending after `ms`; returns what cancels this.
+function deadline(hs, ms) {
+  const timer = setTimeout(() => {
+    const error = new Error(`a helper worker stopped answering (no reply in ${Math.round(ms / 1000)} s)`);
+    hs.filter((h) => h.calls.size).forEach((h) => breakHelper(h, error));
+  }, ms);
+  return () => clearTimeout(timer);
+}
+
 function newHelper() {
   const h = { worker: new Worker(new URL('./helper.js', import.meta.url), { type: 'module' }), calls: new Map(), broken: null };
   h.worker.onmessage = ({ data: m }) => {
@@ -75,11 +97,7 @@ function newHelper() {
     if (c && m.type === 'error') c.reject(new Error(`a helper worker failed: ${m.message}`));
     else if (c) c.resolve(m);
   };
-  h.worker.onerror = (e) => {
-    h.broken = new Error(`a helper worker failed: ${e.message || 'it could not start'}`);
-    for (const c of h.calls.values()) c.reject(h.broken);
-    h.calls.clear();
-  };
+  h.worker.onerror = (e) => breakHelper(h, new Error(`a helper worker failed: ${e.message || 'it could not start'}`));
   // Sends a message; resolves to the helper's reply to it.
   h.call = (msg) => new Promise((resolve, reject) => {
     if (h.broken) return reject(h.broken);
@@ -87,7 +105,8 @@ function newHelper() {
     h.calls.set(id, { resolve, reject });
     h.worker.postMessage({ ...msg, id });
   });
-  h.loaded = h.call({ type: 'hello' }).catch(() => null);
+  const cancel = deadline([h], helperWait.startMs);
+  h.loaded = h.call({ type: 'hello' }).catch(() => null).finally(cancel);
   pool.push(h);
   return h;
 }
@@ -116,7 +135,9 @@ async function startHelpers(backend, workers) {
   const chosen = pool.slice(0, count);
   const split = session.trainSplit();
   const module = await compiled;
+  const cancel = deadline(chosen, helperWait.startMs);
   const started = await Promise.allSettled(chosen.map((h) => h.call({ type: 'init', module, backend, config, split })));
+  cancel();
   const failed = started.find((r) => r.status === 'rejected');
   if (failed) {
     chosen.filter((_, k) => started[k].status === 'rejected').forEach(dropHelper);
@@ -127,16 +148,19 @@ async function startHelpers(backend, workers) {
 }
 
 let breakNextHelperCall = false; // set by the test hook `fail-helper`
+let silenceNextHelper = false; // set by the test hook `silence-helper`
 
 function helperGradient(h, plan, j) {
   const init = breakNextHelperCall ? plan.inits[j].subarray(1) : plan.inits[j];
   breakNextHelperCall = false;
+  if (silenceNextHelper) h.worker.terminate(); // no reply and no error event, ever
+  silenceNextHelper = false;
   return h.call({ type: 'gradient', images: plan.images, labels: plan.labels, rawLrs: plan.rawLrs, init, batch: plan.batch }).then((m) => m.gradient);
 }
 
 // Up to `n` iterations with the networks spread over this worker and the helpers; resolves to
-// what `session.run(n)` resolves to. A helper that fails is dropped and its networks are
-// computed here.
+// what `session.run(n)` resolves to. A helper that fails, or stays silent past its deadline, is
+// dropped and its networks are computed here.
 async function runShared(n) {
   for (let k = 0; k < n; k++) {
     const plan = await session.plan();
@@ -144,8 +168,11 @@ async function runShared(n) {
     const workers = helpers.length + 1;
     const pending = plan.inits.map((_, j) => (j % workers ? helperGradient(helpers[(j % workers) - 1], plan, j) : null));
     const grads = [];
+    const t0 = performance.now();
     for (let j = 0; j < pending.length; j += workers) grads[j] = await session.gradient(j);
+    const cancel = deadline(helpers, Math.max(helperWait.minMs, helperWait.factor * (performance.now() - t0)));
     const settled = await Promise.allSettled(pending);
+    cancel();
     for (let j = 0; j < settled.length; j++) {
       if (pending[j] === null) continue;
       if (settled[j].status === 'fulfilled') grads[j] = settled[j].value;
@@ -264,6 +291,12 @@ const handlers = {
   // For tests: the next network handed to a helper is cut short, so that the helper fails.
   async 'fail-helper'() {
     breakNextHelperCall = true;
+  },
+  // For tests: the next helper handed a network stops without a word, as a worker the browser
+  // kills would; helpers are then given up on after `waitMs` of silence.
+  async 'silence-helper'({ waitMs }) {
+    Object.assign(helperWait, { factor: 1, minMs: waitMs });
+    silenceNextHelper = true;
   },
   // For tests: makes the GPU device go away, as a driver reset or an unplugged GPU would.
   async 'lose-device'() {

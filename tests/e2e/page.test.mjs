@@ -289,6 +289,27 @@ test('a helper worker that fails is dropped and the run ends where one worker en
   }
 });
 
+test('a helper worker that stops without a word is given up on and the run ends where one worker ends', async () => {
+  const browser = await launch({ webgpu: false });
+  const run = async (workers, silenceHelper) => {
+    const { page } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 6, nets: 4, workers });
+    await page.click('#start');
+    if (silenceHelper) {
+      await page.waitForFunction(() => window.anondistill.checkpoint && window.anondistill.checkpoint.iterations >= 2, null, { timeout: 600000 });
+      await page.evaluate(() => window.anondistill.worker.postMessage({ type: 'silence-helper', waitMs: 3000 }));
+      await waitText(page, '#notice', /a helper worker stopped answering \(no reply in 3 s\); carrying on in one worker/, 120000);
+    }
+    await waitText(page, '#run-status', /finished after 6 iterations/);
+    return page.evaluate(() => [...window.anondistill.distilled.images]);
+  };
+  try {
+    const silenced = await run(2, true);
+    assert.deepEqual(silenced, await run(1, false), 'the same images as in one worker');
+  } finally {
+    await browser.close();
+  }
+});
+
 test('a saved session continues where it stopped and ends where an uninterrupted run ends', async () => {
   const browser = await launch({ webgpu: false });
   // At LeNet width 2; the page that continues the session is set to width 1 before loading it, so
