@@ -461,18 +461,17 @@ fn run<B: Backend>(backend: &str) {
         let reference = if has_flag("--torch") && plain { torch_reference(&row, &config, &splits.train, nets) } else { None };
         let (distilled, ran) = if restarts > 1 {
             // `seeds` runs of the whole procedure, each the best of `restarts` on validation.
-            let (mut runs, mut kept, mut ran) = (Vec::new(), Vec::new(), 0);
+            let (mut kept, mut ran) = (Vec::new(), 0);
             for s in 0..seeds as u64 {
                 let (a, iterations, seed, v) = best_of_restarts::<B>(&config, &splits.train, &test, nets, restarts, config.seed + s * restarts as u64);
                 eprintln!("  run {s}: seed {seed} kept (validation {:.2} %): test {} %", 100.0 * v, pct(&a));
-                runs.push(a.mean);
                 kept.push(a);
                 ran = iterations;
             }
             let restarts_note = format!("best of {restarts} seeds on validation");
             chosen = if chosen == "-" { restarts_note } else { format!("{chosen}; {restarts_note}") };
             // One run: its own mean ± std over the evaluation networks; several: over the runs.
-            (if seeds == 1 { kept.remove(0) } else { mean_std(&runs) }, ran)
+            (if seeds == 1 { kept.remove(0) } else { mean_std(&kept.iter().map(|a| a.mean).collect::<Vec<_>>()) }, ran)
         } else if let Some(every) = select_every {
             let (a, ran, kept) = selected_on_validation::<B>(&config, &splits.train, &test, nets, seeds, every);
             let note = format!("the iteration best on validation, checked every {every} (kept: {kept:?})");
