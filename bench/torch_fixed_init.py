@@ -25,34 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def lenet_shapes(classes):
-    return [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 400), (120,), (84, 120), (84,), (classes, 84), (classes,)]
-
-
-def xavier(shapes, gen):
-    out = []
-    for s in shapes:
-        if len(s) == 1:
-            out.append(torch.zeros(s))
-            continue
-        receptive = int(np.prod(s[2:])) if len(s) > 2 else 1
-        fan_in, fan_out = s[1] * receptive, s[0] * receptive
-        out.append(torch.randn(s, generator=gen) * math.sqrt(2.0 / (fan_in + fan_out)))
-    return out
+from torch_metastep import forward, init, lenet_params, soft_ce  # the LeNet of the meta-step reference
 
 
 def lenet(w, x):
-    x = F.max_pool2d(F.relu(F.conv2d(x, w[0], w[1], padding=2)), 2)
-    x = F.max_pool2d(F.relu(F.conv2d(x, w[2], w[3])), 2)
-    x = x.flatten(1)
-    x = F.relu(F.linear(x, w[4], w[5]))
-    x = F.relu(F.linear(x, w[6], w[7]))
-    return F.linear(x, w[8], w[9])
-
-
-def soft_ce(logits, targets):
-    return -(F.log_softmax(logits, 1) * targets).sum(1).mean()
+    return forward("lenet", w, x, 0)
 
 
 def unroll(w0, images, labels, lrs, epochs, create_graph):
@@ -96,7 +73,7 @@ def main():
     classes = int(train_y.max()) + 1
 
     gen = torch.Generator().manual_seed(a.seed)
-    w0 = xavier(lenet_shapes(classes), gen)
+    w0 = init(lenet_params(classes, 28), "cpu", gen)
     images = torch.randn(a.images, 1, 28, 28, generator=gen).requires_grad_()
     labels = F.one_hot(torch.arange(a.images) % classes, classes).float().requires_grad_(not a.hard_labels)
     raw = torch.full((a.epochs,), math.log(math.expm1(a.lr_init)), requires_grad=True)

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 
 def lenet_params(classes, size):
+    """LeNet's parameter shapes; the fully connected weights are (out, in), as `F.linear` takes them."""
     after = (size // 2 - 4) // 2
-    shapes = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (16 * after * after, 120), (120,), (120, 84), (84,), (84, classes), (classes,)]
-    return shapes
+    return [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 16 * after * after), (120,), (84, 120), (84,), (classes, 84), (classes,)]
 
 
 def convnet_params(classes, size, width, depth):
@@ -28,20 +28,23 @@ def convnet_params(classes, size, width, depth):
     return shapes
 
 
-def init(shapes, device):
+def init(shapes, device, gen=None):
+    """Xavier-normal weights and zero biases, drawn in order from `gen` (torch's global generator
+    if None). The spread depends on fan_in + fan_out only, so either layout of a matrix draws alike."""
     out = []
     for s in shapes:
         if len(s) == 1:
             out.append(torch.zeros(s, device=device))
         else:
-            w = torch.empty(s, device=device)
-            if len(s) == 4:
-                fan_in, fan_out = s[1] * s[2] * s[3], s[0] * s[2] * s[3]
-            else:
-                fan_in, fan_out = s[0], s[1]
-            w.normal_(0, (2.0 / (fan_in + fan_out)) ** 0.5)
-            out.append(w)
+            receptive = s[2] * s[3] if len(s) == 4 else 1
+            fan_in, fan_out = s[1] * receptive, s[0] * receptive
+            out.append(torch.empty(s, device=device).normal_(0, (2.0 / (fan_in + fan_out)) ** 0.5, generator=gen))
     return out
+
+
+def soft_ce(logits, targets):
+    """Cross-entropy against soft targets, averaged over the batch."""
+    return -(F.log_softmax(logits, 1) * targets).sum(1).mean()
 
 
 def forward(net, p, x, depth):
@@ -49,9 +52,9 @@ def forward(net, p, x, depth):
         x = F.max_pool2d(F.relu(F.conv2d(x, p[0], p[1], padding=2)), 2)
         x = F.max_pool2d(F.relu(F.conv2d(x, p[2], p[3])), 2)
         x = x.flatten(1)
-        x = F.relu(x @ p[4] + p[5])
-        x = F.relu(x @ p[6] + p[7])
-        return x @ p[8] + p[9]
+        x = F.relu(F.linear(x, p[4], p[5]))
+        x = F.relu(F.linear(x, p[6], p[7]))
+        return F.linear(x, p[8], p[9])
     for d in range(depth):
         x = F.avg_pool2d(F.relu(F.conv2d(x, p[2 * d], p[2 * d + 1], padding=1)), 2)
     return x.flatten(1) @ p[2 * depth] + p[2 * depth + 1]
@@ -66,7 +69,7 @@ def meta_step(net, shapes, images, labels, raw_lrs, real_x, real_y, steps, epoch
             x = images[s * per_step:(s + 1) * per_step]
             y = labels[s * per_step:(s + 1) * per_step]
             out = forward(net, params, x, depth)
-            loss = -(F.log_softmax(out, 1) * y).sum() / per_step
+            loss = soft_ce(out, y)
             grads = torch.autograd.grad(loss, params, create_graph=True)
             params = [p - lrs[i] * g for p, g in zip(params, grads)]
             i += 1
