@@ -19,8 +19,9 @@
 //! With `--tune`, every combination of the listed values is distilled on the training split minus
 //! a stratified validation tenth and scored on that tenth with `--tune-nets` networks (never on
 //! the test split; fields joined by `+` take their values together, e.g.
-//! `--tune "steps+images_per_step=1+10,10+1"` compares two layouts of 10 images); the best
-//! combination is then distilled on the whole training split and scored on the test split.
+//! `--tune "steps+images_per_step=1+10,10+1"` compares two layouts of 10 images; a tuned
+//! `image_size` reads the row's data again at that size); the best combination is then
+//! distilled on the whole training split and scored on the test split.
 //! The audit holdout is off here (`holdout_fraction` 0): every row distils from the whole
 //! training split, as the baselines train on it. `--curve N` prints the distilled program's test
 //! accuracy every N iterations (a learning curve; nothing is chosen by it). `--select-every N`
@@ -94,19 +95,21 @@ fn rows() -> Vec<Row> {
     ]
 }
 
-/// A row's data: an archive's own train and test splits, or the demo split as the page splits it.
-fn load(data: &str) -> NpzSplits {
+/// A row's data at `size × size`: an archive's own train and test splits, or the demo split as
+/// the page splits it. The official MNIST files (rows 7–9) are read at their own 28 × 28 only.
+fn load(data: &str, size: usize) -> NpzSplits {
     if data == DEMO {
-        let loaded = load_files(demo_files(), 28).unwrap();
+        let loaded = load_files(demo_files(), size).unwrap();
         let (train, test) = loaded.dataset.split(Config::default().test_fraction, 0).unwrap();
         return NpzSplits { train, val: None, test: Some(test) };
     }
     if data == MNIST_FULL {
+        assert_eq!(size, 28, "{data}: the IDX files are read at 28×28 only (image_size {size} asked)");
         let split = |images: &str, labels: &str| idx_digits(&format!("{data}/{images}"), &format!("{data}/{labels}"));
         return NpzSplits { train: split("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"), val: None, test: Some(split("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")) };
     }
     let bytes = std::fs::read(data).unwrap_or_else(|e| panic!("{data}: {e}"));
-    load_npz(&bytes, Some(28)).unwrap()
+    load_npz(&bytes, Some(size)).unwrap()
 }
 
 /// Digits from a gzipped IDX image file (magic 2051, count, rows, columns, then uint8 pixels)
@@ -430,21 +433,22 @@ fn run<B: Backend>(backend: &str) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows().into_iter().filter(|r| wanted.contains(&r.id)) {
         let start = Instant::now();
-        let splits = load(row.data);
         // `--iterations` alone sets the length: `epochs_outer` (400 passes by default, 2,800
         // iterations on mnist10k, 800 on pneumonia) would otherwise cap it.
         let base = Config { holdout_fraction: 0.0, max_iterations: Some(iterations), epochs_outer: 1_000_000, eval_nets: nets, ..Config::default() };
         let base = apply(&base, &format!("{} {extra}", row.overrides));
-        let test = splits.test.clone().expect("the set has a test split");
+        let mut splits = load(row.data, base.image_size);
 
         // Tuning on a validation tenth of the training split.
         let mut chosen = String::from("-");
         let mut config = base.clone();
         if let Some(spec) = &tune {
-            let (prepared, val) = validation_split(&splits.train, &base);
             let mut best = (f64::NEG_INFINITY, String::new());
             for combo in grid(spec) {
                 let c = apply(&Config { max_iterations: Some(tune_iterations), ..base.clone() }, &combo);
+                // A tuned `image_size` reads the data again at that size.
+                let resized = (c.image_size != base.image_size).then(|| load(row.data, c.image_size));
+                let (prepared, val) = validation_split(&resized.as_ref().unwrap_or(&splits).train, &c);
                 let (a, ran) = distilled_accuracy::<B>(&Config { eval_nets: tune_nets, ..c.clone() }, &prepared, &val, tune_nets, seeds);
                 eprintln!("  row {} tune [{}]: validation {} ({ran} iterations)", row.id, combo.trim(), pct(&a));
                 if a.mean > best.0 {
@@ -453,7 +457,11 @@ fn run<B: Backend>(backend: &str) {
             }
             chosen = format!("{} (val {:.2}%)", best.1.trim(), 100.0 * best.0);
             config = apply(&base, &best.1);
+            if config.image_size != base.image_size {
+                splits = load(row.data, config.image_size);
+            }
         }
+        let test = splits.test.clone().expect("the set has a test split");
 
         let prepared = Prepared::from_npz(NpzSplits { train: splits.train.clone(), val: None, test: Some(test.clone()) }, &config).unwrap();
         // Beside the plain run only (`--restarts` and `--select-every` distil on less data).
