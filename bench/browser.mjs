@@ -15,6 +15,7 @@
 // Web Worker; `workers` above 1 adds a row of the page's flex backend with that many workers
 // (the page's "CPU workers": helper workers computing an iteration's networks in parallel).
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { timeDemo } from '../tests/e2e/helpers.mjs';
 
 const N = Number(process.argv[2] || 8);
@@ -22,11 +23,13 @@ const NETS = Number(process.argv[3] || 1);
 const ONLY = process.argv[4] || '';
 const WIDTH = Number(process.argv[5] || 1);
 const WORKERS = Number(process.argv[6] || 1);
+// The page's image size (its default in www/index.html), given to the native runs as well.
+const SIZE = Number(/name="image_size"[^>]*value="(\d+)"/.exec(readFileSync('www/index.html', 'utf8'))[1]);
 
 
 function nativeSeconds(backend, threads) {
   try {
-    execFileSync('bash', ['-c', `${threads ? `RAYON_NUM_THREADS=${threads} MATMUL_NUM_THREADS=${threads} ` : ''}target/release/anondistill distill --max-iterations ${N} --nets-per-iteration ${NETS} --lenet-width ${WIDTH} --no-eval --backend ${backend} --out /tmp/anondistill-bench.zip 2> /tmp/anondistill-bench.log`]);
+    execFileSync('bash', ['-c', `${threads ? `RAYON_NUM_THREADS=${threads} MATMUL_NUM_THREADS=${threads} ` : ''}target/release/anondistill distill --max-iterations ${N} --nets-per-iteration ${NETS} --lenet-width ${WIDTH} --image-size ${SIZE} --no-eval --backend ${backend} --out /tmp/anondistill-bench.zip 2> /tmp/anondistill-bench.log`]);
     const m = /\(([\d.]+) s each\)/.exec(execFileSync('cat', ['/tmp/anondistill-bench.log']).toString());
     return m ? Number(m[1]) : NaN;
   } catch (e) {
@@ -50,7 +53,7 @@ for (const b of Object.keys(names)) {
 const find = (name) => (rows.find((r) => r[0] === name) || [null, NaN])[1];
 const ref = find('native ndarray, 1 thread');
 const flex = find('native flex, all threads');
-console.log(`demo distillation (LeNet, 28x28, 2 classes, 10 steps x 2 images x 3 epochs, batch 320), ${N} iterations, ${NETS} network(s) per iteration, LeNet width ${WIDTH}`);
+console.log(`demo distillation (LeNet, ${SIZE}x${SIZE}, 2 classes, 10 steps x 2 images x 3 epochs, batch 320), ${N} iterations, ${NETS} network(s) per iteration, LeNet width ${WIDTH}`);
 console.log('| where | s per iteration (after the first chunk for the page) | s per iteration, all | ratio to native ndarray 1 thread | ratio to native flex, all threads |');
 console.log('|---|---|---|---|---|');
 for (const [name, s, all] of rows) console.log(`| ${name} | ${s.toFixed(3)} | ${all === undefined ? s.toFixed(3) : all.toFixed(3)} | ${(s / ref).toFixed(2)} | ${(s / flex).toFixed(2)} |`);
