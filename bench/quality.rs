@@ -443,13 +443,14 @@ fn run<B: Backend>(backend: &str) {
         let mut chosen = String::from("-");
         let mut config = base.clone();
         if let Some(spec) = &tune {
+            let (prepared, val) = validation_split(&splits.train, &base);
             let mut best = (f64::NEG_INFINITY, String::new());
             for combo in grid(spec) {
                 let c = apply(&Config { max_iterations: Some(tune_iterations), ..base.clone() }, &combo);
-                // A tuned `image_size` reads the data again at that size.
-                let resized = (c.image_size != base.image_size).then(|| load(row.data, c.image_size));
-                let (prepared, val) = validation_split(&resized.as_ref().unwrap_or(&splits).train, &c);
-                let (a, ran) = distilled_accuracy::<B>(&Config { eval_nets: tune_nets, ..c.clone() }, &prepared, &val, tune_nets, seeds);
+                // A tuned `image_size` reads the data again at that size (the same split).
+                let resized = (c.image_size != base.image_size).then(|| validation_split(&load(row.data, c.image_size).train, &base));
+                let (prepared, val) = resized.as_ref().map_or((&prepared, &val), |(p, v)| (p, v));
+                let (a, ran) = distilled_accuracy::<B>(&Config { eval_nets: tune_nets, ..c.clone() }, prepared, val, tune_nets, seeds);
                 eprintln!("  row {} tune [{}]: validation {} ({ran} iterations)", row.id, combo.trim(), pct(&a));
                 if a.mean > best.0 {
                     best = (a.mean, combo);
