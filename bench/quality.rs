@@ -507,11 +507,12 @@ fn run<B: Backend>(backend: &str) {
             }
             Target::None => ("-".into(), "-"),
         };
+        // `--set` can change what the row's own description says (e.g. `steps`): name it there.
+        let setting = if extra.is_empty() { row.setting.to_string() } else { format!("{}; with {extra}", row.setting) };
         println!(
-            "| {} | {} | {} | {chosen} | {ran} | {} | {target} | {} | {} | {} ({lr}) | {} | {} | {:.0} |",
+            "| {} | {} | {setting} | {chosen} | {ran} | {} | {target} | {} | {} | {} ({lr}) | {} | {} | {:.0} |",
             row.id,
             row.data.rsplit('/').next().unwrap_or(row.data),
-            row.setting,
             row.anchor,
             pct(&distilled),
             torch_accuracy(reference),
