@@ -5,7 +5,7 @@
 use std::io::{Cursor, Read};
 
 use anondistill::{
-    audit::{render_png, Audit, LEAKAGE, NO_EVIDENCE},
+    audit::{render_png, Audit, LEAKAGE, NO_EVIDENCE, TOO_FEW},
     config::Config,
     data::load_files,
     demo::demo_files,
@@ -64,7 +64,10 @@ fn a_clean_run_is_not_flagged_and_planted_copies_are() {
     for a in [&m.distilled, &m.random_subset] {
         assert!(a.auc.lo <= a.auc.value && a.auc.value <= a.auc.hi && (0.0..=1.0).contains(&a.auc.value));
     }
-    assert!(m.comparison.starts_with("no claim") || m.comparison.contains("do not overlap"));
+    // The comparison follows the intervals: a claim only when they are apart.
+    let apart = m.distilled.auc.hi < m.random_subset.auc.lo;
+    assert_eq!(m.comparison.contains("do not overlap"), apart, "{}", m.comparison);
+    assert_eq!(m.comparison.starts_with("no claim"), !apart, "{}", m.comparison);
 
     // An exact member copy: flagged, with distance zero and SSIM one, and the verdict changes.
     let copied = audit(&plant(&d, &p, 3, 17, 0.0), &cfg, &p);
@@ -74,6 +77,14 @@ fn a_clean_run_is_not_flagged_and_planted_copies_are() {
     assert!(copied.images[3].member_l2 < 1e-4 && copied.images[3].member_ssim > 0.9999);
     assert!(copied.reasons[0].contains("distilled image 3 is a near copy"), "{:?}", copied.reasons);
     assert_eq!(copied.neighbours[3].member.l2_index, 17);
+    // The archive of that state says so in its manifest; the clean one has no warning.
+    let outcome = Outcome { iterations: 10, stopped_early: None };
+    let warnings = |d: &Distilled, a: &Audit| {
+        let bytes = export_distilled(d, &cfg, &p, &outcome, None, Some(a), None).unwrap();
+        anondistill::export::read_archive(&bytes).unwrap().manifest.warnings
+    };
+    assert_eq!(warnings(&plant(&d, &p, 3, 17, 0.0), &copied), vec!["the privacy audit flagged distilled image(s) [3] as near copies of training images"]);
+    assert!(warnings(&d, &clean).is_empty());
 
     // A copy under Gaussian noise of 5% of the grey range (about 13 grey levels) is flagged too.
     let noised = audit(&plant(&d, &p, 8, 101, 0.05), &cfg, &p);
@@ -82,6 +93,36 @@ fn a_clean_run_is_not_flagged_and_planted_copies_are() {
     assert_eq!(noised.near_copy.flagged, vec![8]);
     assert_eq!(noised.neighbours[8].member.l2_index, 101);
     assert!(noised.images[8].member_l2 > 1.0, "the noise is real: {}", noised.images[8].member_l2);
+}
+
+#[test]
+fn duplicated_members_do_not_blind_the_near_copy_flag() {
+    // Patch sets often hold one image several times. Calibrated on nearest other members that
+    // were exact copies, the thresholds were L2 0 and SSIM 1: only bit-exact copies were flagged,
+    // and the noised copy below went through.
+    let cfg = Config { max_iterations: Some(1), ..config() };
+    let mut p = demo(&cfg);
+    let d = distilled(&cfg, &p);
+    let n = p.train.len();
+    let every_image_thrice: Vec<usize> = (0..3 * n).map(|i| i % n).collect();
+    p.train = p.train.subset(&every_image_thrice);
+    let noised = audit(&plant(&d, &p, 8, 101, 0.05), &cfg, &p);
+    assert!(noised.near_copy.l2_threshold > 1.0 && noised.near_copy.ssim_threshold < 0.99, "{:?}", (noised.near_copy.l2_threshold, noised.near_copy.ssim_threshold));
+    assert_eq!(noised.near_copy.flagged, vec![8]);
+    assert_eq!(noised.verdict, LEAKAGE);
+}
+
+#[test]
+fn few_holdout_images_read_too_few_to_judge_unless_something_is_found() {
+    // 0.1 of the demo's 160 training patches a class: 16 holdout patches, under 20.
+    let cfg = Config { max_iterations: Some(1), holdout_fraction: 0.1, ..config() };
+    let p = demo(&cfg);
+    assert_eq!(p.holdout.class_counts(), vec![16, 16]);
+    let d = distilled(&cfg, &p);
+    let clean = audit(&d, &cfg, &p);
+    assert_eq!((clean.verdict.as_str(), clean.reasons.len()), (TOO_FEW, 0), "{:?}", clean.reasons);
+    // A planted copy is still reported: finding something needs no minimum.
+    assert_eq!(audit(&plant(&d, &p, 3, 17, 0.0), &cfg, &p).verdict, LEAKAGE);
 }
 
 #[test]

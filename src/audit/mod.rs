@@ -37,11 +37,17 @@ pub const FORMAT: &str = "anondistill-audit/1";
 pub const NO_EVIDENCE: &str = "no evidence of leakage at this sample size";
 /// The verdict when a test finds something.
 pub const LEAKAGE: &str = "leakage detected";
+/// The verdict when no test finds anything but some class has fewer than
+/// [`MIN_HOLDOUT_PER_CLASS`] holdout images: the tests could not have found much.
+pub const TOO_FEW: &str = "too few images to judge";
+/// Holdout images each class needs before "no evidence" may be said.
+pub const MIN_HOLDOUT_PER_CLASS: usize = 20;
 
 /// The audit's own settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditConfig {
-    /// Members whose nearest other member calibrates the near-copy flag.
+    /// Members whose nearest other member (exact copies of it left out) calibrates the
+    /// near-copy flag.
     pub calibration_images: usize,
     /// A distilled image is a near copy when it is closer to a member than this quantile of the
     /// member-to-member nearest-neighbour distances (and likewise for SSIM, from above).
@@ -249,11 +255,16 @@ async fn example_losses<B: Backend>(net: &Network, params: &Params<B>, x: &Tenso
     Ok(out)
 }
 
-/// The attack statistics of one family of networks' mean losses.
-fn attack(member_loss: &[f64], holdout_loss: &[f64], resamples: usize, r: &mut ChaCha8Rng) -> Attack {
-    let roc = Roc::new(member_loss.iter().map(|l| -l).collect(), holdout_loss.iter().map(|l| -l).collect());
+/// The attack statistics of one family of networks' mean losses; `family` names the networks
+/// in the error when a loss is not finite (networks that the replay made diverge).
+fn attack(family: &str, member_loss: &[f64], holdout_loss: &[f64], resamples: usize, r: &mut ChaCha8Rng) -> Result<Attack> {
+    let roc = Roc::new(member_loss.iter().map(|l| -l).collect(), holdout_loss.iter().map(|l| -l).collect()).map_err(|e| {
+        Error::Data(format!(
+            "the membership attack cannot be computed on the networks trained by {family}: {e} (the replay diverged; the audit has no result)"
+        ))
+    })?;
     let (auc, tpr) = roc.with_intervals(&[0.01, 0.001], resamples, r);
-    Attack { auc, tpr_at_1pct_fpr: tpr[0], tpr_at_0_1pct_fpr: tpr[1], roc: roc.curve(200) }
+    Ok(Attack { auc, tpr_at_1pct_fpr: tpr[0], tpr_at_0_1pct_fpr: tpr[1], roc: roc.curve(200) })
 }
 
 /// Everything the audit needs besides the distilled data.
@@ -310,8 +321,8 @@ async fn membership_attack<B: Backend>(
             sum.iter_mut().zip(part).for_each(|(s, v)| *s += v / nets as f64);
         }
     }
-    let distilled_attack = attack(&losses[0], &losses[1], settings.resamples, r);
-    let subset_attack = attack(&losses[2], &losses[3], settings.resamples, r);
+    let distilled_attack = attack("the distilled program", &losses[0], &losses[1], settings.resamples, r)?;
+    let subset_attack = attack("the random real subset", &losses[2], &losses[3], settings.resamples, r)?;
     let comparison = if distilled_attack.auc.below(&subset_attack.auc) {
         format!(
             "the distilled set protects membership better than a random real subset of the same size: attack AUC {:.3} [{:.3}, {:.3}] vs {:.3} [{:.3}, {:.3}], 95% intervals do not overlap",
@@ -356,8 +367,12 @@ pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settin
     let nn: Vec<Nearest> = calib.iter().filter_map(|&k| member_gallery.nearest_other(k)).collect();
     let member_nn_l2: Vec<f64> = nn.iter().map(|n| n.l2).collect();
     let member_nn_ssim: Vec<f64> = nn.iter().map(|n| n.ssim).collect();
-    let l2_threshold = quantile(&member_nn_l2, settings.copy_quantile);
-    let ssim_threshold = quantile(&member_nn_ssim, 1.0 - settings.copy_quantile);
+    // With no two distinct members to calibrate on, only exact copies are flagged.
+    let (l2_threshold, ssim_threshold) = if nn.is_empty() {
+        (0.0, 1.0)
+    } else {
+        (quantile(&member_nn_l2, settings.copy_quantile), quantile(&member_nn_ssim, 1.0 - settings.copy_quantile))
+    };
 
     let class_names = &members.classes;
     let mut images = Vec::with_capacity(d.len());
@@ -428,9 +443,15 @@ pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settin
         ));
     }
     let labels_not_own_class = images.iter().filter(|a| a.label_not_own_class).map(|a| a.image).collect();
+    let fewest_holdout = holdout.class_counts().into_iter().min().unwrap_or(0);
+    let verdict = match (reasons.is_empty(), fewest_holdout < MIN_HOLDOUT_PER_CLASS) {
+        (false, _) => LEAKAGE,
+        (true, true) => TOO_FEW,
+        (true, false) => NO_EVIDENCE,
+    };
     Ok(Audit {
         format: FORMAT.into(),
-        verdict: if reasons.is_empty() { NO_EVIDENCE } else { LEAKAGE }.into(),
+        verdict: verdict.into(),
         reasons,
         members: members.class_counts(),
         holdout: holdout.class_counts(),
@@ -441,6 +462,9 @@ pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settin
         labels_not_own_class,
         notes: vec![
             "The verdict speaks of these tests at this sample size; it is not a guarantee of anonymity.".into(),
+            format!(
+                "With fewer than {MIN_HOLDOUT_PER_CLASS} holdout images in a class, a run in which no test finds anything reads \"{TOO_FEW}\", not \"{NO_EVIDENCE}\"."
+            ),
             "Distances: L2 between normalised images; SSIM on pixel values in [0, 1] (7×7 window).".into(),
             "Distilled images far from all real images tend to share one nearest image (a hub), so the nearer-a-member test counts each nearest real image once.".into(),
             "With fewer than 100 (1000) holdout images scored, the true-positive rate at 1% (0.1%) false positives is measured at zero false positives.".into(),

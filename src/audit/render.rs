@@ -177,7 +177,11 @@ fn label_panel(c: &mut Canvas, a: &Audit, x: i64, y: i64, w: i64, h: i64) {
 /// `audit.png` of `a`.
 pub fn render_png(a: &Audit) -> Result<Vec<u8>> {
     let mut c = Canvas::new(900, 700);
-    let verdict_color = if a.reasons.is_empty() { GREEN } else { RED };
+    let verdict_color = match a.verdict.as_str() {
+        super::NO_EVIDENCE => GREEN,
+        super::LEAKAGE => RED,
+        _ => BLACK,
+    };
     c.text(20, 16, 3, &format!("PRIVACY AUDIT: {}", a.verdict), verdict_color);
     let sh = &a.share;
     c.text(

@@ -110,9 +110,13 @@ impl Gallery {
 
     /// The closest image to (`normalised`, `pixels`) by each measure, leaving out index `skip`.
     pub fn nearest(&self, normalised: &[f32], pixels: &SsimImage, skip: Option<usize>) -> Option<Nearest> {
+        self.nearest_except(normalised, pixels, |k| Some(k) == skip)
+    }
+
+    fn nearest_except(&self, normalised: &[f32], pixels: &SsimImage, skip: impl Fn(usize) -> bool) -> Option<Nearest> {
         let mut best: Option<Nearest> = None;
         for k in 0..self.len() {
-            if Some(k) == skip {
+            if skip(k) {
                 continue;
             }
             let d = l2(normalised, &self.normalised[k]);
@@ -133,9 +137,12 @@ impl Gallery {
         l2(normalised, &self.normalised[k])
     }
 
-    /// The nearest other image of the gallery to its image `k`.
+    /// The nearest other image of the gallery to its image `k`, leaving out exact copies of it:
+    /// patch sets often hold one image several times, and a copy at distance zero says nothing
+    /// about how close two different images come. None when every image is a copy of `k`.
     pub fn nearest_other(&self, k: usize) -> Option<Nearest> {
-        self.nearest(&self.normalised[k], &self.ssim[k], Some(k))
+        let own = &self.normalised[k];
+        self.nearest_except(own, &self.ssim[k], |j| j == k || self.normalised[j] == *own)
     }
 }
 

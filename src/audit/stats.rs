@@ -75,9 +75,22 @@ pub struct Roc {
 }
 
 impl Roc {
-    /// Scores of the members and of the holdout images (both non-empty).
-    pub fn new(mut members: Vec<f64>, mut holdout: Vec<f64>) -> Self {
-        assert!(!members.is_empty() && !holdout.is_empty(), "a ROC needs scores on both sides");
+    /// Scores of the members and of the holdout images. Both sides must be non-empty and every
+    /// score finite (a NaN compares false with everything, and the curve's walk would never end):
+    /// the error says which condition failed and how many scores break it.
+    pub fn new(members: Vec<f64>, holdout: Vec<f64>) -> Result<Self, String> {
+        if members.is_empty() || holdout.is_empty() {
+            return Err(format!("a ROC needs scores on both sides ({} members, {} holdout images)", members.len(), holdout.len()));
+        }
+        let bad = members.iter().chain(&holdout).filter(|s| !s.is_finite()).count();
+        if bad > 0 {
+            return Err(format!("{bad} of {} scores are not finite (NaN or infinite)", members.len() + holdout.len()));
+        }
+        Ok(Self::sorted(members, holdout))
+    }
+
+    /// `new` for scores already checked.
+    fn sorted(mut members: Vec<f64>, mut holdout: Vec<f64>) -> Self {
         members.sort_by(|a, b| b.total_cmp(a));
         holdout.sort_by(|a, b| b.total_cmp(a));
         Self { members, holdout }
@@ -145,7 +158,7 @@ impl Roc {
         let mut tprs = vec![Vec::with_capacity(resamples); fprs.len()];
         let draw = |r: &mut ChaCha8Rng, v: &[f64]| (0..v.len()).map(|_| v[r.random_range(0..v.len())]).collect::<Vec<_>>();
         for _ in 0..resamples {
-            let b = Roc::new(draw(r, &self.members), draw(r, &self.holdout));
+            let b = Roc::sorted(draw(r, &self.members), draw(r, &self.holdout));
             aucs.push(b.auc());
             for (t, &f) in tprs.iter_mut().zip(fprs) {
                 t.push(b.tpr_at(f));
@@ -194,11 +207,11 @@ mod tests {
 
     #[test]
     fn auc_and_tpr_of_simple_scores() {
-        let roc = Roc::new(vec![3.0, 2.0, 1.0], vec![2.0, 0.0]);
+        let roc = Roc::new(vec![3.0, 2.0, 1.0], vec![2.0, 0.0]).unwrap();
         // pairs: (3>2,3>0),(2=2,2>0),(1<2,1>0): 1+1+0.5+1+0+1 = 4.5 of 6
         assert!((roc.auc() - 0.75).abs() < 1e-12);
-        assert_eq!(Roc::new(vec![5.0, 6.0], vec![1.0, 2.0]).auc(), 1.0);
-        assert_eq!(Roc::new(vec![1.0, 1.0], vec![1.0]).auc(), 0.5);
+        assert_eq!(Roc::new(vec![5.0, 6.0], vec![1.0, 2.0]).unwrap().auc(), 1.0);
+        assert_eq!(Roc::new(vec![1.0, 1.0], vec![1.0]).unwrap().auc(), 0.5);
         // No false positive allowed with two holdout images at 1%: threshold = the top holdout score.
         assert!((roc.tpr_at(0.01) - 1.0 / 3.0).abs() < 1e-12);
         assert!((roc.tpr_at(0.5) - 1.0).abs() < 1e-12);
@@ -214,11 +227,22 @@ mod tests {
         let h: Vec<f64> = (0..200).map(|_| (r.random::<f64>() * 10.0).round() / 10.0).collect();
         let brute = m.iter().flat_map(|&a| h.iter().map(move |&b| if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 })).sum::<f64>()
             / (m.len() * h.len()) as f64;
-        let roc = Roc::new(m, h);
+        let roc = Roc::new(m, h).unwrap();
         assert!((roc.auc() - brute).abs() < 1e-12, "{} vs {brute}", roc.auc());
         let (auc, tpr) = roc.with_intervals(&[0.01], 200, &mut r);
         assert!(auc.lo < auc.value && auc.value < auc.hi && auc.lo > 0.5, "{auc:?}");
         assert!(tpr[0].lo <= tpr[0].value && tpr[0].value <= tpr[0].hi);
+    }
+
+    #[test]
+    fn scores_that_are_not_finite_are_refused_not_walked_for_ever() {
+        // Before the check, `curve` looped for ever on a NaN (found with a class of three images).
+        let msg = Roc::new(vec![1.0, f64::NAN, 0.5], vec![0.2]).unwrap_err();
+        assert!(msg.contains("1 of 4 scores are not finite"), "{msg}");
+        assert!(Roc::new(vec![1.0], vec![f64::NEG_INFINITY, 0.0]).unwrap_err().contains("1 of 3"));
+        assert!(Roc::new(vec![], vec![1.0]).unwrap_err().contains("both sides"));
+        // Ties everywhere still end: one step from (0, 0) to (1, 1).
+        assert_eq!(Roc::new(vec![0.0; 5], vec![0.0; 3]).unwrap().curve(10), vec![[0.0, 0.0], [1.0, 1.0]]);
     }
 
     #[test]
