@@ -9,6 +9,9 @@ use image::{imageops::FilterType, DynamicImage, ImageBuffer, ImageReader, Limits
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 /// Decoded images wider or taller than this are refused.
 const MAX_SIDE: u32 = 16_384;
+/// Decoded images of more pixels than this are refused, before decoding (64 MP: a 16-bit grey
+/// image of that size is 128 MiB; full-field mammograms are about 30 MP).
+pub const MAX_PIXELS: u64 = 8192 * 8192;
 
 /// Decodes `bytes` into `size × size` grey values in [0, 1]; the error says why the file is
 /// unusable, in words for the user.
@@ -30,14 +33,22 @@ pub fn decode_image(bytes: &[u8], size: usize) -> Result<Vec<f32>, String> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(1 << 30);
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => {
-            format!("image too large (over {MAX_SIDE} pixels a side or 1 GiB decoded)")
-        }
+    // The reader hands its limits to the decoder, which checks the size before decoding.
+    let decoder = reader.into_decoder().map_err(decode_error)?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(format!("image too large ({w} × {h} pixels, above the {} MP limit)", MAX_PIXELS / 1_000_000));
+    }
+    let img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    Ok(to_square_grey(img, size))
+}
+
+fn decode_error(e: image::ImageError) -> String {
+    match e {
+        image::ImageError::Limits(_) => format!("image too large (over {MAX_SIDE} pixels a side or 1 GiB decoded)"),
         image::ImageError::Unsupported(u) => format!("unsupported image: {u}"),
         other => format!("corrupt or truncated image: {other}"),
-    })?;
-    Ok(to_square_grey(&img, size))
+    }
 }
 
 pub(crate) fn too_large(bytes: u64) -> String {
@@ -48,10 +59,17 @@ pub(crate) fn too_large(bytes: u64) -> String {
     )
 }
 
-/// Grey (luma) values in [0, 1], resized to `size × size` with a Lanczos filter.
-fn to_square_grey(img: &DynamicImage, size: usize) -> Vec<f32> {
-    let grey = img.to_luma32f();
-    resize_grey(grey, size)
+/// Grey (luma) values in [0, 1], resized to `size × size` with a Lanczos filter. An image of
+/// another size is made grey at 16 bits and resized before it becomes f32, so a large image
+/// costs 2 bytes a pixel beside its decoded form, not 4; the decoded form is dropped first.
+fn to_square_grey(img: DynamicImage, size: usize) -> Vec<f32> {
+    let s = size as u32;
+    if img.width() == s && img.height() == s {
+        return resize_grey(img.to_luma32f(), size);
+    }
+    let grey = img.into_luma16();
+    let small = image::imageops::resize(&grey, s, s, FilterType::Lanczos3);
+    small.into_raw().into_iter().map(|v| v as f32 / 65535.0).collect()
 }
 
 /// Resizes grey values in [0, 1] to `size × size` (Lanczos3, whose support widens with the
@@ -113,6 +131,19 @@ mod tests {
         let v = decode_image(&encode(big, ImageFormat::Png), 28).unwrap();
         assert_eq!(v.len(), 28 * 28);
         assert!(v[0] < 0.05 && v[27] > 0.95 && (v[14] - 0.5).abs() < 0.05, "{:?}", &v[..28]);
+    }
+
+    #[test]
+    fn an_image_of_too_many_pixels_is_refused_before_it_is_decoded() {
+        // 9000 × 9000 (81 MP) of black compresses to about 80 KB; decoded it would be 81 MB of
+        // bytes and, before the cap, 324 MB more as f32.
+        let big = encode(DynamicImage::ImageLuma8(ImageBuffer::new(9000, 9000)), ImageFormat::Png);
+        assert!(big.len() < 1 << 20, "{}", big.len());
+        let msg = decode_image(&big, 28).unwrap_err();
+        assert_eq!(msg, "image too large (9000 × 9000 pixels, above the 67 MP limit)");
+        // Just under the cap it decodes (and resizes to 28 × 28 black).
+        let ok = encode(DynamicImage::ImageLuma8(ImageBuffer::new(8192, 8000)), ImageFormat::Png);
+        assert!(decode_image(&ok, 28).unwrap().iter().all(|&v| v == 0.0));
     }
 
     #[test]
