@@ -34,6 +34,9 @@ pub struct Accuracy {
 pub struct Evaluation {
     /// Test images used.
     pub test_images: usize,
+    /// Test images of each class.
+    #[serde(default)]
+    pub test_counts: Vec<usize>,
     /// The distilled program replayed on fresh networks.
     pub distilled: Accuracy,
     /// As many random real training images, hard labels, the same step layout and replay.
@@ -51,12 +54,30 @@ impl Evaluation {
             format!("{name:<22} {:6.2}% ± {:5.2}  ({} nets)\n", 100.0 * a.mean, 100.0 * a.std, a.nets)
         };
         let mut s = format!("test accuracy on {} held-out images\n", self.test_images);
+        if let Some(note) = self.too_few() {
+            s += &format!("note: {note}\n");
+        }
         s += &line("distilled", &self.distilled);
         s += &line(&format!("random subset (lr {})", self.random_subset_lr), &self.random_subset);
         if let Some(f) = &self.full_data {
             s += &line("full training data", f);
         }
         s
+    }
+}
+
+/// Test images each class needs before its accuracy is more than a rough guide.
+pub const MIN_TEST_PER_CLASS: usize = 20;
+
+impl Evaluation {
+    /// A sentence when some class has fewer than [`MIN_TEST_PER_CLASS`] test images.
+    pub fn too_few(&self) -> Option<String> {
+        let fewest = *self.test_counts.iter().min()?;
+        (fewest < MIN_TEST_PER_CLASS).then(|| {
+            format!(
+                "a class has only {fewest} test image(s) (under {MIN_TEST_PER_CLASS}): these accuracies are too uncertain to mean much"
+            )
+        })
     }
 }
 
@@ -274,5 +295,5 @@ pub async fn evaluate<B: Backend>(
     let distilled = evaluate_distilled(config, d, fixed_init, &test_set, device).await?;
     let (random_subset, random_subset_lr) = evaluate_random_subset(config, train, norm, &test_set, device).await?;
     let full_data = evaluate_full_data(config, train, norm, &test_set, device).await?;
-    Ok(Evaluation { test_images: test.len(), distilled, random_subset, random_subset_lr, full_data })
+    Ok(Evaluation { test_images: test.len(), test_counts: test.class_counts(), distilled, random_subset, random_subset_lr, full_data })
 }

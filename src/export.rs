@@ -17,9 +17,13 @@ use crate::data::Normalization;
 use crate::distill::{initial_classes, Distilled};
 use crate::error::{Error, Result};
 use crate::eval::Evaluation;
+use crate::net::Network;
 
 /// Identifies the archive layout.
 pub const FORMAT: &str = "anondistill/2";
+
+/// The most bytes an entry of an archive may decompress to when read back.
+const MAX_ENTRY_BYTES: u64 = 1 << 30;
 
 /// The layout before the outer decay's fields changed; read with its configuration upgraded.
 const FORMAT_1: &str = "anondistill/1";
@@ -55,6 +59,10 @@ pub struct Manifest {
     pub preview_scaling: String,
     /// What each entry of the archive holds.
     pub files: Vec<String>,
+    /// What a reader must know before sharing the archive: images started from real training
+    /// images, near copies the audit flagged, an audit that did not run.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Everything the archive is made from.
@@ -83,12 +91,24 @@ fn preview_png(values: &[f32], size: usize) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
+/// A class name as one CSV field (RFC 4180): quoted when it holds a comma, a quote or a line
+/// break, and kept from being read as a formula by a spreadsheet (a leading `=`, `+`, `-`, `@`,
+/// tab or carriage return gets a `'` before it).
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
 fn labels_csv(d: &Distilled, classes: &[String]) -> String {
-    let mut s = format!("image,step,initial_class,{}\n", classes.iter().map(|c| c.replace([',', '\n'], " ")).collect::<Vec<_>>().join(","));
+    let mut s = format!("image,step,initial_class,{}\n", classes.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
     for i in 0..d.len() {
         let row = &d.labels[i * d.classes..(i + 1) * d.classes];
         let values: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
-        s += &format!("{i},{},{},{}\n", i / d.per_step, classes[d.classes_of[i]].replace([',', '\n'], " "), values.join(","));
+        s += &format!("{i},{},{},{}\n", i / d.per_step, csv_field(&classes[d.classes_of[i]]), values.join(","));
     }
     s
 }
@@ -165,9 +185,12 @@ pub fn read_archive(bytes: &[u8]) -> Result<Archive> {
     let mut zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| bad(&e))?;
     let entries: Vec<String> = zip.file_names().map(String::from).collect();
     let mut read = |name: &str| -> Result<Vec<u8>> {
-        let mut f = zip.by_name(name).map_err(|e| Error::Archive(format!("{name}: {e}")))?;
+        let f = zip.by_name(name).map_err(|e| Error::Archive(format!("{name}: {e}")))?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| bad(&e))?;
+        f.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut buf).map_err(|e| bad(&e))?;
+        if buf.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(Error::Archive(format!("{name} decompresses to more than {} MiB; not an archive of this tool", MAX_ENTRY_BYTES >> 20)));
+        }
         Ok(buf)
     };
     let mut value: serde_json::Value = serde_json::from_slice(&read("manifest.json")?).map_err(|e| bad(&e))?;
@@ -190,14 +213,36 @@ pub fn read_archive(bytes: &[u8]) -> Result<Archive> {
     let (lshape, labels) = get("labels")?;
     let (_, lrs) = get("lrs")?;
     let cfg = &manifest.config;
+    cfg.validate().map_err(|e| Error::Archive(format!("manifest.json: {e}")))?;
     let classes = manifest.classes.len();
     let per_step = manifest.images_per_step;
-    if ishape.len() != 4 || lshape != [ishape[0], classes] || per_step == 0 || ishape[0] % per_step != 0 || lrs.len() != ishape[0] / per_step * cfg.epochs {
-        return Err(Error::Archive("tensor shapes disagree with the manifest".into()));
+    let size = cfg.image_size;
+    let shapes_agree = ishape.len() == 4
+        && ishape[0] > 0
+        && ishape[1..] == [1, size, size]
+        && lshape == [ishape[0], classes]
+        && classes >= 2
+        && per_step > 0
+        && ishape[0] % per_step == 0
+        && lrs.len() == ishape[0] / per_step * cfg.epochs;
+    if !shapes_agree {
+        return Err(Error::Archive(format!(
+            "tensor shapes disagree with the manifest: images {ishape:?}, labels {lshape:?}, {} learning rates for {classes} classes, {per_step} images a step, {} epochs, {size} × {size} images",
+            lrs.len(),
+            cfg.epochs
+        )));
     }
     let mut names: Vec<&str> = st.names().into_iter().map(|s| s.as_str()).filter(|n| n.starts_with("init.")).collect();
     names.sort();
     let fixed_init = if names.is_empty() { None } else { Some(names.iter().map(|n| get(n).map(|t| t.1)).collect::<Result<Vec<_>>>()?) };
+    if let Some(init) = &fixed_init {
+        let net = Network::new(cfg, classes).map_err(|e| Error::Archive(format!("manifest.json: {e}")))?;
+        let expected: Vec<usize> = net.params().iter().map(|p| p.numel()).collect();
+        let found: Vec<usize> = init.iter().map(Vec::len).collect();
+        if found != expected {
+            return Err(Error::Archive(format!("the fixed initial weights have sizes {found:?}; this network needs {expected:?}")));
+        }
+    }
     let distilled = Distilled {
         per_step,
         size: ishape[2],
@@ -209,4 +254,20 @@ pub fn read_archive(bytes: &[u8]) -> Result<Archive> {
         lrs,
     };
     Ok(Archive { distilled, manifest, fixed_init, entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_are_quoted_and_never_formulas_in_labels_csv() {
+        assert_eq!(csv_field("normal"), "normal");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\r\nlines"), "\"two\r\nlines\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1"), "'-1");
+        assert_eq!(csv_field("neumonía"), "neumonía");
+    }
 }

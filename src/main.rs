@@ -69,6 +69,10 @@ struct DistillArgs {
     /// Skip the privacy audit (it also needs holdout_fraction above 0).
     #[arg(long)]
     no_audit: bool,
+    /// Allow `--init real`: the distilled images then start from patients' images and can stay
+    /// close to them; the archive's manifest says so.
+    #[arg(long)]
+    accept_real_init: bool,
     /// Compute backend.
     #[arg(long, value_enum, default_value = if cfg!(feature = "flex") { "flex" } else { "ndarray" })]
     backend: BackendArg,
@@ -234,10 +238,18 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
     } else {
         let distilled = pollster::block_on(d.distilled())?;
         let start = Instant::now();
-        let a = pollster::block_on(run_audit(&distilled, &config, &prepared, d.fixed_init(), metrics.as_ref(), &device))?;
-        println!("{}", a.summary());
-        eprintln!("audit in {:.1} s", start.elapsed().as_secs_f64());
-        Some(a)
+        match pollster::block_on(run_audit(&distilled, &config, &prepared, d.fixed_init(), metrics.as_ref(), &device)) {
+            Ok(a) => {
+                println!("{}", a.summary());
+                eprintln!("audit in {:.1} s", start.elapsed().as_secs_f64());
+                Some(a)
+            }
+            // The distilled set is still worth keeping; the archive says no audit ran.
+            Err(e) => {
+                eprintln!("privacy audit failed: {e}\nthe archive is written without an audit");
+                None
+            }
+        }
     };
     let bytes = pollster::block_on(export(&d, &prepared, &outcome, metrics, audit.as_ref()))?;
     std::fs::write(&args.out, bytes).map_err(|e| Error::io(&args.out, e))?;
@@ -256,6 +268,10 @@ fn eval_archive(args: &EvalArgs) -> Result<()> {
     let mut config = archive.manifest.config.clone();
     if let Some(n) = args.nets {
         config.eval_nets = n;
+        config.validate().map_err(|e| match e {
+            Error::Config(why) => Error::Config(format!("--nets {n}: {why}")),
+            other => other,
+        })?;
     }
     let test = if args.all {
         match args.data.as_deref() {
@@ -305,9 +321,19 @@ fn npz_to_folder(args: &NpzArgs) -> Result<()> {
     if names.len() != data.num_classes() {
         return Err(Error::Config(format!("--names gives {} names for {} classes", names.len(), data.num_classes())));
     }
+    // The names come from the archive or the user: each must be one plain folder inside `out`.
+    for name in &names {
+        let plain = Path::new(name).components().count() == 1
+            && matches!(Path::new(name).components().next(), Some(std::path::Component::Normal(_)))
+            && !name.contains(['/', '\\', '\0'])
+            && !name.starts_with('.');
+        if !plain {
+            return Err(Error::Data(format!("class name {name:?} cannot be a folder name (give plain names with --names)")));
+        }
+    }
     let mut r = anondistill::rng::rng(args.seed, anondistill::rng::Stream::Split);
     let mut written = 0;
-    for (c, idx) in data.indices_by_class().iter().enumerate() {
+    for (c, idx) in data.indices_by_class().iter().enumerate().filter(|(_, idx)| !idx.is_empty()) {
         let dir = args.out.join(&names[c]);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let perm = anondistill::rng::permutation(&mut r, idx.len());
@@ -340,6 +366,11 @@ fn main() {
                 return Err(Error::Config(format!("--decay-iterations has no effect while decay_epochs is {e}: give one of the two")));
             }
             config.validate()?;
+            if config.init == anondistill::ImageInit::Real && !args.accept_real_init {
+                return Err(Error::Config(
+                    "init real starts the distilled images from patients' images, and the result can stay close to them (see the privacy audit in README.md); add --accept-real-init to go on".into(),
+                ));
+            }
             match args.backend {
                 BackendArg::Ndarray => distill::<burn_ndarray::NdArray>(args, config, Default::default()),
                 #[cfg(feature = "flex")]

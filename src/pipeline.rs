@@ -4,7 +4,7 @@
 use burn_tensor::backend::Backend;
 
 use crate::audit::{audit, Audit, AuditConfig, AuditInputs};
-use crate::config::Config;
+use crate::config::{Config, ImageInit};
 use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped};
 use crate::distill::{Distilled, Distiller, StepReport};
 use crate::error::{Error, Result};
@@ -82,6 +82,37 @@ pub async fn run_to_end<B: Backend>(d: &mut Distiller<B>, on_step: impl FnMut(&S
     Outcome { iterations: d.iteration(), stopped_early }
 }
 
+/// The evaluation and the privacy audit of a distilled state, each kept with the iteration of
+/// the state it describes: asked for at another iteration, they are not there, so an export
+/// never carries figures of an earlier state next to a later one's images.
+#[derive(Clone, Debug, Default)]
+pub struct Findings {
+    metrics: Option<(usize, Evaluation)>,
+    audit: Option<(usize, Audit)>,
+}
+
+impl Findings {
+    /// Keeps the evaluation of the state at `iteration`.
+    pub fn set_metrics(&mut self, iteration: usize, metrics: Evaluation) {
+        self.metrics = Some((iteration, metrics));
+    }
+
+    /// Keeps the audit of the state at `iteration`.
+    pub fn set_audit(&mut self, iteration: usize, audit: Audit) {
+        self.audit = Some((iteration, audit));
+    }
+
+    /// The evaluation of the state at `iteration`, if one was made of that state.
+    pub fn metrics(&self, iteration: usize) -> Option<&Evaluation> {
+        self.metrics.as_ref().filter(|(i, _)| *i == iteration).map(|(_, m)| m)
+    }
+
+    /// The audit of the state at `iteration`, if one was made of that state.
+    pub fn audit(&self, iteration: usize) -> Option<&Audit> {
+        self.audit.as_ref().filter(|(i, _)| *i == iteration).map(|(_, a)| a)
+    }
+}
+
 /// The privacy audit of `distilled` against the run's members and holdout. The random subset
 /// takes the evaluation's learning rate when there is one, else the same choice made afresh.
 pub async fn run_audit<B: Backend>(
@@ -145,8 +176,24 @@ pub fn export_distilled(
         images_per_step: distilled.per_step,
         preview_scaling: String::new(),
         files: Vec::new(),
+        warnings: warnings(config, audit),
     };
     write_archive(Export { distilled, manifest, fixed_init, audit })
+}
+
+/// The manifest's warnings: what the archive's images may reveal, as far as this run knows.
+fn warnings(config: &Config, audit: Option<&Audit>) -> Vec<String> {
+    let mut w = Vec::new();
+    if config.init == ImageInit::Real {
+        w.push("the distilled images started from real training images (init real, acknowledged by the user): they can stay close to the patients' images they started from".to_string());
+        if audit.is_none() {
+            w.push("no privacy audit ran on this state: nothing checked these images against the training images".to_string());
+        }
+    }
+    if let Some(a) = audit.filter(|a| !a.near_copy.flagged.is_empty()) {
+        w.push(format!("the privacy audit flagged distilled image(s) {:?} as near copies of training images", a.near_copy.flagged));
+    }
+    w
 }
 
 /// Checks that `data` has the classes an archive was distilled for.
@@ -159,4 +206,25 @@ pub fn check_same_classes(data: &Dataset, classes: &[String]) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::Accuracy;
+
+    #[test]
+    fn findings_of_an_earlier_state_are_not_given_for_a_later_one() {
+        // pause at 40 → evaluate → resume → finish at 200 → download: the export asks at 200.
+        let acc = Accuracy { mean: 0.8, std: 0.0, per_class: vec![0.8, 0.8], nets: 1 };
+        let e = Evaluation { test_images: 4, test_counts: vec![2, 2], distilled: acc.clone(), random_subset: acc, random_subset_lr: 0.1, full_data: None };
+        let mut f = Findings::default();
+        f.set_metrics(40, e.clone());
+        assert_eq!(f.metrics(40), Some(&e));
+        assert_eq!(f.metrics(200), None);
+        assert!(f.audit(40).is_none());
+        f.set_metrics(200, e.clone());
+        assert_eq!(f.metrics(200), Some(&e));
+        assert_eq!(f.metrics(40), None);
+    }
 }

@@ -16,14 +16,13 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::audit::Audit;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::data::{load_files, InputFile, Skipped};
 use crate::demo::{demo_files, ATTRIBUTION};
 use crate::distill::{Distilled, Distiller, StepReport};
-use crate::eval::{evaluate, Evaluation};
-use crate::pipeline::{export_distilled, run_audit, run_until, Outcome, Prepared};
+use crate::eval::evaluate;
+use crate::pipeline::{export_distilled, run_audit, run_until, Findings, Outcome, Prepared};
 
 macro_rules! on_engine {
     ($engine:expr, $d:ident => $body:expr) => {
@@ -55,9 +54,8 @@ struct Inner {
     last_good: Option<Distilled>,
     last_checkpoint: Option<Checkpoint>,
     fixed_init: Option<Vec<Vec<f32>>>,
-    metrics: Option<Evaluation>,
-    /// The privacy audit of the state at `outcome.iterations` (dropped when that moves on).
-    audit: Option<Audit>,
+    /// The evaluation and the audit, each of the state at the iteration it was made.
+    findings: Findings,
     /// The iteration planned for helper workers (see `workers`), and the chunk so far.
     parallel: workers::Pending,
 }
@@ -147,8 +145,7 @@ impl Session {
             last_good: None,
             last_checkpoint: None,
             fixed_init: None,
-            metrics: None,
-            audit: None,
+            findings: Findings::default(),
             parallel: Default::default(),
         };
         Ok(Session { inner: Rc::new(RefCell::new(inner)) })
@@ -215,8 +212,7 @@ impl Session {
             s.last_good = Some(snap.distilled);
             s.last_checkpoint = Some(snap.checkpoint);
             s.fixed_init = snap.fixed_init;
-            s.metrics = None;
-            s.audit = None;
+            s.findings = Findings::default();
             Ok(JsValue::from(total as u32))
         })
     }
@@ -249,7 +245,8 @@ impl Session {
             let mut s = inner.borrow_mut();
             s.engine = Some(engine);
             let e = result.map_err(js_err)?;
-            s.metrics = Some(e.clone());
+            let at = s.outcome.iterations;
+            s.findings.set_metrics(at, e.clone());
             to_js(&e)
         })
     }
@@ -265,7 +262,12 @@ impl Session {
             let engine = take_engine(&inner)?;
             let (config, prepared, distilled, metrics) = {
                 let s = inner.borrow();
-                (s.config.clone(), s.prepared.clone(), s.last_good.clone().ok_or_else(|| js_err("nothing distilled yet"))?, s.metrics.clone())
+                (
+                    s.config.clone(),
+                    s.prepared.clone(),
+                    s.last_good.clone().ok_or_else(|| js_err("nothing distilled yet"))?,
+                    s.findings.metrics(s.outcome.iterations).cloned(),
+                )
             };
             let result = on_engine!(&engine, d => {
                 run_audit(&distilled, &config, &prepared, d.fixed_init(), metrics.as_ref(), d.device()).await
@@ -291,7 +293,8 @@ impl Session {
                 gallery.push(&row);
             }
             set(&out, "gallery", gallery.into())?;
-            s.audit = Some(a);
+            let at = s.outcome.iterations;
+            s.findings.set_audit(at, a);
             Ok(out.into())
         })
     }
@@ -326,8 +329,9 @@ impl Session {
     pub fn export(&self) -> Result<Uint8Array, JsValue> {
         let s = self.inner.borrow();
         let d = s.last_good.as_ref().ok_or_else(|| js_err("nothing distilled yet"))?;
-        let bytes = export_distilled(d, &s.config, &s.prepared, &s.outcome, s.metrics.clone(), s.audit.as_ref(), s.fixed_init.clone())
-            .map_err(js_err)?;
+        let at = s.outcome.iterations;
+        let (metrics, audit) = (s.findings.metrics(at).cloned(), s.findings.audit(at));
+        let bytes = export_distilled(d, &s.config, &s.prepared, &s.outcome, metrics, audit, s.fixed_init.clone()).map_err(js_err)?;
         Ok(Uint8Array::from(&bytes[..]))
     }
 }
@@ -338,9 +342,6 @@ fn settle(inner: &Rc<RefCell<Inner>>, engine: Engine, chunk: Chunk) -> Result<Js
     let total = on_engine!(&engine, d => d.total_iterations());
     let mut s = inner.borrow_mut();
     if let Some((d, c)) = chunk.snapshot {
-        if c.meta.iteration != s.outcome.iterations {
-            s.audit = None;
-        }
         s.outcome.iterations = c.meta.iteration;
         s.last_good = Some(d);
         s.last_checkpoint = Some(c);

@@ -169,11 +169,9 @@ fn the_outer_rate_decays_per_pass_or_per_iteration() {
     assert_eq!(lrs(&per_iteration, &[0, 4, 5, 10, 14]), vec![0.01, 0.01, 0.005, 0.0025, 0.0025]);
 }
 
-#[test]
-fn a_format_1_archive_reads_with_the_decay_it_ran_with() {
+/// `bytes` with its manifest changed by `edit`.
+fn with_manifest(bytes: &[u8], edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
     use std::io::{Cursor, Read, Write};
-    let bytes = run(&quick());
-    // The same archive with a format-1 manifest whose decay_iterations is unset: per pass.
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
     let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for i in 0..zip.len() {
@@ -182,17 +180,52 @@ fn a_format_1_archive_reads_with_the_decay_it_ran_with() {
         f.read_to_end(&mut buf).unwrap();
         if f.name() == "manifest.json" {
             let mut m: serde_json::Value = serde_json::from_slice(&buf).unwrap();
-            m["format"] = "anondistill/1".into();
-            m["config"]["decay_epochs"] = 40.into();
-            m["config"].as_object_mut().unwrap().remove("decay_iterations");
+            edit(&mut m);
             buf = serde_json::to_vec(&m).unwrap();
         }
         out.start_file(f.name(), zip::write::SimpleFileOptions::default()).unwrap();
         out.write_all(&buf).unwrap();
     }
-    let old = read_archive(&out.finish().unwrap().into_inner()).unwrap();
+    out.finish().unwrap().into_inner()
+}
+
+#[test]
+fn a_format_1_archive_reads_with_the_decay_it_ran_with() {
+    // The same archive with a format-1 manifest whose decay_iterations is unset: per pass.
+    let old = with_manifest(&run(&quick()), |m| {
+        m["format"] = "anondistill/1".into();
+        m["config"]["decay_epochs"] = 40.into();
+        m["config"].as_object_mut().unwrap().remove("decay_iterations");
+    });
+    let old = read_archive(&old).unwrap();
     assert_eq!(old.manifest.format, anondistill::export::FORMAT);
     assert_eq!(old.manifest.config, Config { decay_epochs: Some(40), ..quick() });
+}
+
+#[test]
+fn a_malformed_archive_is_refused_with_the_cause_not_a_panic() {
+    // Each of these read before, and then panicked when the program was replayed.
+    let good = run(&Config { known_init: true, ..quick() });
+    assert!(read_archive(&good).unwrap().fixed_init.is_some());
+    let refused = |edit: &dyn Fn(&mut serde_json::Value)| match read_archive(&with_manifest(&good, edit)) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    let msg = refused(&|m| m["config"]["image_size"] = 32.into());
+    assert!(msg.contains("tensor shapes disagree with the manifest") && msg.contains("32 × 32 images"), "{msg}");
+    let msg = refused(&|m| m["config"]["steps"] = 0.into());
+    assert!(msg.contains("manifest.json: invalid configuration: steps = 0 is outside"), "{msg}");
+    let msg = refused(&|m| m["classes"] = serde_json::json!(["only"]));
+    assert!(msg.contains("tensor shapes disagree"), "{msg}");
+    let msg = refused(&|m| m["config"]["lenet_width"] = 2.into());
+    assert!(msg.contains("the fixed initial weights have sizes"), "{msg}");
+    // The command line says the same and exits 1.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.zip");
+    std::fs::write(&bad, with_manifest(&good, |m| m["config"]["image_size"] = 32.into())).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_anondistill")).arg("eval").arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.contains("tensor shapes disagree") && !err.contains("panicked"), "{err}");
 }
 
 #[test]
@@ -255,6 +288,22 @@ fn the_command_line_distils_and_evaluates() {
     assert!(err.contains("error:") && err.contains("'only'") && err.contains("a.png") && !err.contains("panicked"), "{err}");
     let o = Command::new(exe).args(["distill", "--steps", "0"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("steps = 0 is outside"));
+    // Real-image init needs an acknowledgement, which the manifest records.
+    let o = Command::new(exe).args(["distill", "--init", "real", "--max-iterations", "1", "--no-eval", "--out"]).arg(&again).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.contains("add --accept-real-init to go on"), "{err}");
+    let o = Command::new(exe)
+        .args(["distill", "--init", "real", "--accept-real-init", "--max-iterations", "1", "--no-eval", "--no-audit", "--out"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let warnings = read_archive(&std::fs::read(&again).unwrap()).unwrap().manifest.warnings;
+    assert!(warnings[0].contains("started from real training images") && warnings[1].contains("no privacy audit ran"), "{warnings:?}");
+    // `eval --nets 0` panicked (an index into no scores); now it is a range error.
+    let o = Command::new(exe).args(["eval", "--nets", "0"]).arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.contains("error: invalid configuration: --nets 0: eval_nets = 0 is outside [1, 1000]") && !err.contains("panicked"), "{err}");
     // Asking for more iterations than epochs_outer passes give says so, and runs what they give
     // (the demo's 256 members are one batch: one iteration a pass).
     let o = Command::new(exe).args(["distill", "--max-iterations", "5", "--epochs-outer", "2", "--no-eval", "--out"]).arg(&again).output().unwrap();
@@ -279,4 +328,51 @@ fn the_command_line_distils_and_evaluates() {
     let o = Command::new(exe).args(["distill", "--decay-iterations", "9", "--config"]).arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.code() == Some(1) && err.contains("--decay-iterations has no effect while decay_epochs is 7"), "{err}");
+}
+
+/// Waits for `child` at most `limit`, killing it after that (a test that hangs tells nothing).
+fn wait_at_most(mut child: std::process::Child, limit: std::time::Duration) -> std::process::Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_class_of_three_images_runs_to_the_end_and_the_audit_says_too_few() {
+    // Before: the audit's ROC walked for ever over NaN scores and the process grew until killed.
+    let dir = tempfile::tempdir().unwrap();
+    let files = anondistill::demo::demo_files();
+    let mut kept = [0usize; 2];
+    for f in &files {
+        let c = usize::from(f.class != "normal");
+        if kept[c] < [40, 3][c] {
+            let path = dir.path().join(&f.name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, &f.bytes).unwrap();
+            kept[c] += 1;
+        }
+    }
+    std::fs::write(dir.path().join("pneumonia/broken.png"), b"\x89PNG\r\n\x1a\n garbage").unwrap();
+    let out = dir.path().join("r.zip");
+    let child = Command::new(env!("CARGO_BIN_EXE_anondistill"))
+        .args(["distill", "--max-iterations", "2", "--eval-nets", "2", "--full-data-nets", "0", "--out"])
+        .arg(&out)
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = wait_at_most(child, std::time::Duration::from_secs(300));
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let audited = stdout.contains("privacy audit: too few images to judge") || stdout.contains("privacy audit: leakage detected");
+    assert!(audited || stderr.contains("privacy audit failed"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("note: a class has only 1 test image(s) (under 20)"), "{stdout}");
+    assert!(out.exists());
 }
