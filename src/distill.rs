@@ -13,7 +13,8 @@ use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
 use crate::net::{Network, Params};
 use crate::rng::{normal, permutation, rng, Stream};
-use crate::train::{label_targets, loss_grads, one_hot, sgd_update, soft_cross_entropy};
+use crate::loss::{label_targets, one_hot, soft_cross_entropy};
+use crate::train::{loss_grads, sgd_update};
 
 type A<B> = Autodiff<B>;
 type AA<B> = Autodiff<Autodiff<B>>;

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::net::{Network, Params};
 use crate::once::OnceOps;
 use crate::rng::{permutation, rng, Stream};
-use crate::train::{label_targets, loss_grads, predict, replay, Step};
+use crate::loss::label_targets;
+use crate::train::{loss_grads, predict, replay, Step};
 
 /// Test accuracy over several networks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -18,9 +18,10 @@ use burn_tensor::{
 };
 
 use crate::config::NetKind;
-use crate::net::{avg_pool2, im2col_conv, stride1, transpose1, uses_im2col, windows, Network, Params};
+use crate::conv::{stride1, transpose1};
+use crate::net::{avg_pool2, im2col_conv, uses_im2col, windows, Network, Params};
 use crate::once::{bias_grad, ConvOnce, OnceOps};
-use crate::train::soft_cross_entropy;
+use crate::loss::soft_cross_entropy;
 
 /// What a convolution's backward pass needs from its forward pass.
 struct ConvCache<B: Backend> {

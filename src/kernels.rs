@@ -445,7 +445,7 @@ pub fn avg_unpool(dy: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{stride1, transpose1};
+    use crate::conv::{stride1, transpose1};
     use crate::rng::{normal, rng, Stream};
     use burn_ndarray::NdArray;
     use burn_tensor::{module, Tensor, TensorData};

@@ -11,6 +11,7 @@ pub mod adam;
 pub mod audit;
 pub mod checkpoint;
 pub mod config;
+pub mod conv;
 pub mod data;
 pub mod demo;
 pub mod distill;
@@ -19,6 +20,7 @@ pub mod eval;
 pub mod export;
 pub mod grad;
 pub mod kernels;
+pub mod loss;
 pub mod net;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

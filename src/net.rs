@@ -5,11 +5,12 @@
 //! once and faster on a large batch (bench/README.md, change 9).
 
 use burn_autodiff::Autodiff;
-use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d, max_pool2d}, ops::{ConvOptions, ConvTransposeOptions, PadMode}, Tensor, TensorData};
+use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d, max_pool2d}, ops::PadMode, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConvImpl, InnerGrad, NetKind, OnceImpl};
+use crate::conv::stride1;
 use crate::error::{Error, Result};
 use crate::once::{avg_pool_once, conv2d_once, masked_once, max_pool_once, OnceOps};
 use crate::rng::normal;
@@ -270,17 +271,6 @@ struct Custom<'a, B: Backend> {
 fn reshape<B: Backend, const D: usize>((t, spec): Param<'_, B>) -> Tensor<B, D> {
     let shape: [usize; D] = spec.shape.clone().try_into().expect("parameter rank");
     t.reshape(shape)
-}
-
-/// Options of a stride-1, undilated, ungrouped convolution with `padding` on every side.
-pub(crate) fn stride1(padding: usize) -> ConvOptions<2> {
-    ConvOptions::new([1, 1], [padding, padding], [1, 1], 1)
-}
-
-/// Options of the transposed convolution that undoes [`stride1`]'s (the input gradient): the
-/// output is exactly the convolution's input size.
-pub(crate) fn transpose1(padding: usize) -> ConvTransposeOptions<2> {
-    ConvTransposeOptions::new([1, 1], [padding, padding], [0, 0], [1, 1], 1)
 }
 
 fn conv<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, padding: usize) -> Tensor<B, 4> {

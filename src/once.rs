@@ -28,7 +28,7 @@ use burn_tensor::{
 };
 
 use crate::kernels::{self, ConvShape};
-use crate::net::{stride1, transpose1};
+use crate::conv::{stride1, transpose1};
 
 /// Whether `B` is burn-flex, whose convolution, transposed convolution, weight gradient and 2×2
 /// pooling [`kernels`] replaces on f32 tensors (bench/README.md, change 20).

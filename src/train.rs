@@ -1,41 +1,16 @@
-//! The pieces shared by distillation and evaluation: losses, one inner SGD step's gradients, and
-//! the replay of a step sequence.
+//! The pieces shared by distillation and evaluation: one inner SGD step's gradients and the
+//! replay of a step sequence (the losses are in `loss`).
 
 use burn_tensor::{
-    activation::{log_softmax, softmax},
     backend::{AutodiffBackend, Backend},
     Int, Tensor,
 };
 
-use crate::config::{InnerGrad, LabelMode};
+use crate::config::InnerGrad;
+use crate::loss::soft_cross_entropy;
 use crate::grad::manual_loss_grads;
 use crate::net::{Network, Params};
 use crate::once::OnceOps;
-
-/// Mean over the batch of `−Σ_c target_c · log softmax(logits)_c`; with one-hot targets this is
-/// the ordinary cross-entropy, with learned label values the fork's label-weighted loss.
-pub fn soft_cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
-    let n = logits.dims()[0] as f64;
-    (log_softmax(logits, 1) * targets).sum().neg().div_scalar(n)
-}
-
-/// One-hot float rows of `labels`, built on the host (burn's `one_hot` checks its input with a
-/// blocking read, which WebGPU in a browser cannot do).
-pub fn one_hot<B: Backend>(labels: &[usize], classes: usize, device: &B::Device) -> Tensor<B, 2> {
-    let mut values = vec![0f32; labels.len() * classes];
-    for (i, &l) in labels.iter().enumerate() {
-        values[i * classes + l] = 1.0;
-    }
-    Tensor::from_data(burn_tensor::TensorData::new(values, [labels.len(), classes]), device)
-}
-
-/// The label values as they enter the inner loss.
-pub fn label_targets<B: Backend>(labels: Tensor<B, 2>, mode: LabelMode) -> Tensor<B, 2> {
-    match mode {
-        LabelMode::Raw => labels,
-        LabelMode::Softmax => softmax(labels, 1),
-    }
-}
 
 /// The inner loss of `net` at `params` on `(x, targets)` and its gradient for every parameter.
 /// When the tensors' backend is autodiff, the gradients stay differentiable with respect to

@@ -222,7 +222,7 @@ impl Dataset {
         }
         let x = Tensor::from_data(TensorData::new(values, [n, 1, self.size, self.size]), device);
         let labels: Vec<usize> = indices.iter().map(|&i| self.labels[i]).collect();
-        (x, crate::train::one_hot(&labels, self.num_classes(), device))
+        (x, crate::loss::one_hot(&labels, self.num_classes(), device))
     }
 }
 
