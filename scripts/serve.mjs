@@ -9,9 +9,10 @@ const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'applic
 const port = Number(process.env.PORT || process.argv[2] || 8080);
 
 createServer(async (req, res) => {
-  const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
-  const file = join(root, path.endsWith('/') ? `${path}index.html` : path);
   try {
+    // Inside the try: a malformed escape (a request for /%) is a 404, not a crash of the server.
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+    const file = join(root, path.endsWith('/') ? `${path}index.html` : path);
     const body = await readFile(file);
     res.writeHead(200, { 'content-type': types[extname(file)] || 'application/octet-stream' });
     res.end(body);
