@@ -33,13 +33,16 @@ fn hypergradient<B: Backend>(config: &Config, device: &B::Device) -> Vec<Vec<f32
     vec![host(g.loss), host(g.images.reshape([-1])), host(g.labels.reshape([-1])), host(g.raw_lrs)]
 }
 
-/// Largest difference relative to the largest magnitude, per tensor.
-fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], tol: f32) {
+/// Per tensor: the largest difference relative to the largest magnitude, and the difference's
+/// L2 norm relative to the reference's; each at most `tol`.
+fn assert_close(a: &[Vec<f32>], b: &[Vec<f32>], tol: f64) {
     for (k, (x, y)) in a.iter().zip(b).enumerate() {
-        let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let err = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-        println!("tensor {k}: max |diff| {err:.3e} of scale {scale:.3e}");
-        assert!(scale > 0.0 && err <= tol * scale, "tensor {k}: {err} vs scale {scale}");
+        let scale = x.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+        let err = x.iter().zip(y).fold(0f64, |m, (p, q)| m.max((*p as f64 - *q as f64).abs()));
+        let l2 = |v: &mut dyn Iterator<Item = f64>| v.map(|d| d * d).sum::<f64>().sqrt();
+        let rel_l2 = l2(&mut x.iter().zip(y).map(|(p, q)| *p as f64 - *q as f64)) / l2(&mut x.iter().map(|p| *p as f64));
+        println!("tensor {k}: max |diff| {err:.3e} of scale {scale:.3e}; relative L2 {rel_l2:.3e}");
+        assert!(scale > 0.0 && err <= tol * scale && rel_l2 <= tol, "tensor {k}: {err} vs scale {scale}, relative L2 {rel_l2}");
     }
 }
 
@@ -62,7 +65,9 @@ fn flex_agrees_with_ndarray() {
         println!("{:?}, once_ops {:?}", c.net, c.once_ops);
         let reference = hypergradient::<NdArray>(&c, &Default::default());
         let flex = hypergradient::<burn_flex::Flex>(&c, &Default::default());
-        assert_close(&reference, &flex, 1e-3);
+        // Measured here: at most 8.1e-7 of the scale (the default LeNet's learning rates); the
+        // bound was 1e-3 before, four orders of slack (review 1.3).
+        assert_close(&reference, &flex, 1e-5);
     }
 }
 
