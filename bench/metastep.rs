@@ -4,13 +4,13 @@
 //!     cargo run --release --example bench_metastep [-- --repeats 5]   (time)
 //!     cargo run --release --example bench_metastep -- --memory         (peak memory)
 //!     cargo run --release --features wgpu --example bench_metastep -- --gpu   (burn-wgpu next to
-//!         PyTorch on CUDA: `bench/README.md`, GPU)
+//!         PyTorch on CUDA: `bench/HISTORY.md`, GPU)
 //!
 //! `--only flex` keeps the CPU table's columns whose name holds "flex"; with `--gpu`, `--only`
 //! takes column names separated by commas.
 
 /// Large tensors are freed and allocated again every step; glibc's malloc unmaps and remaps them
-/// (page faults), mimalloc reuses them (bench/README.md, change 10).
+/// (page faults), mimalloc reuses them (bench/HISTORY.md, change 10).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

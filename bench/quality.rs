@@ -12,7 +12,7 @@
 //!
 //! `--seeds N` distils a random-init row N times (seeds 0..N) and scores the mean of the runs:
 //! one run's accuracy varies between distillation seeds by more than between its networks
-//! (bench/README.md, row 4), so a verdict on a random-init row needs several. `--restarts K`
+//! (bench/HISTORY.md, row 4), so a verdict on a random-init row needs several. `--restarts K`
 //! makes each of those runs the best of K distillations (on the training split minus a
 //! validation tenth, chosen on that tenth, then scored once on the test split).
 //!
@@ -35,7 +35,7 @@
 //! same algorithm written with torch's autograd, to read the engine's number against.
 //!
 //! Every row starts from `Config::default()`, so it samples `nets_per_iteration` 4 networks per
-//! iteration since the eighth set of runs (bench/README.md); the earlier sets ran with one.
+//! iteration since the eighth set of runs (bench/HISTORY.md); the earlier sets ran with one.
 
 use std::time::Instant;
 

@@ -23,7 +23,7 @@ pub enum ImageInit {
     Noise,
     /// Randomly chosen real training images of each class (their pixels start the optimisation).
     /// The distilled images can stay close to those patients' images: on pneumonia patches the
-    /// privacy audit flagged 2 of 10 as near copies after 400 iterations (`bench/README.md`,
+    /// privacy audit flagged 2 of 10 as near copies after 400 iterations (`bench/HISTORY.md`,
     /// quality), where noise gave none.
     Real,
 }
@@ -43,7 +43,7 @@ pub enum LabelMode {
 #[serde(rename_all = "lowercase")]
 pub enum ConvImpl {
     /// im2col on burn-ndarray (whose `conv_transpose2d` is a plain loop: 2–6× faster there, see
-    /// `bench/README.md`), burn's `conv2d` on every other backend.
+    /// `bench/HISTORY.md`), burn's `conv2d` on every other backend.
     Auto,
     /// burn's `conv2d` (its backward and double backward use the backend's `conv_transpose2d`).
     Direct,
@@ -70,7 +70,7 @@ pub enum InnerGrad {
 #[serde(rename_all = "lowercase")]
 pub enum OnceImpl {
     /// Pooling on the CPU backends (flex, ndarray), convolutions too on flex with `conv2d`
-    /// convolutions (the fastest measured, bench/README.md, change 15); burn's on the GPU.
+    /// convolutions (the fastest measured, bench/HISTORY.md, change 15); burn's on the GPU.
     Auto,
     /// burn's operations everywhere.
     Off,
@@ -88,7 +88,7 @@ pub struct Config {
     pub net: NetKind,
     /// How convolutions are computed.
     pub conv: ConvImpl,
-    /// How inner gradients are computed (`manual`, the faster on flex: bench/README.md, change 11).
+    /// How inner gradients are computed (`manual`, the faster on flex: bench/HISTORY.md, change 11).
     pub inner_grad: InnerGrad,
     /// Which operations of manual inner gradients are differentiated once with the backend's kernels.
     pub once_ops: OnceImpl,
@@ -124,7 +124,7 @@ pub struct Config {
     pub batch_size: usize,
     /// Initial networks sampled per outer iteration; their hyper-gradients are averaged on the
     /// same real minibatch (each costs one unrolled meta-step). The default, 4, was chosen on
-    /// validation splits of the pneumonia data and the demo (bench/README.md, seventh and eighth
+    /// validation splits of the pneumonia data and the demo (bench/HISTORY.md, seventh and eighth
     /// sets): it removes most of the spread between distillation seeds, at 4× the time of the
     /// reference's single network.
     pub nets_per_iteration: usize,

@@ -1,6 +1,6 @@
 //! f32 kernels on plain slices for a stride-1 convolution, its gradients, 2×2 average and max
 //! pooling and the average's adjoint: what burn-flex runs slowly for the meta-step
-//! (bench/README.md, change 20).
+//! (bench/HISTORY.md, change 20).
 //!
 //! flex's transposed convolution walks the batch serially and scatters its columns one element at
 //! a time with a bounds check per element; its weight gradient needs the batch and channel
@@ -93,7 +93,7 @@ fn for_each_chunk<T: Send>(out: &mut [T], len: usize, scratch: usize, f: impl Fn
 
 /// A vector of `len` floats computed as [`for_each_chunk`] computes its chunks, `fill(index,
 /// chunk, scratch)` given each `chunk`-long piece of uninitialised storage: for outputs that a
-/// kernel writes whole, where zeroing them first cost a `memset` per call (bench/README.md,
+/// kernel writes whole, where zeroing them first cost a `memset` per call (bench/HISTORY.md,
 /// change 23).
 ///
 /// # Safety
@@ -169,7 +169,7 @@ fn im2col(x: &[f32], s: ConvShape, cols: &mut [f32], span: usize, at: usize) {
 
 /// Zeroes `v`, the few positions of a line that a kernel offset moves past the image's border
 /// (up to the padding): by stores for up to two, where `fill` is a call to `memset` per line
-/// (4% of a ConvNet meta-step; bench/README.md, change 23).
+/// (4% of a ConvNet meta-step; bench/HISTORY.md, change 23).
 #[inline(always)]
 fn zero_few(v: &mut [f32]) {
     match v {
@@ -317,7 +317,7 @@ pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
         im2col_images(x, s, i * g, images, cols, span);
         // dw [c_out, rows] = dys [c_out, width] · colsᵀ [width, rows], written column by
         // column (as dwᵀ): gemm then packs the small `dys`, not the im2col matrix
-        // (bench/README.md, change 25).
+        // (bench/HISTORY.md, change 25).
         unsafe {
             matmul(s.c_out, rows, width, dw.as_mut_ptr().cast(), (s.c_out as isize, 1), false, dys.as_ptr(), (1, span as isize), cols.as_ptr(), (span as isize, 1));
         }
@@ -345,7 +345,7 @@ const ELEMENTS: usize = 1 << 14;
 
 /// `t · [pre > 0]`, element by element: `t` times the ReLU's derivative at `pre` (the ReLU
 /// itself where `t` is `pre`), the product the manual gradients' 0/1 masks computed in three
-/// passes of burn's element-wise ops, which run on one thread (bench/README.md, change 24).
+/// passes of burn's element-wise ops, which run on one thread (bench/HISTORY.md, change 24).
 pub fn masked(t: &[f32], pre: &[f32]) -> Vec<f32> {
     assert_eq!(t.len(), pre.len(), "masked: sizes");
     let fill = |i: usize, out: &mut [MaybeUninit<f32>], _: &mut [f32]| {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Large tensors are freed and allocated again every step; glibc's malloc unmaps and remaps them
-/// (page faults), mimalloc reuses them (bench/README.md, change 10), and with
+/// (page faults), mimalloc reuses them (bench/HISTORY.md, change 10), and with
 /// `keep_freed_memory` never gives them back (change 14).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

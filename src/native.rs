@@ -8,7 +8,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Tells mimalloc (the shells' global allocator) never to return freed memory to the system.
 /// A meta-step frees and allocates the same large tensors every iteration; by default mimalloc
 /// gives freed pages back after a delay and the next step faults them in again, zeroed
-/// (bench/README.md, change 14). The cost is that the process keeps its peak memory.
+/// (bench/HISTORY.md, change 14). The cost is that the process keeps its peak memory.
 pub fn keep_freed_memory() {
     // SAFETY: sets an integer option; mimalloc reads it when it next considers purging.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }

@@ -2,7 +2,7 @@
 //! from operations that burn can differentiate twice: `conv2d`, matmul plus bias (not the fused
 //! `linear`), ReLU, and pooling written as reshape plus max/mean (not `max_pool2d`/`avg_pool2d`).
 //! [`Network::forward`] is the same function with the fused pooling operations, differentiable
-//! once and faster on a large batch (bench/README.md, change 9).
+//! once and faster on a large batch (bench/HISTORY.md, change 9).
 
 use burn_autodiff::Autodiff;
 use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d, max_pool2d}, ops::PadMode, Tensor, TensorData};

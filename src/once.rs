@@ -6,7 +6,7 @@
 //! on flex each such view is copied element by element (a strided walk) before the kernel runs.
 //! The manual inner gradients (`grad.rs`) build their weight gradient the same way, so on
 //! `Autodiff<B>` both their forward and the outer backward through them paid for those copies:
-//! about a quarter of a ConvNet meta-step (bench/README.md, changes 12 and 15). Here the swaps
+//! about a quarter of a ConvNet meta-step (bench/HISTORY.md, changes 12 and 15). Here the swaps
 //! are built one channel at a time (2-d copies that flex tiles) and every backward is a kernel
 //! call. Same values; differentiable once, which is all the outer pass needs: with manual inner
 //! gradients there is one autodiff level.
@@ -31,7 +31,7 @@ use crate::kernels::{self, ConvShape};
 use crate::conv::{stride1, transpose1};
 
 /// Whether `B` is burn-flex, whose convolution, transposed convolution, weight gradient and 2×2
-/// pooling [`kernels`] replaces on f32 tensors (bench/README.md, change 20).
+/// pooling [`kernels`] replaces on f32 tensors (bench/HISTORY.md, change 20).
 fn on_slices<B: Backend>(t: &Tensor<B, 4>) -> bool {
     #[cfg(any(feature = "flex", target_arch = "wasm32"))]
     let flex = std::any::TypeId::of::<B>() == std::any::TypeId::of::<burn_flex::Flex>();

@@ -36,7 +36,7 @@ macro_rules! on_engine {
 
 mod workers;
 
-/// The page's backends: `cpu` is burn-flex (the fastest CPU backend in wasm too, bench/README.md
+/// The page's backends: `cpu` is burn-flex (the fastest CPU backend in wasm too, bench/HISTORY.md
 /// change 19), `ndarray` the burn-ndarray fallback a user can pick, `webgpu` burn-wgpu.
 enum Engine {
     Cpu(Distiller<Flex>),
