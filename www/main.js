@@ -3,7 +3,7 @@ import './style.css';
 import { defaultWorkers } from './defaults.js';
 
 const $ = (id) => document.getElementById(id);
-const state = { files: [], renames: {}, classes: [], losses: [], total: 0, running: false, paused: false, started: false, demo: false, checkpoint: null };
+const state = { files: [], layoutSkipped: [], renames: {}, classes: [], losses: [], total: 0, running: false, paused: false, started: false, demo: false, checkpoint: null };
 window.anondistill = state; // for tests and the curious
 
 // The engine lives in a worker; if it dies (a trap, a lost GPU) a new one takes over from the
@@ -21,9 +21,16 @@ function spawnWorker() {
 }
 const send = (msg, transfer) => worker.postMessage(msg, transfer || []);
 
+// The settings as typed; a field that is not a whole number ≥ 0 is an error that names it and
+// what was typed (never clamped: the engine checks each range and names the field too).
 function settings() {
   const f = new FormData($('settings'));
-  const int = (k) => Math.max(0, parseInt(f.get(k), 10) || 0);
+  const int = (k) => {
+    const text = String(f.get(k)).trim();
+    const n = Number(text);
+    if (text === '' || !Number.isSafeInteger(n) || n < 0) throw new Error(`${k} = "${text}" is not a whole number of at least 0`);
+    return n;
+  };
   return {
     config: {
       images_per_class_per_step: int('images_per_class_per_step'),
@@ -52,17 +59,34 @@ function workers(text) {
 
 // ---- data in ---------------------------------------------------------------------------------
 
-function classOf(file) {
-  const parts = (file.webkitRelativePath || file.relPath || '').split('/').filter(Boolean);
-  if (parts.length >= 3) return parts[parts.length - 2];
-  if (parts.length === 2) return parts[0];
-  return $('files-class').value.trim() || 'class-a';
+const MAX_FILE_BYTES = 64 << 20; // the engine's limit (src/data/decode.rs): larger files are not read
+
+// The class of a file at `path` (root/<class>/<image>, the root being the picked or dropped
+// folder), or why it is not used: the same rule as the command line's folder reader. Loose
+// files (no folder) take the class typed beside the file picker.
+function placeOf(path) {
+  const parts = path.split('/').filter(Boolean);
+  if (parts.length <= 1) return { cls: $('files-class').value.trim() || 'class-a' };
+  if (parts.length === 2) return { reason: 'not inside a class folder (expected root/<class>/<image>)' };
+  if (parts.length > 3) return { reason: 'nested folder, not read' };
+  return { cls: parts[1] };
 }
 
-async function useFiles(fileList) {
-  const files = Array.from(fileList).filter((f) => !f.name.startsWith('.'));
+// `fileList` with their paths relative to the root; `dropped` are class folders themselves
+// (dropped without their root) when no dropped path goes deeper than folder/file.
+async function useFiles(fileList, dropped = false) {
+  const all = Array.from(fileList).map((f) => ({ file: f, name: f.webkitRelativePath || f.relPath || f.name }));
+  const asClasses = dropped && all.every((f) => f.name.split('/').filter(Boolean).length <= 2);
+  const files = all.filter((f) => !f.name.split('/').some((part) => part.startsWith('.'))); // hidden files and folders
   if (files.length === 0) return;
-  state.files = files.map((f) => ({ file: f, cls: classOf(f), name: f.webkitRelativePath || f.relPath || f.name }));
+  state.files = [];
+  state.layoutSkipped = [];
+  for (const f of files) {
+    const place = placeOf(asClasses && f.name.includes('/') ? `dropped/${f.name}` : f.name);
+    if (place.reason) state.layoutSkipped.push({ file: f.name, reason: place.reason });
+    else if (f.file.size > MAX_FILE_BYTES) state.layoutSkipped.push({ file: f.name, reason: `file is ${(f.file.size / 1048576).toFixed(1)} MiB, above the 64 MiB limit` });
+    else state.files.push({ ...f, cls: place.cls });
+  }
   state.renames = {};
   state.demo = false;
   await loadIntoWorker();
@@ -93,8 +117,13 @@ async function loadIntoWorker() {
   $('data-status').textContent = `reading ${state.files.length} files…`;
   $('data-status').classList.remove('error');
   try {
+    const config = settings().config;
+    if (state.files.length === 0 && state.layoutSkipped.length) {
+      const first = state.layoutSkipped[0];
+      throw new Error(`no usable file: ${state.layoutSkipped.length} skipped (${first.file}: ${first.reason}${state.layoutSkipped.length > 1 ? ', …' : ''})`);
+    }
     const files = await readFiles();
-    if (files) send({ type: 'load', files, config: settings().config }, files.map((f) => f.bytes));
+    if (files) send({ type: 'load', files, config }, files.map((f) => f.bytes));
   } catch (e) {
     state.pendingStart = null;
     $('data-status').textContent = e.message;
@@ -156,10 +185,18 @@ $('folder-input').addEventListener('change', (e) => useFiles(e.target.files));
 $('files-input').addEventListener('change', (e) => useFiles(e.target.files));
 $('demo-button').addEventListener('click', () => {
   reads++; // a read of picked files still running is overtaken
+  let config;
+  try {
+    config = settings().config;
+  } catch (e) {
+    handlers.error({ message: e.message });
+    return;
+  }
   state.files = [];
+  state.layoutSkipped = [];
   state.demo = true;
   $('data-status').textContent = 'decoding the demo patches…';
-  send({ type: 'demo', config: settings().config });
+  send({ type: 'demo', config });
 });
 const drop = $('drop');
 drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
@@ -169,8 +206,10 @@ drop.addEventListener('drop', async (e) => {
   drop.classList.remove('over');
   const entries = Array.from(e.dataTransfer.items).map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry()).filter(Boolean);
   const files = (await Promise.all(entries.map((en) => entriesOf(en, '')))).flat();
-  useFiles(files.length ? files : e.dataTransfer.files);
+  useFiles(files.length ? files : e.dataTransfer.files, true);
 });
+
+const thumbUrls = []; // object URLs of the thumbnails shown, revoked when they are replaced
 
 function showSummary(s) {
   state.classes = s.classes;
@@ -181,6 +220,8 @@ function showSummary(s) {
     `The distilled set will have ${s.distilled_images} images and ${s.inner_steps} learning rates.`;
   const box = $('classes');
   box.replaceChildren();
+  thumbUrls.splice(0).forEach((u) => URL.revokeObjectURL(u));
+  const refused = new Set(s.skipped.map((k) => k.file));
   s.classes.forEach((name, c) => {
     const row = document.createElement('div');
     row.className = 'class-row';
@@ -196,34 +237,38 @@ function showSummary(s) {
     const count = document.createElement('span');
     count.textContent = `${s.train_counts[c] + s.holdout_counts[c] + s.test_counts[c]} images`;
     row.append(input, count);
-    const thumbs = state.files.filter((f) => (state.renames[f.cls] || f.cls) === name).slice(0, 8);
+    // Thumbnails of files the engine used only: a refused file is never decoded by the browser.
+    const thumbs = state.files.filter((f) => (state.renames[f.cls] || f.cls) === name && !refused.has(f.name)).slice(0, 8);
     for (const t of thumbs) {
       const img = document.createElement('img');
       img.className = 'thumb';
       img.src = URL.createObjectURL(t.file);
+      thumbUrls.push(img.src);
       img.alt = '';
       row.append(img);
     }
     box.append(row);
   });
+  const skippedAll = state.layoutSkipped.concat(s.skipped);
   const skipped = $('skipped');
-  skipped.replaceChildren(...s.skipped.map((k) => {
+  skipped.replaceChildren(...skippedAll.map((k) => {
     const li = document.createElement('li');
     li.textContent = `${k.file}: ${k.reason}`;
     return li;
   }));
-  $('skipped-box').hidden = s.skipped.length === 0;
-  $('skipped-box').open = s.skipped.length > 0;
-  $('skipped-title').textContent = `${s.skipped.length} file(s) skipped`;
+  $('skipped-box').hidden = skippedAll.length === 0;
+  $('skipped-box').open = skippedAll.length > 0;
+  $('skipped-title').textContent = `${skippedAll.length} file(s) skipped`;
   $('start').disabled = state.running;
 }
 
 // ---- running ---------------------------------------------------------------------------------
 
 $('start').addEventListener('click', () => {
-  const { config, backend, workers: text } = settings();
-  let count;
+  let config, backend, count;
   try {
+    let text;
+    ({ config, backend, workers: text } = settings());
     count = workers(text);
   } catch (e) {
     handlers.error({ message: e.message });
@@ -294,9 +339,10 @@ function setRunning(on) {
   $('start').disabled = on;
   $('pause').disabled = !state.started || (!on && !state.paused);
   $('cancel').disabled = !on && !state.paused;
-  $('evaluate').disabled = on || !state.started;
-  $('audit').disabled = on || !state.started;
-  $('download').disabled = on || !state.started;
+  // Something to evaluate, audit or download exists once a chunk of iterations has been kept.
+  $('evaluate').disabled = on || !state.checkpoint;
+  $('audit').disabled = on || !state.checkpoint;
+  $('download').disabled = on || !state.checkpoint;
   $('save-session').disabled = !state.checkpoint;
 }
 
@@ -389,7 +435,8 @@ function showAudit(m) {
   const iv = (x, d = 3) => `${x.value.toFixed(d)} [${x.lo.toFixed(d)}, ${x.hi.toFixed(d)}]`;
   const leak = a.reasons.length > 0;
   $('audit-verdict').textContent = `Verdict: ${a.verdict}.`;
-  $('audit-verdict').className = leak ? 'error' : 'ok';
+  // Green only for "no evidence at this sample size"; "too few images to judge" stays plain.
+  $('audit-verdict').className = leak ? 'error' : a.verdict.startsWith('no evidence') ? 'ok' : '';
   $('audit-reasons').replaceChildren(...a.reasons.map((r) => Object.assign(document.createElement('li'), { textContent: r })));
   const sum = (v) => v.reduce((x, y) => x + y, 0);
   const sh = a.share;
@@ -453,7 +500,7 @@ const handlers = {
     state.firstChunk = null;
     const status = m.resumed ? [`resumed at iteration ${m.iterations} of ${m.total}`] : [];
     // Shaders are compiled on first use: a GPU's first iterations take far longer than the rest
-    // (bench/README.md, changes 3 and 13).
+    // (bench/HISTORY.md, changes 3 and 13).
     if (m.backend === 'webgpu') status.push('preparing the GPU: its first iterations compile kernels and can take a minute or more');
     if (status.length) $('run-status').textContent = status.join(' · ');
   },
@@ -480,6 +527,10 @@ const handlers = {
     if (state.audit) {
       state.audit = null;
       $('audit-status').textContent = 'the audit shown is of an earlier state and is left out of the download; run it again for this one';
+    }
+    if (state.evaluated) {
+      state.evaluated = false;
+      $('eval-status').textContent = 'the evaluation shown is of an earlier state and is left out of the download; evaluate again for this one';
     }
     for (const r of m.reports) state.losses.push(r.loss);
     (state.chunks = state.chunks || []).push({ iterations: m.iterations, elapsed: m.elapsed, backend: state.backend });
@@ -539,7 +590,10 @@ const handlers = {
       return tr;
     }));
     $('eval-table').hidden = false;
-    $('eval-status').textContent = `on ${e.test_images} held-out patches`;
+    const fewest = Math.min(...e.test_counts);
+    $('eval-status').textContent = `on ${e.test_images} held-out patches` +
+      (fewest < 20 ? `; a class has only ${fewest}: these accuracies are too uncertain to mean much` : '');
+    state.evaluated = true;
     $('evaluate').disabled = false;
   },
   'audit-started'() {
@@ -575,8 +629,6 @@ const handlers = {
     where.classList.add('error');
     setRunning(false);
     $('start').disabled = false;
-    $('evaluate').disabled = !state.started;
-    $('audit').disabled = !state.started;
   },
 };
 

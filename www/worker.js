@@ -188,10 +188,32 @@ async function runShared(n) {
   return session.endChunk();
 }
 
-async function runLoop() {
+// The run in progress: its id (a cancelled or replaced run's loop sees a newer one and stops at
+// the end of its chunk) and the promise of its loop (awaited before anything replaces it).
+let runId = 0;
+let loop = null;
+
+function startLoop() {
+  const id = ++runId;
+  running = true;
+  loop = runLoop(id).catch(fail);
+}
+
+// Ends the run in progress, if any, and waits until its last chunk is done: a new run, new data
+// or a cancel never overlaps it. Whether a run was going.
+async function stopLoop() {
+  const was = running;
+  running = false;
+  runId++;
+  if (loop) await loop;
+  loop = null;
+  return was;
+}
+
+async function runLoop(id) {
   startTime = performance.now();
   doneBefore = session.iterations();
-  while (running) {
+  while (running && id === runId) {
     const r = helpers.length ? await runShared(CHUNK) : await session.run(CHUNK);
     const elapsed = (performance.now() - startTime) / 1000;
     post({ type: 'progress', reports: r.reports, iterations: r.iterations, total: r.total, elapsed, doneThisRun: r.iterations - doneBefore });
@@ -213,7 +235,7 @@ async function runLoop() {
     }
     await yieldToEvents(); // lets pause and cancel messages in
   }
-  post({ type: 'paused', iterations: session.iterations() });
+  if (id === runId) post({ type: 'paused', iterations: session.iterations() }); // else: cancelled or replaced
 }
 
 function open(config) {
@@ -235,21 +257,24 @@ async function begin(backend, sessionFile, workers) {
 
 const handlers = {
   async load({ files, config }) {
+    await stopLoop();
     source = { files };
     open(config);
   },
   async demo({ config }) {
+    await stopLoop();
     source = { demo: true };
     open(config);
   },
   async start({ backend, workers }) {
+    await stopLoop();
     await begin(backend, undefined, workers);
-    running = true;
-    runLoop().catch(fail);
+    startLoop();
   },
   // Loads the data again with a session file's settings and continues from where it was saved
   // (or only restores it, when `run` is false).
   async resume({ bytes, backend, run, files, demo, workers }) {
+    await stopLoop();
     if (files) source = { files };
     if (demo) source = { demo: true };
     if (!source) throw new Error('load the data the session was distilled from first');
@@ -259,19 +284,22 @@ const handlers = {
       post({ type: 'restored', iterations: session.iterations() });
       return;
     }
-    running = true;
-    runLoop().catch(fail);
+    startLoop();
   },
   async continue() {
     if (running || !session) return;
-    running = true;
-    runLoop().catch(fail);
+    // A pause asked for during the last chunk: that chunk ends first, and without a 'paused'.
+    runId++;
+    if (loop) await loop;
+    if (running) return;
+    startLoop();
   },
   async pause() {
     running = false;
   },
+  // Answered once the cancelled run's last chunk is done, so the page's buttons follow the run.
   async cancel() {
-    running = false;
+    await stopLoop();
     post({ type: 'cancelled', iterations: session ? session.iterations() : 0 });
   },
   async evaluate({ audit }) {
