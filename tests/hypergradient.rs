@@ -142,3 +142,82 @@ fn manual_inner_gradients_hypergradient_matches_finite_differences() {
     check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Im2col, ..small(NetKind::ConvNet, 8) });
     check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Direct, label_mode: LabelMode::Softmax, known_init: true, ..small(NetKind::ConvNet, 8) });
 }
+
+/// Values of `t` on backend `To`, through the host.
+#[cfg(feature = "flex")]
+fn to_backend<From: burn_tensor::backend::Backend, To: burn_tensor::backend::Backend, const D: usize>(t: &Tensor<From, D>, device: &To::Device) -> Tensor<To, D> {
+    let data = t.clone().into_data().convert::<f32>();
+    Tensor::from_data(data, device)
+}
+
+/// The path that ships natively and in the page's CPU backend (burn-flex, f32, manual inner
+/// gradients, the once-differentiated operations on `kernels`): its hyper-gradient along a
+/// random direction of each learnable tensor, against central differences of the same loss
+/// computed in f64 (burn-ndarray), from the same state and the same initial network. Flex works
+/// in f32 only, so its own differences would drown in rounding; the f64 loss is the same function
+/// (`tests/backends.rs` holds flex and ndarray to 1e-5 on it).
+#[cfg(feature = "flex")]
+fn check_flex(config: Config) {
+    use anondistill::{InnerGrad, OnceImpl};
+    use burn_flex::Flex;
+    assert_eq!((config.inner_grad, config.once_ops), (InnerGrad::Manual, OnceImpl::Auto), "the shipping path");
+    let data = random_dataset(2, 8, config.image_size);
+    let norm = Normalization::of(&data);
+    let mut reference = Distiller::<B>::new(config.clone(), &data, norm, &Default::default()).unwrap();
+    let mut flex = Distiller::<Flex>::new(config, &data, norm, &Default::default()).unwrap();
+    let init = reference.sample_init();
+    let flex_init: Vec<Tensor<Flex, 1>> = init.iter().map(|p| to_backend(p, &Default::default())).collect();
+    let base = reference.state().clone();
+    flex.set_state(DistilledTensors {
+        images: to_backend(&base.images, &Default::default()),
+        labels: to_backend(&base.labels, &Default::default()),
+        raw_lrs: to_backend(&base.raw_lrs, &Default::default()),
+    });
+    let batch: Vec<usize> = (0..data.len()).collect();
+    let g = flex.meta_gradient(&flex_init, &batch);
+    let host = |t: Tensor<Flex, 1>| t.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+    let (gi, gl, gr) = (host(g.images.reshape([-1])), host(g.labels.reshape([-1])), host(g.raw_lrs));
+    let eps = 1e-6;
+    let mut loss_at = |s: DistilledTensors<B>| -> f64 {
+        reference.set_state(s);
+        reference.meta_gradient(&init, &batch).loss.into_scalar()
+    };
+    let flat = |t: Tensor<B, 1>| t.into_data().to_vec::<f64>().unwrap();
+    for (k, name) in ["images", "labels", "lrs"].into_iter().enumerate() {
+        let (mut plus, mut minus) = (base.clone(), base.clone());
+        let analytic = match k {
+            0 => {
+                let dir = direction(&base.images, 11);
+                plus.images = base.images.clone() + dir.clone().mul_scalar(eps);
+                minus.images = base.images.clone() - dir.clone().mul_scalar(eps);
+                flat(dir.reshape([-1])).iter().zip(&gi).map(|(a, b)| a * b).sum::<f64>()
+            }
+            1 => {
+                let dir = direction(&base.labels, 12);
+                plus.labels = base.labels.clone() + dir.clone().mul_scalar(eps);
+                minus.labels = base.labels.clone() - dir.clone().mul_scalar(eps);
+                flat(dir.reshape([-1])).iter().zip(&gl).map(|(a, b)| a * b).sum::<f64>()
+            }
+            _ => {
+                let dir = direction(&base.raw_lrs, 13);
+                plus.raw_lrs = base.raw_lrs.clone() + dir.clone().mul_scalar(eps);
+                minus.raw_lrs = base.raw_lrs.clone() - dir.clone().mul_scalar(eps);
+                flat(dir).iter().zip(&gr).map(|(a, b)| a * b).sum::<f64>()
+            }
+        };
+        let fd = (loss_at(plus) - loss_at(minus)) / (2.0 * eps);
+        let rel = (fd - analytic).abs() / fd.abs().max(analytic.abs());
+        println!("flex {name}: analytic (f32) {analytic:.8e} finite-difference (f64) {fd:.8e} relative error {rel:.2e}");
+        assert!(analytic.abs() > 1e-7, "{name}: gradient vanished, the check would be empty");
+        assert!(rel < 2e-4, "{name}: relative error {rel}"); // measured here: at most 1.9e-5
+    }
+}
+
+#[cfg(feature = "flex")]
+#[test]
+fn the_shipping_flex_path_matches_finite_differences() {
+    use anondistill::InnerGrad;
+    // LeNet at 28 (the default size: the kernels' 'same'-width im2col and 2×2 pooling) and the ConvNet.
+    check_flex(Config { inner_grad: InnerGrad::Manual, ..small(NetKind::LeNet, 28) });
+    check_flex(Config { inner_grad: InnerGrad::Manual, ..small(NetKind::ConvNet, 8) });
+}
