@@ -36,12 +36,21 @@ if (self.GPUAdapter) {
   };
 }
 
+// `auto` takes a hardware WebGPU adapter and never a software one (SwiftShader on a machine
+// without a GPU: minutes per iteration where the CPU takes a second), saying so; `webgpu` takes
+// whatever adapter the browser offers.
 async function pickBackend(wanted) {
   if (wanted === 'cpu' || wanted === 'ndarray') return wanted;
   try {
     // Without an adapter burn's WebGPU set-up never settles: probe first, fall back to the CPU.
     const adapter = self.navigator.gpu ? await self.navigator.gpu.requestAdapter() : null;
-    return adapter ? 'webgpu' : 'cpu';
+    if (!adapter) return 'cpu';
+    const software = adapter.info ? adapter.info.isFallbackAdapter : adapter.isFallbackAdapter;
+    if (software && wanted !== 'webgpu') {
+      post({ type: 'notice', message: "The browser's only WebGPU adapter is a software one, much slower than the CPU here: running on the CPU (pick \"WebGPU, even a software adapter\" to use it)." });
+      return 'cpu';
+    }
+    return 'webgpu';
   } catch (e) {
     return 'cpu';
   }

@@ -70,7 +70,7 @@ export async function timeDemo({ backend, iterations, nets, width, workers, dist
   const server = await serve(dist);
   const browser = await launch({ webgpu: backend === 'webgpu' });
   try {
-    const { page } = await demoPage(browser, server.url, { backend: backend === 'webgpu' ? 'auto' : backend, iterations, nets, width, workers });
+    const { page } = await demoPage(browser, server.url, { backend, iterations, nets, width, workers });
     await page.click('#start');
     await waitText(page, '#run-status', new RegExp(`finished after ${iterations} iterations|stopped`), 1200000);
     const chunks = await page.evaluate(() => window.anondistill.chunks);
