@@ -170,7 +170,7 @@ impl Network {
     /// `Autodiff<B>`, as the setting `once_ops` picks them ([`OnceImpl::Auto`]: pooling on the
     /// CPU backends, convolutions too on flex with `conv2d` convolutions; burn's on the GPU).
     pub fn once_ops<B: Backend>(&self) -> Option<OnceOps<Autodiff<B>>> {
-        let cpu = base_backend_is::<B>("burn_flex") || base_backend_is::<B>("burn_ndarray");
+        let cpu = is_flex::<B>() || is_ndarray::<B>();
         let pooling = match self.once {
             OnceImpl::Auto => cpu,
             OnceImpl::Off => false,
@@ -182,7 +182,7 @@ impl Network {
     /// Whether convolutions take [`conv2d_once`] and its relatives.
     fn owns_conv<B: Backend>(&self) -> bool {
         let wanted = match self.once {
-            OnceImpl::Auto => base_backend_is::<B>("burn_flex"),
+            OnceImpl::Auto => is_flex::<B>(),
             OnceImpl::Off | OnceImpl::Pooling => false,
             OnceImpl::All => true,
         };
@@ -243,14 +243,29 @@ pub fn uses_im2col<B: Backend>(conv: ConvImpl) -> bool {
     match conv {
         ConvImpl::Direct => false,
         ConvImpl::Im2col => true,
-        ConvImpl::Auto => base_backend_is::<B>("burn_ndarray"),
+        ConvImpl::Auto => is_ndarray::<B>(),
     }
 }
 
-/// Whether `B`'s base backend comes from the crate `name` (its type name names the base backend
-/// under any number of Autodiff layers).
-fn base_backend_is<B: Backend>(name: &str) -> bool {
-    std::any::type_name::<B>().contains(name)
+/// Whether `B` is `T`, or `T` under one or two Autodiff layers (the engine nests at most two).
+fn is_backend<B: Backend, T: Backend>() -> bool {
+    use std::any::TypeId;
+    let b = TypeId::of::<B>();
+    b == TypeId::of::<T>() || b == TypeId::of::<Autodiff<T>>() || b == TypeId::of::<Autodiff<Autodiff<T>>>()
+}
+
+/// Whether `B`'s base backend is burn-flex, by type.
+fn is_flex<B: Backend>() -> bool {
+    #[cfg(any(feature = "flex", target_arch = "wasm32"))]
+    return is_backend::<B, burn_flex::Flex>();
+    #[cfg(not(any(feature = "flex", target_arch = "wasm32")))]
+    false
+}
+
+/// Whether `B`'s base backend is burn-ndarray (in f32 or f64), by type.
+fn is_ndarray<B: Backend>() -> bool {
+    use burn_ndarray::NdArray;
+    is_backend::<B, NdArray<f32>>() || is_backend::<B, NdArray<f64>>()
 }
 
 type Param<'a, B> = (Tensor<B, 1>, &'a ParamSpec);
@@ -401,8 +416,28 @@ mod tests {
         assert!(uses_im2col::<B>(ConvImpl::Auto));
         assert!(uses_im2col::<Autodiff<Autodiff<B>>>(ConvImpl::Auto));
         assert!(!uses_im2col::<Autodiff<B>>(ConvImpl::Direct));
+        assert!(uses_im2col::<Autodiff<NdArray<f64>>>(ConvImpl::Auto));
         #[cfg(feature = "flex")]
         assert!(!uses_im2col::<Autodiff<burn_flex::Flex>>(ConvImpl::Auto));
+    }
+
+    #[test]
+    fn the_base_backend_is_told_by_type_under_autodiff_layers() {
+        use burn_autodiff::Autodiff;
+        assert!(is_ndarray::<NdArray<f64>>() && is_ndarray::<Autodiff<Autodiff<NdArray<f32>>>>());
+        assert!(!is_flex::<Autodiff<NdArray>>());
+        #[cfg(feature = "flex")]
+        {
+            use burn_flex::Flex;
+            assert!(is_flex::<Flex>() && is_flex::<Autodiff<Flex>>() && is_flex::<Autodiff<Autodiff<Flex>>>());
+            assert!(!is_ndarray::<Autodiff<Flex>>());
+        }
+        // The settings that follow from it: pooling and convolutions once-differentiated on flex,
+        // pooling only on ndarray.
+        let net = Network::new(&Config::default(), 2).unwrap();
+        assert!(net.once_ops::<NdArray>().is_some() && !net.owns_conv::<NdArray>());
+        #[cfg(feature = "flex")]
+        assert!(net.once_ops::<burn_flex::Flex>().is_some() && net.owns_conv::<burn_flex::Flex>());
     }
 
     #[test]
