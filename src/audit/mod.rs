@@ -356,93 +356,13 @@ pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settin
         return Err(Error::Data("the privacy audit needs at least two member images".into()));
     }
     let mut r = rng(config.seed, Stream::Audit);
-    let size = d.size;
-    let member_gallery = Gallery::new(images_of(members), size, |v| norm.normalise(v));
-    let holdout_gallery = Gallery::new(images_of(holdout), size, |v| norm.normalise(v));
-    let (member_sample, holdout_sample) = paired_samples(members, holdout, settings.max_scored, &mut r);
-
-    // Near-copy calibration: how close members come to each other.
-    let calib = permutation(&mut r, members.len());
-    let calib = &calib[..settings.calibration_images.min(members.len())];
-    let nn: Vec<Nearest> = calib.iter().filter_map(|&k| member_gallery.nearest_other(k)).collect();
-    let member_nn_l2: Vec<f64> = nn.iter().map(|n| n.l2).collect();
-    let member_nn_ssim: Vec<f64> = nn.iter().map(|n| n.ssim).collect();
-    // With no two distinct members to calibrate on, only exact copies are flagged.
-    let (l2_threshold, ssim_threshold) = if nn.is_empty() {
-        (0.0, 1.0)
-    } else {
-        (quantile(&member_nn_l2, settings.copy_quantile), quantile(&member_nn_ssim, 1.0 - settings.copy_quantile))
-    };
-
-    let class_names = &members.classes;
-    let mut images = Vec::with_capacity(d.len());
-    let mut neighbours = Vec::with_capacity(d.len());
-    let mut nearest_real = std::collections::BTreeSet::new();
-    for i in 0..d.len() {
-        let values = &d.images[i * size * size..(i + 1) * size * size];
-        let pixels = SsimImage::new(&values.iter().map(|&v| norm.pixel(v)).collect::<Vec<_>>(), size);
-        let m = member_gallery.nearest(values, &pixels, None).expect("members exist");
-        let h = holdout_gallery.nearest(values, &pixels, None).expect("a holdout exists");
-        let nearest_in = |g: &Gallery, sample: &[usize]| {
-            sample.iter().map(|&k| (g.l2_to(values, k), k)).fold((f64::INFINITY, 0), |a, b| if b.0 < a.0 { b } else { a })
-        };
-        let (to_member, member_k) = nearest_in(&member_gallery, &member_sample);
-        let (to_holdout, holdout_k) = nearest_in(&holdout_gallery, &holdout_sample);
-        let closer_to_member = to_member < to_holdout;
-        nearest_real.insert(if closer_to_member { (true, member_k) } else { (false, holdout_k) });
-        let label = &d.labels[i * d.classes..(i + 1) * d.classes];
-        let top = (0..d.classes).max_by(|&a, &b| label[a].total_cmp(&label[b])).unwrap_or(0);
-        images.push(ImageAudit {
-            image: i,
-            class: class_names[d.classes_of[i]].clone(),
-            member_l2: m.l2,
-            holdout_l2: h.l2,
-            member_ssim: m.ssim,
-            holdout_ssim: h.ssim,
-            closer_to_member,
-            near_copy: m.l2 <= l2_threshold || m.ssim >= ssim_threshold,
-            label_entropy_bits: label_distribution(label, config.label_mode).map(|p| entropy_bits(&p)),
-            label_top_class: class_names[top].clone(),
-            label_not_own_class: top != d.classes_of[i],
-        });
-        neighbours.push(Neighbours { member: m, holdout: h });
-    }
-    let flagged: Vec<usize> = images.iter().filter(|a| a.near_copy).map(|a| a.image).collect();
-    let closer = images.iter().filter(|a| a.closer_to_member).count();
-    let share = ShareTest {
-        images: images.len(),
-        per_side: member_sample.len(),
-        closer_to_member: closer,
-        share: clopper_pearson(closer, images.len()),
-        p_value: stats::binomial_upper_tail(closer, images.len(), 0.5),
-        distinct_nearest: nearest_real.len(),
-        distinct_nearest_members: nearest_real.iter().filter(|n| n.0).count(),
-        distinct_share: clopper_pearson(nearest_real.iter().filter(|n| n.0).count(), nearest_real.len()),
-    };
-
-    let membership = membership_attack(d, &inputs, &member_sample, &holdout_sample, settings, &mut r).await?;
-    let distilled_attack = &membership.distilled;
-
-    let mut reasons = Vec::new();
-    for a in images.iter().filter(|a| a.near_copy) {
-        reasons.push(format!(
-            "distilled image {} is a near copy of a member (L2 {:.3} vs threshold {:.3}; SSIM {:.3} vs threshold {:.3})",
-            a.image, a.member_l2, l2_threshold, a.member_ssim, ssim_threshold
-        ));
-    }
-    if share.distinct_share.lo > 0.5 {
-        reasons.push(format!(
-            "{} of the {} real images nearest to a distilled image are members (95% interval {:.2}–{:.2}, above one half)",
-            share.distinct_nearest_members, share.distinct_nearest, share.distinct_share.lo, share.distinct_share.hi
-        ));
-    }
-    if distilled_attack.auc.lo > 0.5 {
-        reasons.push(format!(
-            "a loss-based attack on networks trained by the distilled program tells members from holdout images: AUC {:.3} (95% interval {:.3}–{:.3})",
-            distilled_attack.auc.value, distilled_attack.auc.lo, distilled_attack.auc.hi
-        ));
-    }
-    let labels_not_own_class = images.iter().filter(|a| a.label_not_own_class).map(|a| a.image).collect();
+    let galleries = [members, holdout].map(|ds| Gallery::new(images_of(ds), d.size, |v| norm.normalise(v)));
+    let samples = paired_samples(members, holdout, settings.max_scored, &mut r);
+    let mut near_copy = calibrate(&galleries[0], settings, &mut r);
+    let (images, neighbours, share) = compare_images(d, config.label_mode, norm, &members.classes, &galleries, &samples, &near_copy);
+    near_copy.flagged = images.iter().filter(|a| a.near_copy).map(|a| a.image).collect();
+    let membership = membership_attack(d, &inputs, &samples.0, &samples.1, settings, &mut r).await?;
+    let reasons = reasons(&images, &near_copy, &share, &membership.distilled);
     let fewest_holdout = holdout.class_counts().into_iter().min().unwrap_or(0);
     let verdict = match (reasons.is_empty(), fewest_holdout < MIN_HOLDOUT_PER_CLASS) {
         (false, _) => LEAKAGE,
@@ -455,23 +375,129 @@ pub async fn audit<B: Backend>(d: &Distilled, inputs: AuditInputs<'_, B>, settin
         reasons,
         members: members.class_counts(),
         holdout: holdout.class_counts(),
+        labels_not_own_class: images.iter().filter(|a| a.label_not_own_class).map(|a| a.image).collect(),
         images,
         share,
-        near_copy: NearCopy { quantile: settings.copy_quantile, l2_threshold, ssim_threshold, member_nn_l2, member_nn_ssim, flagged },
+        near_copy,
         membership,
-        labels_not_own_class,
-        notes: vec![
-            "The verdict speaks of these tests at this sample size; it is not a guarantee of anonymity.".into(),
-            format!(
-                "With fewer than {MIN_HOLDOUT_PER_CLASS} holdout images in a class, a run in which no test finds anything reads \"{TOO_FEW}\", not \"{NO_EVIDENCE}\"."
-            ),
-            "Distances: L2 between normalised images; SSIM on pixel values in [0, 1] (7×7 window).".into(),
-            "Distilled images far from all real images tend to share one nearest image (a hub), so the nearer-a-member test counts each nearest real image once.".into(),
-            "With fewer than 100 (1000) holdout images scored, the true-positive rate at 1% (0.1%) false positives is measured at zero false positives.".into(),
-            "No real image, file name or index is stored in this report.".into(),
-        ],
+        notes: notes(),
         neighbours,
     })
+}
+
+/// The near-copy thresholds, from how close members come to their nearest other member (exact
+/// copies left out); `flagged` is filled in by the caller.
+fn calibrate(members: &Gallery, settings: &AuditConfig, r: &mut ChaCha8Rng) -> NearCopy {
+    let calib = permutation(r, members.len());
+    let calib = &calib[..settings.calibration_images.min(members.len())];
+    let nn: Vec<Nearest> = calib.iter().filter_map(|&k| members.nearest_other(k)).collect();
+    let member_nn_l2: Vec<f64> = nn.iter().map(|n| n.l2).collect();
+    let member_nn_ssim: Vec<f64> = nn.iter().map(|n| n.ssim).collect();
+    // With no two distinct members to calibrate on, only exact copies are flagged.
+    let (l2_threshold, ssim_threshold) = if nn.is_empty() {
+        (0.0, 1.0)
+    } else {
+        (quantile(&member_nn_l2, settings.copy_quantile), quantile(&member_nn_ssim, 1.0 - settings.copy_quantile))
+    };
+    NearCopy { quantile: settings.copy_quantile, l2_threshold, ssim_threshold, member_nn_l2, member_nn_ssim, flagged: Vec::new() }
+}
+
+/// Each distilled image against the members and the holdout (`galleries`, in that order): its
+/// nearest images, the near-copy flag, its label; and the share nearer a member among the
+/// paired `samples`.
+fn compare_images(
+    d: &Distilled,
+    mode: LabelMode,
+    norm: Normalization,
+    class_names: &[String],
+    galleries: &[Gallery; 2],
+    samples: &(Vec<usize>, Vec<usize>),
+    near_copy: &NearCopy,
+) -> (Vec<ImageAudit>, Vec<Neighbours>, ShareTest) {
+    let size = d.size;
+    let mut images = Vec::with_capacity(d.len());
+    let mut neighbours = Vec::with_capacity(d.len());
+    let mut nearest_real = std::collections::BTreeSet::new();
+    for i in 0..d.len() {
+        let values = &d.images[i * size * size..(i + 1) * size * size];
+        let pixels = SsimImage::new(&values.iter().map(|&v| norm.pixel(v)).collect::<Vec<_>>(), size);
+        let m = galleries[0].nearest(values, &pixels, None).expect("members exist");
+        let h = galleries[1].nearest(values, &pixels, None).expect("a holdout exists");
+        let nearest_in = |g: &Gallery, sample: &[usize]| {
+            sample.iter().map(|&k| (g.l2_to(values, k), k)).fold((f64::INFINITY, 0), |a, b| if b.0 < a.0 { b } else { a })
+        };
+        let (to_member, member_k) = nearest_in(&galleries[0], &samples.0);
+        let (to_holdout, holdout_k) = nearest_in(&galleries[1], &samples.1);
+        let closer_to_member = to_member < to_holdout;
+        nearest_real.insert(if closer_to_member { (true, member_k) } else { (false, holdout_k) });
+        let label = &d.labels[i * d.classes..(i + 1) * d.classes];
+        let top = (0..d.classes).max_by(|&a, &b| label[a].total_cmp(&label[b])).unwrap_or(0);
+        images.push(ImageAudit {
+            image: i,
+            class: class_names[d.classes_of[i]].clone(),
+            member_l2: m.l2,
+            holdout_l2: h.l2,
+            member_ssim: m.ssim,
+            holdout_ssim: h.ssim,
+            closer_to_member,
+            near_copy: m.l2 <= near_copy.l2_threshold || m.ssim >= near_copy.ssim_threshold,
+            label_entropy_bits: label_distribution(label, mode).map(|p| entropy_bits(&p)),
+            label_top_class: class_names[top].clone(),
+            label_not_own_class: top != d.classes_of[i],
+        });
+        neighbours.push(Neighbours { member: m, holdout: h });
+    }
+    let closer = images.iter().filter(|a| a.closer_to_member).count();
+    let distinct_members = nearest_real.iter().filter(|n| n.0).count();
+    let share = ShareTest {
+        images: images.len(),
+        per_side: samples.0.len(),
+        closer_to_member: closer,
+        share: clopper_pearson(closer, images.len()),
+        p_value: stats::binomial_upper_tail(closer, images.len(), 0.5),
+        distinct_nearest: nearest_real.len(),
+        distinct_nearest_members: distinct_members,
+        distinct_share: clopper_pearson(distinct_members, nearest_real.len()),
+    };
+    (images, neighbours, share)
+}
+
+/// What the tests found, one line each (empty when nothing).
+fn reasons(images: &[ImageAudit], near_copy: &NearCopy, share: &ShareTest, attack: &Attack) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for a in images.iter().filter(|a| a.near_copy) {
+        reasons.push(format!(
+            "distilled image {} is a near copy of a member (L2 {:.3} vs threshold {:.3}; SSIM {:.3} vs threshold {:.3})",
+            a.image, a.member_l2, near_copy.l2_threshold, a.member_ssim, near_copy.ssim_threshold
+        ));
+    }
+    if share.distinct_share.lo > 0.5 {
+        reasons.push(format!(
+            "{} of the {} real images nearest to a distilled image are members (95% interval {:.2}–{:.2}, above one half)",
+            share.distinct_nearest_members, share.distinct_nearest, share.distinct_share.lo, share.distinct_share.hi
+        ));
+    }
+    if attack.auc.lo > 0.5 {
+        reasons.push(format!(
+            "a loss-based attack on networks trained by the distilled program tells members from holdout images: AUC {:.3} (95% interval {:.3}–{:.3})",
+            attack.auc.value, attack.auc.lo, attack.auc.hi
+        ));
+    }
+    reasons
+}
+
+/// How to read the report.
+fn notes() -> Vec<String> {
+    vec![
+        "The verdict speaks of these tests at this sample size; it is not a guarantee of anonymity.".into(),
+        format!(
+            "With fewer than {MIN_HOLDOUT_PER_CLASS} holdout images in a class, a run in which no test finds anything reads \"{TOO_FEW}\", not \"{NO_EVIDENCE}\"."
+        ),
+        "Distances: L2 between normalised images; SSIM on pixel values in [0, 1] (7×7 window).".into(),
+        "Distilled images far from all real images tend to share one nearest image (a hub), so the nearer-a-member test counts each nearest real image once.".into(),
+        "With fewer than 100 (1000) holdout images scored, the true-positive rate at 1% (0.1%) false positives is measured at zero false positives.".into(),
+        "No real image, file name or index is stored in this report.".into(),
+    ]
 }
 
 impl Audit {
