@@ -4,7 +4,7 @@
 //! reproducibly (fixed timestamps, fixed order).
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read, Write};
+use std::io::{Cursor, Write};
 
 use image::{ImageBuffer, Luma};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
@@ -13,7 +13,7 @@ use zip::{write::SimpleFileOptions, CompressionMethod, DateTime, ZipArchive, Zip
 
 use crate::audit::{render_png, Audit};
 use crate::config::Config;
-use crate::data::Normalization;
+use crate::data::{read_at_most, Normalization};
 use crate::distill::{initial_classes, Distilled};
 use crate::error::{Error, Result};
 use crate::eval::Evaluation;
@@ -186,12 +186,9 @@ pub fn read_archive(bytes: &[u8]) -> Result<Archive> {
     let entries: Vec<String> = zip.file_names().map(String::from).collect();
     let mut read = |name: &str| -> Result<Vec<u8>> {
         let f = zip.by_name(name).map_err(|e| Error::Archive(format!("{name}: {e}")))?;
-        let mut buf = Vec::new();
-        f.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut buf).map_err(|e| bad(&e))?;
-        if buf.len() as u64 > MAX_ENTRY_BYTES {
-            return Err(Error::Archive(format!("{name} decompresses to more than {} MiB; not an archive of this tool", MAX_ENTRY_BYTES >> 20)));
-        }
-        Ok(buf)
+        read_at_most(f, MAX_ENTRY_BYTES).map_err(|e| bad(&e))?.ok_or_else(|| {
+            Error::Archive(format!("{name} decompresses to more than {} MiB; not an archive of this tool", MAX_ENTRY_BYTES >> 20))
+        })
     };
     let mut value: serde_json::Value = serde_json::from_slice(&read("manifest.json")?).map_err(|e| bad(&e))?;
     crate::config::upgrade_document(&mut value, FORMAT_1, FORMAT);

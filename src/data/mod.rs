@@ -9,11 +9,21 @@ pub use decode::{decode_image, MAX_FILE_BYTES};
 pub use folder::{load_files, load_folder, InputFile};
 pub use npz::{load_npz, NpzSplits};
 
+use std::io::Read;
+
 use burn_tensor::{backend::Backend, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::rng::{permutation, rng, Stream};
+
+/// All of `reader`, or `None` when it holds more than `cap` bytes (reading stops at `cap + 1`, so
+/// a zip bomb is never inflated whole). Untrusted archives are read through it.
+pub(crate) fn read_at_most(reader: impl Read, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    reader.take(cap + 1).read_to_end(&mut buf)?;
+    Ok((buf.len() as u64 <= cap).then_some(buf))
+}
 
 /// Square grayscale images with class labels; pixel values in [0, 1].
 #[derive(Clone, Debug, PartialEq)]

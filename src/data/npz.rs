@@ -3,12 +3,12 @@
 //! optional `class_names` (unicode strings). The archive is untrusted input: every shape, size
 //! and value is checked before use, and what a member may decompress to is capped.
 
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 
 use image::ImageBuffer;
 
 use super::decode::resize_grey;
-use super::Dataset;
+use super::{read_at_most, Dataset};
 use crate::error::{Error, Result};
 
 /// The most bytes one member of an archive may decompress to (MNIST's 60,000 training images
@@ -51,11 +51,9 @@ fn load_capped(bytes: &[u8], size: Option<usize>, cap: u64) -> Result<NpzSplits>
             Err(zip::result::ZipError::FileNotFound) => return Ok(None),
             Err(e) => return Err(Error::Data(format!("{member}: {e}"))),
         };
-        let mut buf = Vec::new();
-        file.take(cap + 1).read_to_end(&mut buf).map_err(|e| Error::Data(format!("{member}: {e}")))?;
-        if buf.len() as u64 > cap {
-            return Err(Error::Data(format!("{member} decompresses to more than {} MiB; refused", cap >> 20)));
-        }
+        let buf = read_at_most(file, cap)
+            .map_err(|e| Error::Data(format!("{member}: {e}")))?
+            .ok_or_else(|| Error::Data(format!("{member} decompresses to more than {} MiB; refused", cap >> 20)))?;
         Array::parse(&buf).map(Some).map_err(|e| Error::Data(format!("{member}: {e}")))
     };
     let class_names = read("class_names")?.map(|a| a.strings().map_err(|e| Error::Data(format!("class_names.npy: {e}")))).transpose()?;
