@@ -209,14 +209,12 @@ function startLoop() {
 }
 
 // Ends the run in progress, if any, and waits until its last chunk is done: a new run, new data
-// or a cancel never overlaps it. Whether a run was going.
+// or a cancel never overlaps it.
 async function stopLoop() {
-  const was = running;
   running = false;
   runId++;
   if (loop) await loop;
   loop = null;
-  return was;
 }
 
 async function runLoop(id) {
