@@ -1,25 +1,53 @@
 // The page: gathers files, talks to the worker, draws progress. Everything stays in this tab.
 import './style.css';
 import { defaultWorkers } from './defaults.js';
+import workerSource from 'workers/worker.js?source';
+import helperSource from 'workers/helper.js?source';
 
 const $ = (id) => document.getElementById(id);
 const state = { files: [], layoutSkipped: [], renames: {}, classes: [], losses: [], total: 0, running: false, paused: false, started: false, demo: false, checkpoint: null };
 window.anondistill = state; // for tests and the curious
 
 // The engine lives in a worker; if it dies (a trap, a lost GPU) a new one takes over from the
-// last session file the old one sent.
+// last session file the old one sent. The wasm is fetched and compiled once, while the page loads;
+// then the page forbids itself every request (a second policy, `connect-src 'none'`) and starts
+// its workers from blob: URLs, which inherit both policies: no worker, helper or restarted engine
+// can fetch anything, and none needs to.
+const wasmUrl = new URL('../pkg/anondistill_bg.wasm', import.meta.url);
+let engine = null; // { module, url } once compiled
+
+function forbidRequests() {
+  const meta = document.createElement('meta');
+  meta.httpEquiv = 'Content-Security-Policy';
+  meta.content = "connect-src 'none'";
+  document.head.append(meta);
+}
+
+async function loadEngine() {
+  try {
+    const module = await WebAssembly.compileStreaming(fetch(wasmUrl))
+      .catch(async () => WebAssembly.compile(await (await fetch(wasmUrl)).arrayBuffer()));
+    return { module, url: URL.createObjectURL(new Blob([workerSource], { type: 'text/javascript' })) };
+  } finally {
+    forbidRequests();
+  }
+}
+const engineLoaded = loadEngine().then((e) => { engine = e; });
+
 let worker = null;
 function spawnWorker() {
   if (worker) worker.terminate();
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker = new Worker(engine.url);
   worker.onmessage = (e) => {
     if (e.data.type !== 'error') $('data-status').classList.remove('error');
     handlers[e.data.type](e.data);
   };
   worker.onerror = (e) => handlers.error({ message: `the engine failed: ${e.message}`, fatal: true });
+  worker.postMessage({ type: 'boot', module: engine.module, helperSource });
   state.worker = worker;
 }
-const send = (msg, transfer) => worker.postMessage(msg, transfer || []);
+// Before the engine is compiled, messages wait for it (in order).
+const send = (msg, transfer) => (worker ? worker.postMessage(msg, transfer || []) : engineLoaded.then(() => worker.postMessage(msg, transfer || [])));
 
 // The settings as typed; a field that is not a whole number ≥ 0 is an error that names it and
 // what was typed (never clamped: the engine checks each range and names the field too).
@@ -633,4 +661,7 @@ const handlers = {
 };
 
 $('settings').elements.workers.value = defaultWorkers(navigator.hardwareConcurrency);
-spawnWorker();
+engineLoaded.then(spawnWorker, (e) => {
+  $('data-status').textContent = `The engine could not be loaded: ${e.message}. Reload the page.`;
+  $('data-status').classList.add('error');
+});

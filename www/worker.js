@@ -10,11 +10,19 @@ let running = false;
 let startTime = 0;
 let doneBefore = 0;
 let gpuDevice = null;
-// The wasm module, compiled once: this worker instantiates it, and so does each helper.
-const wasmUrl = new URL('../pkg/anondistill_bg.wasm', import.meta.url);
-const compiled = WebAssembly.compileStreaming(fetch(wasmUrl)).catch(() => fetch(wasmUrl).then((r) => r.arrayBuffer()).then((b) => WebAssembly.compile(b)));
-const ready = compiled
-  .then((module) => init({ module_or_path: module }))
+// The page starts this worker from a blob: URL and sends `boot` first: the compiled wasm module
+// and the helper's script. Nothing is fetched here, so the page's policy can forbid every request.
+// This worker instantiates the module, and so does each helper.
+let boot;
+const booted = new Promise((resolve) => { boot = resolve; });
+const compiled = booted.then((b) => b.module);
+let helperUrl = null;
+const ready = booted
+  .then(({ module, helperSource }) => {
+    helperUrl = URL.createObjectURL(new Blob([helperSource], { type: 'text/javascript' }));
+    for (let k = 0; k < PRELOAD; k++) newHelper();
+    return init({ module_or_path: module });
+  })
   .then(() => Promise.all(pool.map((h) => h.loaded)))
   .then(() => post({ type: 'ready' }));
 
@@ -68,9 +76,9 @@ function postSnapshot() {
 // ---- helper workers (CPU backends) -------------------------------------------------------------
 // The networks an iteration samples are independent: network j of each iteration goes to worker
 // j mod (helpers + 1), 0 being this one. The engine averages them in order, so the result is the
-// same as with no helper, bit for bit. Helpers are loaded with the page and handed the compiled
-// wasm module, so a run makes no request after the page has loaded (up to PRELOAD helpers); they
-// are kept from one session to the next.
+// same as with no helper, bit for bit. Helpers start from the script the page handed over and are
+// handed the compiled wasm module, so starting one makes no request; PRELOAD of them start with the
+// page, more when a run asks for more. They are kept from one session to the next.
 const PRELOAD = MAX_DEFAULT_WORKERS - 1; // with this worker, the page's largest default
 let helpers = []; // those of the current run
 const pool = [];
@@ -99,7 +107,7 @@ function deadline(hs, ms) {
 }
 
 function newHelper() {
-  const h = { worker: new Worker(new URL('./helper.js', import.meta.url), { type: 'module' }), calls: new Map(), broken: null };
+  const h = { worker: new Worker(helperUrl), calls: new Map(), broken: null };
   h.worker.onmessage = ({ data: m }) => {
     const c = h.calls.get(m.id);
     h.calls.delete(m.id);
@@ -119,8 +127,6 @@ function newHelper() {
   pool.push(h);
   return h;
 }
-for (let k = 0; k < PRELOAD; k++) newHelper();
-
 function dropHelper(h) {
   h.worker.terminate();
   pool.splice(pool.indexOf(h), 1);
@@ -346,6 +352,7 @@ function fail(e) {
 }
 
 self.onmessage = async (event) => {
+  if (event.data.type === 'boot') return boot(event.data);
   try {
     await ready;
     await handlers[event.data.type](event.data);

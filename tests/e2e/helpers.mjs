@@ -26,9 +26,10 @@ export async function launch({ webgpu }) {
 }
 
 /** Opens the page and waits until its engine is ready; returns it with the list of requests
- *  made after that. */
-export async function open(browser, url) {
-  const context = await browser.newContext({ acceptDownloads: true });
+ *  made after that (by the page or its workers; a request the page's policy refuses is never
+ *  made, so it is not listed). `bypassCSP` switches the page's policy off, for positive controls. */
+export async function open(browser, url, { bypassCSP = false } = {}) {
+  const context = await browser.newContext({ acceptDownloads: true, bypassCSP });
   const page = await context.newPage();
   const late = [];
   let ready = false;

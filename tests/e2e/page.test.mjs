@@ -127,6 +127,62 @@ test('the static server answers a malformed path with 404 and keeps serving', as
   assert.equal((await fetch(server.url)).status, 200);
 });
 
+// The positive control of every `late` check above and below: a request made from inside the
+// engine worker (which holds the user's files) is listed by the same check when the page's policy
+// is switched off, and reaches a listener on another port; with the policy, nothing arrives.
+test('no worker can reach the network: requests from the engine worker are blocked, and seen without the policy', async () => {
+  const hits = [];
+  const { createServer } = await import('node:http');
+  const listener = createServer((req, res) => { hits.push(`${req.method} ${req.url}`); res.writeHead(200, { 'access-control-allow-origin': '*' }).end('ok'); });
+  listener.on('upgrade', (req, socket) => { hits.push(`UPGRADE ${req.url}`); socket.destroy(); });
+  await new Promise((r) => listener.listen(0, '127.0.0.1', r));
+  const target = `127.0.0.1:${listener.address().port}`;
+  const attempt = async (page) => {
+    assert.equal(page.workers().length >= 1, true, 'the engine worker is visible to the test');
+    // Each worker (the engine and the helpers it preloads) tries four ways out: to another port
+    // (a GET, a no-cors POST, a WebSocket) and back to the page's own host.
+    return Promise.all(page.workers().map((w) => w.evaluate(async (t) => {
+      const tries = [
+        fetch(`http://${t}/get`).then(() => 'sent', () => 'blocked'),
+        fetch(`http://${t}/post`, { method: 'POST', mode: 'no-cors', body: 'patient data' }).then(() => 'sent', () => 'blocked'),
+        fetch(`${self.location.origin}/same-origin`, { method: 'POST', body: 'patient data' }).then(() => 'sent', () => 'blocked'),
+        new Promise((resolve) => {
+          try {
+            const ws = new WebSocket(`ws://${t}/socket`);
+            ws.onerror = () => resolve('tried');
+            ws.onopen = () => resolve('sent');
+          } catch (e) {
+            resolve('blocked');
+          }
+        }),
+      ];
+      return Promise.all(tries);
+    }, target)));
+  };
+  const browser = await launch({ webgpu: false });
+  try {
+    const closed = await open(browser, server.url);
+    const results = await attempt(closed.page);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(results.length >= 4, `the engine worker and its three preloaded helpers are listed (${results.length})`);
+    for (const r of results) assert.deepEqual(r.slice(0, 3), ['blocked', 'blocked', 'blocked']);
+    assert.deepEqual(hits, [], 'nothing reached the listener');
+    assert.deepEqual(closed.late, []);
+
+    const open_ = await open(browser, server.url, { bypassCSP: true });
+    const control = await attempt(open_.page);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(control[0].slice(0, 3), ['sent', 'sent', 'sent'], 'without the policy the engine worker reaches the listener');
+    for (const what of ['GET /get', 'POST /post', 'UPGRADE /socket']) {
+      assert.equal(hits.filter((h) => h === what).length, control.length, `${what} from each worker reached the listener: ${hits}`);
+    }
+    for (const end of ['/get', '/post', '/same-origin']) assert.ok(open_.late.some((u) => u.endsWith(end)), `the check saw ${open_.late}`);
+  } finally {
+    await browser.close();
+    listener.close();
+  }
+});
+
 test('bad input gets a clear message and the page keeps working', async () => {
   const browser = await launch({ webgpu: false });
   try {
