@@ -17,7 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::Command;
 use std::time::Instant;
 
-use anondistill::{config::{Config, ConvImpl, InnerGrad, NetKind, OnceImpl}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
+use anondistill::{config::{Config, NetKind}, engine::{ConvImpl, Engine, InnerGrad, OnceImpl}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
 use burn_ndarray::NdArray;
 
 fn random_data(classes: usize, n: usize, size: usize) -> Dataset {
@@ -47,23 +47,23 @@ const COLUMNS: [(&str, &str, Variant); 6] = [
 ];
 
 fn defaults() -> Variant {
-    let c = Config::default();
-    (c.conv, c.inner_grad, c.once_ops)
+    let e = Engine::default();
+    (e.conv, e.inner_grad, e.once_ops)
 }
 
 static RSS_BEFORE: std::sync::Mutex<f64> = std::sync::Mutex::new(f64::NAN);
 
 fn ours<B: burn_tensor::backend::Backend>(net: NetKind, v: Variant, batch: usize, repeats: usize) -> f64 {
-    ours_with::<B>(Config { net, conv: v.0, inner_grad: v.1, once_ops: v.2, batch_size: batch, ..Config::default() }, repeats)
+    ours_with::<B>(Config { net, batch_size: batch, ..Config::default() }, Engine { conv: v.0, inner_grad: v.1, once_ops: v.2 }, repeats)
 }
 
 /// The median time of one meta-step: one network per iteration whatever the default, the unit
 /// the PyTorch reference times.
-fn ours_with<B: burn_tensor::backend::Backend>(config: Config, repeats: usize) -> f64 {
+fn ours_with<B: burn_tensor::backend::Backend>(config: Config, engine: Engine, repeats: usize) -> f64 {
     let config = Config { nets_per_iteration: 1, ..config };
     let batch = config.batch_size;
     let data = random_data(10, batch, 28);
-    let mut d = Distiller::<B>::new(config, &data, Normalization::of(&data), &Default::default()).unwrap();
+    let mut d = Distiller::<B>::with_engine(config, engine, &data, Normalization::of(&data), &Default::default()).unwrap();
     *RSS_BEFORE.lock().unwrap() = status_mib("VmRSS");
     pollster::block_on(d.step()).unwrap(); // warm-up
     let mut times: Vec<f64> = (0..repeats)
@@ -145,11 +145,11 @@ fn split_table() {
             Config { batch_size: 16, ..base.clone() },
             Config { batch_size: 1024, steps: 1, epochs: 1, ..base.clone() },
         ];
-        let nd: Vec<String> = cases.iter().map(|c| format!("{:.3}", ours_with::<NdArray>(c.clone(), 3))).collect();
+        let nd: Vec<String> = cases.iter().map(|c| format!("{:.3}", ours_with::<NdArray>(c.clone(), Engine::default(), 3))).collect();
         println!("| {net:?} | ndarray | {} |", nd.join(" | "));
         #[cfg(feature = "flex")]
         {
-            let fl: Vec<String> = cases.iter().map(|c| format!("{:.3}", ours_with::<burn_flex::Flex>(c.clone(), 3))).collect();
+            let fl: Vec<String> = cases.iter().map(|c| format!("{:.3}", ours_with::<burn_flex::Flex>(c.clone(), Engine::default(), 3))).collect();
             println!("| {net:?} | flex | {} |", fl.join(" | "));
         }
     }
@@ -175,10 +175,16 @@ fn profile_loop(net: &str, backend: &str, batch: usize, steps: usize, grad: Opti
     let v = match grad {
         Some("manual") => (conv, InnerGrad::Manual, once),
         Some("nested") => (conv, InnerGrad::Nested, once),
-        Some(other) => match other.strip_prefix("once-").map(|o| serde_json::from_value(serde_json::json!(o))) {
-            Some(Ok(once)) => (conv, InnerGrad::Manual, once),
-            _ => panic!("the variant is manual, nested or once-(auto|off|pooling|all), not {other}"),
-        },
+        Some(other) => {
+            let once = match other {
+                "once-auto" => OnceImpl::Auto,
+                "once-off" => OnceImpl::Off,
+                "once-pooling" => OnceImpl::Pooling,
+                "once-all" => OnceImpl::All,
+                _ => panic!("the variant is manual, nested or once-(auto|off|pooling|all), not {other}"),
+            };
+            (conv, InnerGrad::Manual, once)
+        }
         None => defaults(),
     };
     let t = ours_named(net, backend, v, batch, steps).unwrap_or(f64::NAN);

@@ -38,60 +38,12 @@ pub enum LabelMode {
     Softmax,
 }
 
-/// How convolutions are computed (the same function either way; only the speed differs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConvImpl {
-    /// im2col on burn-ndarray (whose `conv_transpose2d` is a plain loop: 2–6× faster there, see
-    /// `bench/HISTORY.md`), burn's `conv2d` on every other backend.
-    Auto,
-    /// burn's `conv2d` (its backward and double backward use the backend's `conv_transpose2d`).
-    Direct,
-    /// Shifted slices stacked into columns and one matrix product (im2col): both levels of
-    /// differentiation run on matmul, slicing and reshapes.
-    Im2col,
-}
-
-/// How each inner step's gradient is computed (the same values either way; only the speed
-/// differs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InnerGrad {
-    /// burn's autodiff nested in itself (`Autodiff<Autodiff<B>>`).
-    Nested,
-    /// Written out layer by layer (`grad.rs`), differentiated once by the outer backward.
-    Manual,
-}
-
-/// Which operations of the manual inner gradient are custom operations differentiated once with
-/// the backend's own kernels (`once.rs`) instead of burn's generic ones (the same values either
-/// way; only the speed differs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnceImpl {
-    /// Pooling on the CPU backends (flex, ndarray), convolutions too on flex with `conv2d`
-    /// convolutions (the fastest measured, bench/HISTORY.md, change 15); burn's on the GPU.
-    Auto,
-    /// burn's operations everywhere.
-    Off,
-    /// Pooling on every backend.
-    Pooling,
-    /// Pooling, and convolutions wherever they are not im2col, on every backend.
-    All,
-}
-
 /// Every setting of a distillation run and of its evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Network trained on the distilled data.
     pub net: NetKind,
-    /// How convolutions are computed.
-    pub conv: ConvImpl,
-    /// How inner gradients are computed (`manual`, the faster on flex: bench/HISTORY.md, change 11).
-    pub inner_grad: InnerGrad,
-    /// Which operations of manual inner gradients are differentiated once with the backend's kernels.
-    pub once_ops: OnceImpl,
     /// Channels of every ConvNet block.
     pub convnet_width: usize,
     /// ConvNet blocks (each halves the image size).
@@ -173,9 +125,6 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             net: NetKind::LeNet,
-            conv: ConvImpl::Auto,
-            inner_grad: InnerGrad::Manual,
-            once_ops: OnceImpl::Auto,
             convnet_width: 32,
             convnet_depth: 3,
             lenet_width: 1,
@@ -324,12 +273,22 @@ fn upgrade_format_1(config: &mut serde_json::Value) {
     }
 }
 
-/// Upgrades an archive's manifest or a session's metadata in place when its `format` is
-/// `format_1`: the format becomes `current` and the configuration today's fields.
+/// The engine's settings (`crate::engine`) that archives and session files recorded in their
+/// configuration until 2026-12-02; they changed the speed only, and are dropped on reading.
+const ENGINE_FIELDS: [&str; 3] = ["conv", "inner_grad", "once_ops"];
+
+/// Upgrades an archive's manifest or a session's metadata in place: when its `format` is
+/// `format_1`, the format becomes `current` and the configuration today's fields; in any format,
+/// the engine's settings go.
 pub fn upgrade_document(doc: &mut serde_json::Value, format_1: &str, current: &str) {
     if doc["format"] == format_1 {
         upgrade_format_1(&mut doc["config"]);
         doc["format"] = current.into();
+    }
+    if let Some(c) = doc["config"].as_object_mut() {
+        ENGINE_FIELDS.iter().for_each(|k| {
+            c.remove(*k);
+        });
     }
 }
 
@@ -413,6 +372,10 @@ mod tests {
         // decay_iterations null: per pass; a number: per iteration, decay_epochs unused.
         assert_eq!(read(r#"{"decay_epochs": 40, "decay_iterations": null}"#), (280, Some(40)));
         assert_eq!(read(r#"{"decay_epochs": 40, "decay_iterations": 2320}"#), (2320, None));
+        // The engine's settings of earlier files are dropped, whatever they were.
+        let mut doc = serde_json::json!({"format": "f/2", "config": {"steps": 3, "conv": "im2col", "inner_grad": "nested", "once_ops": "off"}});
+        upgrade_document(&mut doc, "f/1", "f/2");
+        assert_eq!(serde_json::from_value::<Config>(doc["config"].clone()).unwrap(), Config { steps: 3, ..Config::default() });
         // Today's format reads decay_epochs as the per-pass decay that wins.
         let today: Config = serde_json::from_str(r#"{"decay_epochs": 40, "decay_iterations": 9}"#).unwrap();
         assert_eq!(today.decay_period(7), 280);

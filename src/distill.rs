@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::{Checkpoint, HostTensor, SessionMeta, FORMAT as SESSION_FORMAT};
 use crate::config::{Config, ImageInit};
+use crate::engine::Engine;
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
 use crate::net::{Network, Params};
@@ -142,8 +143,14 @@ pub struct Distiller<B: Backend> {
 }
 
 impl<B: Backend> Distiller<B> {
-    /// Prepares a run on `train` (normalised with `norm`) on `device`.
+    /// Prepares a run on `train` (normalised with `norm`) on `device`, computed the engine's
+    /// default way.
     pub fn new(config: Config, train: &Dataset, norm: Normalization, device: &B::Device) -> Result<Self> {
+        Self::with_engine(config, Engine::default(), train, norm, device)
+    }
+
+    /// [`Distiller::new`], computed as `engine` says (the same values up to float rounding).
+    pub fn with_engine(config: Config, engine: Engine, train: &Dataset, norm: Normalization, device: &B::Device) -> Result<Self> {
         config.validate()?;
         train.check_classes(1)?;
         if train.size != config.image_size {
@@ -153,7 +160,7 @@ impl<B: Backend> Distiller<B> {
             )));
         }
         let classes = train.num_classes();
-        let net = Network::new(&config, classes)?;
+        let net = Network::with_engine(&config, classes, engine)?;
         let all: Vec<usize> = (0..train.len()).collect();
         let (train_x, train_y) = train.tensors::<B>(&all, norm, device);
 

@@ -249,7 +249,8 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, ConvImpl};
+    use crate::config::Config;
+    use crate::engine::{ConvImpl, Engine};
     use crate::rng::{normal, rng, Stream};
     use crate::once::OnceOps;
     use crate::train::nested_loss_grads;
@@ -266,8 +267,8 @@ mod tests {
         let cases = [(NetKind::LeNet, 28, 1), (NetKind::LeNet, 13, 1), (NetKind::LeNet, 13, 2), (NetKind::ConvNet, 16, 1), (NetKind::ConvNet, 14, 1)];
         for (net, size, lenet_width) in cases {
             for conv in [ConvImpl::Direct, ConvImpl::Im2col] {
-                let cfg = Config { net, conv, image_size: size, convnet_width: 4, convnet_depth: 2, lenet_width, ..Config::default() };
-                let network = Network::new(&cfg, 3).unwrap();
+                let cfg = Config { net, image_size: size, convnet_width: 4, convnet_depth: 2, lenet_width, ..Config::default() };
+                let network = Network::with_engine(&cfg, 3, Engine { conv, ..Engine::default() }).unwrap();
                 let mut r = rng(5, Stream::Training);
                 let params = network.init::<B>(&mut r, &dev);
                 // Non-zero biases so that every ReLU mask and pooling window is exercised.
@@ -294,8 +295,8 @@ mod tests {
         // activations. The masks, burn's kernels (plain and once-differentiated) and burn's
         // `max_dim` under nested autodiff must send the gradient to the same entry.
         let dev = Default::default();
-        let cfg = Config { net: NetKind::LeNet, conv: ConvImpl::Direct, image_size: 12, ..Config::default() };
-        let network = Network::new(&cfg, 3).unwrap();
+        let cfg = Config { net: NetKind::LeNet, image_size: 12, ..Config::default() };
+        let network = Network::with_engine(&cfg, 3, Engine { conv: ConvImpl::Direct, ..Engine::default() }).unwrap();
         let mut r = rng(6, Stream::Training);
         let params: Vec<_> = network.init::<B>(&mut r, &dev).into_iter().map(|p| p + 0.1).collect();
         let x = Tensor::<B, 4>::full([2, 1, 12, 12], 0.5, &dev);

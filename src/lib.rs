@@ -15,6 +15,7 @@ pub mod conv;
 pub mod data;
 pub mod demo;
 pub mod distill;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod export;
@@ -32,6 +33,7 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use config::{Config, ConvImpl, ImageInit, InnerGrad, LabelMode, NetKind, OnceImpl};
+pub use config::{Config, ImageInit, LabelMode, NetKind};
+pub use engine::{ConvImpl, Engine, InnerGrad, OnceImpl};
 pub use distill::{Distilled, Distiller, StepReport};
 pub use error::{Error, Result};

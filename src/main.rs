@@ -139,9 +139,6 @@ macro_rules! config_args {
 
 config_args! {
     net: anondistill::NetKind => parse_json::<anondistill::NetKind>, "Network: lenet or convnet";
-    conv: anondistill::ConvImpl => parse_json::<anondistill::ConvImpl>, "Convolution: direct or im2col (same result, speed differs)";
-    inner_grad: anondistill::InnerGrad => parse_json::<anondistill::InnerGrad>, "Inner gradients: nested (autodiff) or manual (same values, speed differs)";
-    once_ops: anondistill::OnceImpl => parse_json::<anondistill::OnceImpl>, "Manual inner gradients' operations differentiated once with the backend's kernels: auto, off, pooling or all (same values, speed differs)";
     convnet_width: usize, "Channels of every ConvNet block";
     convnet_depth: usize, "ConvNet blocks";
     lenet_width: usize, "Multiplier of LeNet's channels and hidden units (1: 6, 16, 120, 84)";

@@ -9,7 +9,8 @@ use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConvImpl, InnerGrad, NetKind, OnceImpl};
+use crate::config::{Config, NetKind};
+use crate::engine::{ConvImpl, Engine, InnerGrad, OnceImpl};
 use crate::conv::stride1;
 use crate::error::{Error, Result};
 use crate::once::{avg_pool_once, conv2d_once, masked_once, max_pool_once, OnceOps};
@@ -54,9 +55,7 @@ impl ParamSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
     kind: NetKind,
-    conv: ConvImpl,
-    inner_grad: InnerGrad,
-    once: OnceImpl,
+    engine: Engine,
     image_size: usize,
     classes: usize,
     width: usize,
@@ -65,8 +64,14 @@ pub struct Network {
 }
 
 impl Network {
-    /// The network of `config` for `classes` classes; fails when the image is too small for it.
+    /// The network of `config` for `classes` classes, computed the engine's default way; fails
+    /// when the image is too small for it.
     pub fn new(config: &Config, classes: usize) -> Result<Self> {
+        Self::with_engine(config, classes, Engine::default())
+    }
+
+    /// [`Network::new`], computed as `engine` says.
+    pub fn with_engine(config: &Config, classes: usize, engine: Engine) -> Result<Self> {
         let s = config.image_size;
         let (width, depth) = (config.convnet_width, config.convnet_depth);
         let params = match config.net {
@@ -103,7 +108,7 @@ impl Network {
                 p
             }
         };
-        Ok(Self { kind: config.net, conv: config.conv, inner_grad: config.inner_grad, once: config.once_ops, image_size: s, classes, width, depth, params })
+        Ok(Self { kind: config.net, engine, image_size: s, classes, width, depth, params })
     }
 
     /// The parameters, in order.
@@ -123,12 +128,12 @@ impl Network {
 
     /// How convolutions are computed.
     pub fn conv(&self) -> ConvImpl {
-        self.conv
+        self.engine.conv
     }
 
     /// How inner gradients are computed.
     pub fn inner_grad(&self) -> InnerGrad {
-        self.inner_grad
+        self.engine.inner_grad
     }
 
     /// Number of output classes.
@@ -171,7 +176,7 @@ impl Network {
     /// CPU backends, convolutions too on flex with `conv2d` convolutions; burn's on the GPU).
     pub fn once_ops<B: Backend>(&self) -> Option<OnceOps<Autodiff<B>>> {
         let cpu = is_flex::<B>() || is_ndarray::<B>();
-        let pooling = match self.once {
+        let pooling = match self.engine.once_ops {
             OnceImpl::Auto => cpu,
             OnceImpl::Off => false,
             OnceImpl::Pooling | OnceImpl::All => true,
@@ -181,12 +186,12 @@ impl Network {
 
     /// Whether convolutions take [`conv2d_once`] and its relatives.
     fn owns_conv<B: Backend>(&self) -> bool {
-        let wanted = match self.once {
+        let wanted = match self.engine.once_ops {
             OnceImpl::Auto => is_flex::<B>(),
             OnceImpl::Off | OnceImpl::Pooling => false,
             OnceImpl::All => true,
         };
-        wanted && !uses_im2col::<B>(self.conv)
+        wanted && !uses_im2col::<B>(self.engine.conv)
     }
 
     /// [`Network::forward`] built from operations that burn differentiates twice (an inner
@@ -198,7 +203,7 @@ impl Network {
     fn forward_with<B: Backend>(&self, params: &[Tensor<B, 1>], x: Tensor<B, 4>, pooling: Pooling, custom: Option<&Custom<'_, B>>) -> Tensor<B, 2> {
         let mut p = params.iter().zip(&self.params).map(|(t, spec)| (t.clone(), spec));
         let mut next = || p.next().expect("a tensor for every parameter");
-        let im2col = uses_im2col::<B>(self.conv);
+        let im2col = uses_im2col::<B>(self.engine.conv);
         let conv = |x, w, b: Param<'_, B>, padding| match custom {
             Some(c) => (c.conv)(x, reshape(w), b.0, padding),
             None if im2col => conv_im2col(x, w, b, padding),

@@ -6,7 +6,7 @@ use burn_tensor::{
     Int, Tensor,
 };
 
-use crate::config::InnerGrad;
+use crate::engine::InnerGrad;
 use crate::loss::soft_cross_entropy;
 use crate::grad::manual_loss_grads;
 use crate::net::{Network, Params};

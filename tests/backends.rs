@@ -2,7 +2,8 @@
 //! tolerance) on the same inputs.
 
 use anondistill::{
-    config::{Config, NetKind, OnceImpl},
+    config::{Config, NetKind},
+    engine::{Engine, OnceImpl},
     data::{load_files, Normalization},
     demo::demo_files,
     distill::Distiller,
@@ -13,9 +14,9 @@ use burn_ndarray::NdArray;
 use burn_tensor::{backend::Backend, Tensor, TensorData};
 
 /// Loss and gradients (images, labels, lrs) as host vectors.
-fn hypergradient<B: Backend>(config: &Config, device: &B::Device) -> Vec<Vec<f32>> {
+fn hypergradient<B: Backend>((config, engine): &(Config, Engine), device: &B::Device) -> Vec<Vec<f32>> {
     let data = load_files(demo_files().into_iter().step_by(5), config.image_size).unwrap().dataset;
-    let d = Distiller::<B>::new(config.clone(), &data, Normalization::of(&data), device).unwrap();
+    let d = Distiller::<B>::with_engine(config.clone(), *engine, &data, Normalization::of(&data), device).unwrap();
     // The same initial weights on every backend: drawn as plain values, then uploaded.
     let init: Params<B> = d
         .network()
@@ -52,17 +53,20 @@ fn configs() -> Vec<Config> {
     vec![small.clone(), Config { net: NetKind::ConvNet, ..small }, Config::default()]
 }
 
-/// Every choice of once-differentiated operations, on the small LeNet and ConvNet.
-fn once_configs() -> Vec<Config> {
-    let small = &configs()[..2];
-    [OnceImpl::Off, OnceImpl::Pooling, OnceImpl::All].into_iter().flat_map(|once_ops| small.iter().map(move |c| Config { once_ops, ..c.clone() })).collect()
+/// The configurations with the default engine, then every other choice of once-differentiated
+/// operations on the small LeNet and ConvNet.
+fn cases() -> Vec<(Config, Engine)> {
+    let all = configs();
+    let defaults = all.iter().map(|c| (c.clone(), Engine::default()));
+    let once = [OnceImpl::Off, OnceImpl::Pooling, OnceImpl::All].into_iter().flat_map(|once_ops| all[..2].iter().map(move |c| (c.clone(), Engine { once_ops, ..Engine::default() })));
+    defaults.chain(once).collect()
 }
 
 #[cfg(feature = "flex")]
 #[test]
 fn flex_agrees_with_ndarray() {
-    for c in configs().into_iter().chain(once_configs()) {
-        println!("{:?}, once_ops {:?}", c.net, c.once_ops);
+    for c in cases() {
+        println!("{:?}, once_ops {:?}", c.0.net, c.1.once_ops);
         let reference = hypergradient::<NdArray>(&c, &Default::default());
         let flex = hypergradient::<burn_flex::Flex>(&c, &Default::default());
         // Measured here: at most 8.1e-7 of the scale (the default LeNet's learning rates); the
@@ -74,8 +78,8 @@ fn flex_agrees_with_ndarray() {
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_agrees_with_ndarray() {
-    for c in configs().into_iter().chain(once_configs()) {
-        println!("{:?}, once_ops {:?}", c.net, c.once_ops);
+    for c in cases() {
+        println!("{:?}, once_ops {:?}", c.0.net, c.1.once_ops);
         let reference = hypergradient::<NdArray>(&c, &Default::default());
         let gpu = hypergradient::<burn_wgpu::Wgpu>(&c, &Default::default());
         assert_close(&reference, &gpu, 1e-3);

@@ -1,7 +1,8 @@
 //! The hyper-gradient (images, labels, learning rates) against central finite differences in f64.
 
 use anondistill::{
-    config::{Config, ConvImpl, LabelMode, NetKind},
+    config::{Config, LabelMode, NetKind},
+    engine::{ConvImpl, Engine, InnerGrad},
     data::{Dataset, Normalization},
     distill::{DistilledTensors, Distiller},
     rng::{normal, rng, Stream},
@@ -28,10 +29,10 @@ fn dot<const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f64 {
 }
 
 /// Checks d loss along a random direction of each learnable tensor, and single coordinates.
-fn check(config: Config) {
+fn check(config: Config, engine: Engine) {
     let data = random_dataset(2, 8, config.image_size);
     let device = Default::default();
-    let mut d = Distiller::<B>::new(config, &data, Normalization::of(&data), &device).unwrap();
+    let mut d = Distiller::<B>::with_engine(config, engine, &data, Normalization::of(&data), &device).unwrap();
     let init = d.sample_init();
     let batch: Vec<usize> = (0..data.len()).collect();
     let g = d.meta_gradient(&init, &batch);
@@ -103,44 +104,50 @@ fn small(net: NetKind, size: usize) -> Config {
         convnet_depth: 2,
         lr_init: 0.1,
         seed: 3,
-        // The tests below name `Manual` where they mean it.
-        inner_grad: anondistill::InnerGrad::Nested,
         ..Config::default()
     }
 }
 
+/// burn's autodiff nested in itself; the tests name `Manual` where they mean it.
+fn nested(conv: ConvImpl) -> Engine {
+    Engine { conv, inner_grad: InnerGrad::Nested, ..Engine::default() }
+}
+
+fn manual(conv: ConvImpl) -> Engine {
+    Engine { conv, inner_grad: InnerGrad::Manual, ..Engine::default() }
+}
+
 #[test]
 fn lenet_hypergradient_matches_finite_differences() {
-    check(small(NetKind::LeNet, 12));
+    check(small(NetKind::LeNet, 12), nested(ConvImpl::Auto));
 }
 
 #[test]
 fn convnet_hypergradient_matches_finite_differences() {
-    check(small(NetKind::ConvNet, 8));
+    check(small(NetKind::ConvNet, 8), nested(ConvImpl::Auto));
 }
 
 #[test]
 fn softmax_labels_and_known_init_hypergradient_matches_finite_differences() {
-    check(Config { label_mode: LabelMode::Softmax, known_init: true, ..small(NetKind::ConvNet, 8) });
+    check(Config { label_mode: LabelMode::Softmax, known_init: true, ..small(NetKind::ConvNet, 8) }, nested(ConvImpl::Auto));
 }
 
 #[test]
 fn im2col_lenet_hypergradient_matches_finite_differences() {
-    check(Config { conv: ConvImpl::Im2col, ..small(NetKind::LeNet, 12) });
+    check(small(NetKind::LeNet, 12), nested(ConvImpl::Im2col));
 }
 
 #[test]
 fn im2col_convnet_hypergradient_matches_finite_differences() {
-    check(Config { conv: ConvImpl::Im2col, ..small(NetKind::ConvNet, 8) });
+    check(small(NetKind::ConvNet, 8), nested(ConvImpl::Im2col));
 }
 
 #[test]
 fn manual_inner_gradients_hypergradient_matches_finite_differences() {
-    use anondistill::InnerGrad;
-    check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Im2col, ..small(NetKind::LeNet, 12) });
-    check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Direct, ..small(NetKind::LeNet, 13) });
-    check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Im2col, ..small(NetKind::ConvNet, 8) });
-    check(Config { inner_grad: InnerGrad::Manual, conv: ConvImpl::Direct, label_mode: LabelMode::Softmax, known_init: true, ..small(NetKind::ConvNet, 8) });
+    check(small(NetKind::LeNet, 12), manual(ConvImpl::Im2col));
+    check(small(NetKind::LeNet, 13), manual(ConvImpl::Direct));
+    check(small(NetKind::ConvNet, 8), manual(ConvImpl::Im2col));
+    check(Config { label_mode: LabelMode::Softmax, known_init: true, ..small(NetKind::ConvNet, 8) }, manual(ConvImpl::Direct));
 }
 
 /// Values of `t` on backend `To`, through the host.
@@ -158,9 +165,10 @@ fn to_backend<From: burn_tensor::backend::Backend, To: burn_tensor::backend::Bac
 /// (`tests/backends.rs` holds flex and ndarray to 1e-5 on it).
 #[cfg(feature = "flex")]
 fn check_flex(config: Config) {
-    use anondistill::{InnerGrad, OnceImpl};
+    use anondistill::OnceImpl;
     use burn_flex::Flex;
-    assert_eq!((config.inner_grad, config.once_ops), (InnerGrad::Manual, OnceImpl::Auto), "the shipping path");
+    // The shipping path is the default engine.
+    assert_eq!((Engine::default().inner_grad, Engine::default().once_ops), (InnerGrad::Manual, OnceImpl::Auto));
     let data = random_dataset(2, 8, config.image_size);
     let norm = Normalization::of(&data);
     let mut reference = Distiller::<B>::new(config.clone(), &data, norm, &Default::default()).unwrap();
@@ -216,8 +224,7 @@ fn check_flex(config: Config) {
 #[cfg(feature = "flex")]
 #[test]
 fn the_shipping_flex_path_matches_finite_differences() {
-    use anondistill::InnerGrad;
     // LeNet at 28 (the default size: the kernels' 'same'-width im2col and 2×2 pooling) and the ConvNet.
-    check_flex(Config { inner_grad: InnerGrad::Manual, ..small(NetKind::LeNet, 28) });
-    check_flex(Config { inner_grad: InnerGrad::Manual, ..small(NetKind::ConvNet, 8) });
+    check_flex(small(NetKind::LeNet, 28));
+    check_flex(small(NetKind::ConvNet, 8));
 }

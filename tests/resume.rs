@@ -71,6 +71,26 @@ fn a_session_saved_on_one_backend_resumes_on_another() {
     }
 }
 
+/// The engine's settings are not the user's: a session saved with one engine resumes with
+/// another (they were in the configuration, which refused it) and continues the same run.
+#[test]
+fn a_session_resumes_with_other_engine_settings() {
+    use anondistill::engine::{ConvImpl, Engine, InnerGrad, OnceImpl};
+    let cfg = config();
+    let p = demo(&cfg);
+    let mut a = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &Default::default()).unwrap();
+    steps(&mut a, 3);
+    let saved = Checkpoint::from_bytes(&pollster::block_on(a.checkpoint()).unwrap().to_bytes().unwrap()).unwrap();
+    let expected = steps(&mut a, 2);
+    let other = Engine { conv: ConvImpl::Im2col, inner_grad: InnerGrad::Nested, once_ops: OnceImpl::Off };
+    let mut b = Distiller::<NdArray>::with_engine(cfg.clone(), other, &p.train, p.norm, &Default::default()).unwrap();
+    b.restore(&saved).unwrap();
+    let got = steps(&mut b, 2);
+    for (x, y) in got.iter().zip(&expected) {
+        assert!((x - y).abs() <= 1e-4 * y.abs(), "{other:?} {got:?} vs the default engine's {expected:?}");
+    }
+}
+
 /// The configuration, the demo data and the state after one step on it.
 fn saved_after_one_step() -> (Config, Prepared, Checkpoint) {
     let cfg = config();

@@ -1,0 +1,69 @@
+//! The PyTorch snippet of README.md, run as it stands on archives the command line writes with
+//! the command line's defaults and with the page's (LeNet width 2), both with a fixed initial
+//! network so that the replay is deterministic: the accuracy PyTorch gets on the demo's test
+//! split must be the accuracy the engine put in the manifest. Needs `python3` with `torch` and
+//! `safetensors`; where they are missing (CI) the test says so and checks nothing.
+
+use std::{path::Path, process::Command};
+
+use anondistill::{config::Config, data::load_files, demo::demo_files, pipeline::Prepared};
+
+const BIN: &str = env!("CARGO_BIN_EXE_anondistill");
+
+fn torch_present() -> bool {
+    Command::new("python3").args(["-c", "import torch, safetensors"]).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// The README's ```python block.
+fn snippet() -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find("```python\n").expect("README.md has a python block") + "```python\n".len();
+    let len = readme[start..].find("```").unwrap();
+    readme[start..start + len].to_string()
+}
+
+/// Distils (a few iterations, fixed init) with `options`; returns PyTorch's accuracy on the demo's
+/// test split and the manifest's.
+fn check(options: &[&str]) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("result.zip");
+    let mut args = vec!["distill", "--out", zip.to_str().unwrap(), "--known-init", "true", "--max-iterations", "6", "--no-audit"];
+    args.extend_from_slice(options);
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(out.status.success(), "distill failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The test split the command line evaluated on (the same seeded split of the demo).
+    let test = Prepared::from_loaded(load_files(demo_files(), 28).unwrap(), &Config::default()).unwrap().test;
+    let raw: Vec<u8> = test.pixels.iter().flat_map(|&p| (p * 255.0).to_le_bytes()).collect();
+    std::fs::write(dir.path().join("test.f32"), raw).unwrap();
+    let labels: Vec<String> = test.labels.iter().map(|l| l.to_string()).collect();
+    let script = format!(
+        "import os\nos.chdir({dir:?})\n{}\nimport numpy as np\npixels = np.fromfile('test.f32', dtype='<f4').reshape(-1, {s}, {s})\n\
+         labels = np.array([{}])\npred = classify(pixels).numpy()\nprint(repr(float((pred == labels).mean())), repr(float(m['metrics']['distilled']['mean'])), repr(float(m['metrics']['distilled']['std'])))\n",
+        snippet(),
+        labels.join(","),
+        dir = dir.path().to_str().unwrap(),
+        s = test.size
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "the README's snippet failed: {}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = printed.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    println!("{options:?}: PyTorch {:.4}, manifest {:.4} ± {} on {} test images", v[0], v[1], v[2], test.len());
+    assert_eq!(v[2], 0.0, "one fixed network: the manifest's accuracy has no spread");
+    (v[0], v[1])
+}
+
+#[test]
+fn the_readme_pytorch_snippet_replays_the_archive() {
+    if !torch_present() {
+        println!("skipped: python3 with torch and safetensors is not installed here, so the README's snippet was not run");
+        return;
+    }
+    let test_len = Prepared::from_loaded(load_files(demo_files(), 28).unwrap(), &Config::default()).unwrap().test.len();
+    for options in [&[][..], &["--lenet-width", "2"][..], &["--label-mode", "softmax"][..]] {
+        let (torch, engine) = check(options);
+        // Float rounding may flip an image whose two logits are nearly equal; no more than one.
+        assert!((torch - engine).abs() <= 1.0 / test_len as f64 + 1e-9, "{options:?}: PyTorch {torch} against the engine's {engine}");
+    }
+}
