@@ -50,16 +50,61 @@ pub struct SessionMeta {
     pub adam_steps: [i32; 3],
 }
 
-/// The tensor names of a session file, in the order of [`Checkpoint::tensors`].
-pub const TENSORS: [&str; 9] = ["images", "labels", "raw_lrs", "adam.images.m", "adam.images.v", "adam.labels.m", "adam.labels.v", "adam.raw_lrs.m", "adam.raw_lrs.v"];
+/// One learned tensor with Adam's two moments of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Learned {
+    /// The values.
+    pub value: HostTensor,
+    /// Adam's first moment (a running average of the gradients).
+    pub m: HostTensor,
+    /// Adam's second moment.
+    pub v: HostTensor,
+}
+
+/// The tensors of a session: the distilled images, labels and raw learning rates, each with its
+/// moments. In the file they are `images`, `adam.images.m`, `adam.images.v`, and so on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionTensors {
+    /// `[n, 1, size, size]`, in normalised space.
+    pub images: Learned,
+    /// `[n, classes]`.
+    pub labels: Learned,
+    /// `[steps × epochs]`, before softplus.
+    pub raw_lrs: Learned,
+}
+
+impl SessionTensors {
+    /// Every tensor with its name in the file.
+    pub fn named(&self) -> Vec<(String, &HostTensor)> {
+        [("images", &self.images), ("labels", &self.labels), ("raw_lrs", &self.raw_lrs)]
+            .into_iter()
+            .flat_map(|(name, l)| [(name.to_string(), &l.value), (format!("adam.{name}.m"), &l.m), (format!("adam.{name}.v"), &l.v)])
+            .collect()
+    }
+
+    fn read(st: &SafeTensors<'_>) -> Result<Self> {
+        let tensor = |name: &str| -> Result<HostTensor> {
+            let t = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(bad(format!("{name} is not f32")));
+            }
+            let values = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            Ok(HostTensor { shape: t.shape().to_vec(), values })
+        };
+        let learned = |name: &str| -> Result<Learned> {
+            Ok(Learned { value: tensor(name)?, m: tensor(&format!("adam.{name}.m"))?, v: tensor(&format!("adam.{name}.v"))? })
+        };
+        Ok(Self { images: learned("images")?, labels: learned("labels")?, raw_lrs: learned("raw_lrs")? })
+    }
+}
 
 /// A distillation's whole state on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     /// Configuration, data identity, progress and random state.
     pub meta: SessionMeta,
-    /// The tensors named by [`TENSORS`], in that order.
-    pub tensors: Vec<HostTensor>,
+    /// The distilled tensors and Adam's moments.
+    pub tensors: SessionTensors,
 }
 
 fn bad(e: impl std::fmt::Display) -> Error {
@@ -77,10 +122,11 @@ impl Checkpoint {
     /// older format wrote it (the tests of reading older formats write those with this).
     #[doc(hidden)]
     pub fn to_bytes_with_meta(&self, meta: String) -> Result<Vec<u8>> {
-        let bytes: Vec<Vec<u8>> = self.tensors.iter().map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
-        let mut views = Vec::with_capacity(TENSORS.len());
-        for ((name, t), b) in TENSORS.iter().zip(&self.tensors).zip(&bytes) {
-            views.push((name.to_string(), TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| Error::Session(e.to_string()))?));
+        let named = self.tensors.named();
+        let bytes: Vec<Vec<u8>> = named.iter().map(|(_, t)| t.values.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+        let mut views = Vec::with_capacity(named.len());
+        for ((name, t), b) in named.iter().zip(&bytes) {
+            views.push((name.clone(), TensorView::new(Dtype::F32, t.shape.clone(), b).map_err(|e| Error::Session(e.to_string()))?));
         }
         let info: HashMap<String, String> = [("anondistill-session".to_string(), meta)].into();
         safetensors::serialize(views, &Some(info)).map_err(|e| Error::Session(e.to_string()))
@@ -97,17 +143,7 @@ impl Checkpoint {
             return Err(Error::Session(format!("format {} is not {FORMAT}", meta.format)));
         }
         let st = SafeTensors::deserialize(bytes).map_err(bad)?;
-        let tensors = TENSORS
-            .iter()
-            .map(|&name| {
-                let t = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
-                if t.dtype() != Dtype::F32 {
-                    return Err(bad(format!("{name} is not f32")));
-                }
-                let values = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-                Ok(HostTensor { shape: t.shape().to_vec(), values })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let tensors = SessionTensors::read(&st)?;
         Ok(Self { meta, tensors })
     }
 

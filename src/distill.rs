@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
-use crate::checkpoint::{Checkpoint, HostTensor, SessionMeta, FORMAT as SESSION_FORMAT};
+use crate::checkpoint::{Checkpoint, HostTensor, Learned, SessionMeta, SessionTensors, FORMAT as SESSION_FORMAT};
 use crate::config::{Config, ImageInit};
 use crate::engine::Engine;
 use crate::data::{Dataset, Normalization};
@@ -426,17 +426,11 @@ impl<B: Backend> Distiller<B> {
         }
         let s = &self.state;
         let (a, b, c) = (self.adam.0.moments(), self.adam.1.moments(), self.adam.2.moments());
-        let tensors = vec![
-            host(&s.images).await?,
-            host(&s.labels).await?,
-            host(&s.raw_lrs).await?,
-            host(a.0).await?,
-            host(a.1).await?,
-            host(b.0).await?,
-            host(b.1).await?,
-            host(c.0).await?,
-            host(c.1).await?,
-        ];
+        let tensors = SessionTensors {
+            images: Learned { value: host(&s.images).await?, m: host(a.0).await?, v: host(a.1).await? },
+            labels: Learned { value: host(&s.labels).await?, m: host(b.0).await?, v: host(b.1).await? },
+            raw_lrs: Learned { value: host(&s.raw_lrs).await?, m: host(c.0).await?, v: host(c.1).await? },
+        };
         let meta = SessionMeta {
             format: SESSION_FORMAT.into(),
             crate_version: env!("CARGO_PKG_VERSION").into(),
@@ -472,25 +466,23 @@ impl<B: Backend> Distiller<B> {
         }
         let s = &self.state;
         let (si, sl, sr) = (s.images.dims().to_vec(), s.labels.dims().to_vec(), s.raw_lrs.dims().to_vec());
-        let want = [&si, &sl, &sr, &si, &si, &sl, &sl, &sr, &sr];
-        if c.tensors.len() != want.len() {
-            return Err(Error::Session("wrong number of tensors".into()));
-        }
-        for ((t, shape), name) in c.tensors.iter().zip(want).zip(crate::checkpoint::TENSORS) {
-            if &t.shape != shape || t.values.len() != shape.iter().product::<usize>() {
-                return Err(Error::Session(format!("tensor {name} has the wrong shape for these settings")));
+        let x = &c.tensors;
+        for (name, l, shape) in [("images", &x.images, &si), ("labels", &x.labels, &sl), ("raw_lrs", &x.raw_lrs, &sr)] {
+            for t in [&l.value, &l.m, &l.v] {
+                if &t.shape != shape || t.values.len() != shape.iter().product::<usize>() {
+                    return Err(Error::Session(format!("tensor {name} or its moments have the wrong shape for these settings")));
+                }
             }
         }
         fn up<B: Backend, const D: usize>(t: &HostTensor, device: &B::Device) -> Tensor<B, D> {
             Tensor::from_data(TensorData::new(t.values.clone(), t.shape.clone()), device)
         }
-        let (x, dev) = (&c.tensors, &self.device);
-        self.state = DistilledTensors { images: up(&x[0], dev), labels: up(&x[1], dev), raw_lrs: up(&x[2], dev) };
-        self.adam = (
-            Adam::from_moments(up(&x[3], dev), up(&x[4], dev), m.adam_steps[0]),
-            Adam::from_moments(up(&x[5], dev), up(&x[6], dev), m.adam_steps[1]),
-            Adam::from_moments(up(&x[7], dev), up(&x[8], dev), m.adam_steps[2]),
-        );
+        fn adam<B: Backend, const D: usize>(l: &Learned, steps: i32, device: &B::Device) -> Adam<B, D> {
+            Adam::from_moments(up(&l.m, device), up(&l.v, device), steps)
+        }
+        let dev = &self.device;
+        self.state = DistilledTensors { images: up(&x.images.value, dev), labels: up(&x.labels.value, dev), raw_lrs: up(&x.raw_lrs.value, dev) };
+        self.adam = (adam(&x.images, m.adam_steps[0], dev), adam(&x.labels, m.adam_steps[1], dev), adam(&x.raw_lrs, m.adam_steps[2], dev));
         self.rng.set_word_pos(word_pos);
         self.order = m.order.clone();
         self.iteration = m.iteration;
@@ -508,7 +500,7 @@ impl<B: Backend> Distiller<B> {
     /// The distilled data of a checkpoint just taken from this distiller: its images and labels,
     /// and the learning rates (the only values read back from the device).
     pub async fn distilled_of(&self, c: &Checkpoint) -> Result<Distilled> {
-        self.distilled_with(c.tensors[0].values.clone(), c.tensors[1].values.clone()).await
+        self.distilled_with(c.tensors.images.value.values.clone(), c.tensors.labels.value.values.clone()).await
     }
 
     async fn distilled_with(&self, images: Vec<f32>, labels: Vec<f32>) -> Result<Distilled> {

@@ -118,6 +118,14 @@ fn other_data_or_settings_are_refused_with_the_reason() {
     let msg = f.restore(&saved).unwrap_err().to_string();
     assert!(msg.contains("other settings"), "{msg}");
 
+    // A moment of the wrong shape is named, before anything is restored.
+    let mut bent = saved.clone();
+    bent.tensors.labels.m.shape = vec![bent.tensors.labels.m.values.len()];
+    let bytes = bent.to_bytes().unwrap();
+    let mut g = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
+    let msg = g.restore(&Checkpoint::from_bytes(&bytes).unwrap()).unwrap_err().to_string();
+    assert!(msg.contains("labels") && msg.contains("wrong shape"), "{msg}");
+
     let not_a_session = b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":1}        ";
     assert!(matches!(Checkpoint::from_bytes(not_a_session), Err(Error::Session(_))));
     assert!(matches!(Checkpoint::from_bytes(b"PK\x03\x04 a zip"), Err(Error::Session(_))));
@@ -132,7 +140,7 @@ fn a_session_file_holds_no_real_image() {
     let c = pollster::block_on(d.checkpoint()).unwrap();
     let bytes = c.to_bytes().unwrap();
     // Every tensor is distilled state or optimiser moments, none has the real data's length.
-    assert_eq!(c.tensors.iter().map(|t| t.values.len()).sum::<usize>(), (3 * 2 * 28 * 28 + 3 * 2 * 2 + 3 * 2) * 3);
+    assert_eq!(c.tensors.named().iter().map(|(_, t)| t.values.len()).sum::<usize>(), (3 * 2 * 28 * 28 + 3 * 2 * 2 + 3 * 2) * 3);
     // No real image's pixels (as the distiller's f32 in normalised space) appear in the file.
     for i in 0..p.train.len() {
         let first: Vec<u8> = p.train.image(i)[..8].iter().flat_map(|v| ((v - p.norm.mean) / p.norm.std).to_le_bytes()).collect();
