@@ -416,110 +416,149 @@ fn main() {
     run::<burn_ndarray::NdArray>("ndarray")
 }
 
+/// The command line's settings of a table.
+struct Opts {
+    iterations: usize,
+    tune_iterations: usize,
+    tune_nets: usize,
+    nets: usize,
+    seeds: usize,
+    restarts: usize,
+    select_every: Option<usize>,
+    wanted: Vec<usize>,
+    extra: String,
+    tune: Option<String>,
+}
+
+impl Opts {
+    fn from_args() -> Self {
+        let num = |name: &str, default: usize| arg(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let iterations = num("--iterations", 600);
+        Self {
+            iterations,
+            tune_iterations: num("--tune-iterations", iterations / 3),
+            tune_nets: num("--tune-nets", 3),
+            nets: num("--nets", 10),
+            seeds: num("--seeds", 1),
+            restarts: num("--restarts", 1),
+            select_every: arg("--select-every").and_then(|v| v.parse().ok()).filter(|&n| n > 0),
+            wanted: arg("--rows").map(|r| r.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or_else(|| vec![1, 2, 3, 4, 5, 6]),
+            extra: args("--set").join(" "),
+            tune: arg("--tune"),
+        }
+    }
+}
+
 fn run<B: Backend>(backend: &str) {
-    let iterations: usize = arg("--iterations").and_then(|v| v.parse().ok()).unwrap_or(600);
-    let tune_iterations: usize = arg("--tune-iterations").and_then(|v| v.parse().ok()).unwrap_or(iterations / 3);
-    let tune_nets: usize = arg("--tune-nets").and_then(|v| v.parse().ok()).unwrap_or(3);
-    let nets: usize = arg("--nets").and_then(|v| v.parse().ok()).unwrap_or(10);
-    let seeds: usize = arg("--seeds").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let restarts: usize = arg("--restarts").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let select_every: Option<usize> = arg("--select-every").and_then(|v| v.parse().ok()).filter(|&n| n > 0);
-    let wanted: Vec<usize> = arg("--rows").map(|r| r.split(',').map(|x| x.parse().unwrap()).collect()).unwrap_or_else(|| vec![1, 2, 3, 4, 5, 6]);
-    let extra = args("--set").join(" ");
-    let tune = arg("--tune");
-    let net = apply(&Config::default(), &extra).net;
-    println!("{net:?}, f32, {backend} CPU; {iterations} outer iterations; accuracy on each set's test split, mean ± std over {nets} networks (fixed init: over {nets} distilled runs; random init with --seeds {seeds}: over {seeds} distilled runs, each the mean of {nets} networks); extra settings: [{extra}]");
+    let o = Opts::from_args();
+    let net = apply(&Config::default(), &o.extra).net;
+    println!(
+        "{net:?}, f32, {backend} CPU; {} outer iterations; accuracy on each set's test split, mean ± std over {nets} networks (fixed init: over {nets} distilled runs; random init with --seeds {seeds}: over {seeds} distilled runs, each the mean of {nets} networks); extra settings: [{}]",
+        o.iterations, o.extra, nets = o.nets, seeds = o.seeds
+    );
     println!("| row | data | setting | chosen on validation | iterations run | anchor | target | distilled % | PyTorch reference % | random subset % (lr) | full data % | met | time s |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for row in rows().into_iter().filter(|r| wanted.contains(&r.id)) {
-        let start = Instant::now();
-        // `--iterations` alone sets the length: `epochs_outer` (400 passes by default, 2,800
-        // iterations on mnist10k, 800 on pneumonia) would otherwise cap it.
-        let base = Config { holdout_fraction: 0.0, max_iterations: Some(iterations), epochs_outer: 1_000_000, eval_nets: nets, ..Config::default() };
-        let base = apply(&base, &format!("{} {extra}", row.overrides));
-        let mut splits = load(row.data, base.image_size);
-
-        // Tuning on a validation tenth of the training split.
-        let mut chosen = String::from("-");
-        let mut config = base.clone();
-        if let Some(spec) = &tune {
-            let (prepared, val) = validation_split(&splits.train, &base);
-            let mut best = (f64::NEG_INFINITY, String::new());
-            for combo in grid(spec) {
-                let c = apply(&Config { max_iterations: Some(tune_iterations), ..base.clone() }, &combo);
-                // A tuned `image_size` reads the data again at that size (the same split).
-                let resized = (c.image_size != base.image_size).then(|| validation_split(&load(row.data, c.image_size).train, &base));
-                let (prepared, val) = resized.as_ref().map_or((&prepared, &val), |(p, v)| (p, v));
-                let (a, ran) = distilled_accuracy::<B>(&Config { eval_nets: tune_nets, ..c.clone() }, prepared, val, tune_nets, seeds);
-                eprintln!("  row {} tune [{}]: validation {} ({ran} iterations)", row.id, combo.trim(), pct(&a));
-                if a.mean > best.0 {
-                    best = (a.mean, combo);
-                }
-            }
-            chosen = format!("{} (val {:.2}%)", best.1.trim(), 100.0 * best.0);
-            config = apply(&base, &best.1);
-            if config.image_size != base.image_size {
-                splits = load(row.data, config.image_size);
-            }
-        }
-        let test = splits.test.clone().expect("the set has a test split");
-
-        let prepared = Prepared::from_npz(NpzSplits { train: splits.train.clone(), val: None, test: Some(test.clone()) }, &config).unwrap();
-        // Beside the plain run only (`--restarts` and `--select-every` distil on less data).
-        let plain = restarts == 1 && select_every.is_none();
-        let reference = if has_flag("--torch") && plain { torch_reference(&row, &config, &splits.train, nets) } else { None };
-        let (distilled, ran) = if restarts > 1 {
-            // `seeds` runs of the whole procedure, each the best of `restarts` on validation.
-            let (mut kept, mut ran) = (Vec::new(), 0);
-            for s in 0..seeds as u64 {
-                let (a, iterations, seed, v) = best_of_restarts::<B>(&config, &splits.train, &test, nets, restarts, config.seed + s * restarts as u64);
-                eprintln!("  run {s}: seed {seed} kept (validation {:.2} %): test {} %", 100.0 * v, pct(&a));
-                kept.push(a);
-                ran = iterations;
-            }
-            let restarts_note = format!("best of {restarts} seeds on validation");
-            chosen = if chosen == "-" { restarts_note } else { format!("{chosen}; {restarts_note}") };
-            // One run: its own mean ± std over the evaluation networks; several: over the runs.
-            (if seeds == 1 { kept.remove(0) } else { mean_std(&kept.iter().map(|a| a.mean).collect::<Vec<_>>()) }, ran)
-        } else if let Some(every) = select_every {
-            let (a, ran, kept) = selected_on_validation::<B>(&config, &splits.train, &test, nets, seeds, every);
-            let note = format!("the iteration best on validation, checked every {every} (kept: {kept:?})");
-            chosen = if chosen == "-" { note } else { format!("{chosen}; {note}") };
-            (a, ran)
-        } else {
-            distilled_accuracy::<B>(&config, &prepared, &test, nets, seeds)
-        };
-        let device = Default::default();
-        let test_set = TestSet::<B>::new(&test, prepared.norm, &device);
-        let (subset, lr) = pollster::block_on(evaluate_random_subset(&config, &prepared.train, prepared.norm, &test_set, &device)).unwrap();
-        let full = pollster::block_on(evaluate_full_data(&config, &prepared.train, prepared.norm, &test_set, &device)).unwrap();
-        let verdict = |met: bool| if met { "yes" } else { "no" };
-        let (target, met) = match row.target {
-            Target::AtLeast(t) => (format!("≥ {t}%"), verdict(100.0 * distilled.mean >= t)),
-            Target::OverSubset(over, within) => {
-                let above = 100.0 * (distilled.mean - subset.mean) >= over;
-                let near = match (within, &full) {
-                    (Some(w), Some(f)) => 100.0 * (f.mean - distilled.mean) <= w,
-                    _ => true,
-                };
-                let t = format!("≥ subset + {over}{}", within.map(|w| format!(", within {w} of full")).unwrap_or_default());
-                (t, verdict(above && near))
-            }
-            Target::None => ("-".into(), "-"),
-        };
-        // `--set` can change what the row's own description says (e.g. `steps`): name it there.
-        let setting = if extra.is_empty() { row.setting.to_string() } else { format!("{}; with {extra}", row.setting) };
-        println!(
-            "| {} | {} | {setting} | {chosen} | {ran} | {} | {target} | {} | {} | {} ({lr}) | {} | {} | {:.0} |",
-            row.id,
-            row.data.rsplit('/').next().unwrap_or(row.data),
-            row.anchor,
-            pct(&distilled),
-            torch_accuracy(reference),
-            pct(&subset),
-            full.as_ref().map(pct).unwrap_or_default(),
-            met,
-            start.elapsed().as_secs_f64()
-        );
+    for row in rows().into_iter().filter(|r| o.wanted.contains(&r.id)) {
+        run_row::<B>(&o, &row);
     }
+}
+
+/// Tunes on a validation tenth of the training split (with `--tune`); returns what was chosen,
+/// the configuration and the data at its image size.
+fn tune_row<B: Backend>(o: &Opts, row: &Row, base: &Config, splits: NpzSplits) -> (String, Config, NpzSplits) {
+    let Some(spec) = &o.tune else { return ("-".into(), base.clone(), splits) };
+    let (prepared, val) = validation_split(&splits.train, base);
+    let mut best = (f64::NEG_INFINITY, String::new());
+    for combo in grid(spec) {
+        let c = apply(&Config { max_iterations: Some(o.tune_iterations), ..base.clone() }, &combo);
+        // A tuned `image_size` reads the data again at that size (the same split).
+        let resized = (c.image_size != base.image_size).then(|| validation_split(&load(row.data, c.image_size).train, base));
+        let (prepared, val) = resized.as_ref().map_or((&prepared, &val), |(p, v)| (p, v));
+        let (a, ran) = distilled_accuracy::<B>(&Config { eval_nets: o.tune_nets, ..c.clone() }, prepared, val, o.tune_nets, o.seeds);
+        eprintln!("  row {} tune [{}]: validation {} ({ran} iterations)", row.id, combo.trim(), pct(&a));
+        if a.mean > best.0 {
+            best = (a.mean, combo);
+        }
+    }
+    let config = apply(base, &best.1);
+    let splits = if config.image_size != base.image_size { load(row.data, config.image_size) } else { splits };
+    (format!("{} (val {:.2}%)", best.1.trim(), 100.0 * best.0), config, splits)
+}
+
+/// The distilled accuracy on `test` as the options ask (plain, best of restarts, or the
+/// iteration best on validation), with what was chosen and the iterations run.
+fn distil_row<B: Backend>(o: &Opts, config: &Config, prepared: &Prepared, train: &Dataset, test: &Dataset, mut chosen: String) -> (Accuracy, usize, String) {
+    let mut note = |n: String| chosen = if chosen == "-" { n } else { format!("{chosen}; {n}") };
+    let (a, ran) = if o.restarts > 1 {
+        // `seeds` runs of the whole procedure, each the best of `restarts` on validation.
+        let (mut kept, mut ran) = (Vec::new(), 0);
+        for s in 0..o.seeds as u64 {
+            let (a, iterations, seed, v) = best_of_restarts::<B>(config, train, test, o.nets, o.restarts, config.seed + s * o.restarts as u64);
+            eprintln!("  run {s}: seed {seed} kept (validation {:.2} %): test {} %", 100.0 * v, pct(&a));
+            kept.push(a);
+            ran = iterations;
+        }
+        note(format!("best of {} seeds on validation", o.restarts));
+        // One run: its own mean ± std over the evaluation networks; several: over the runs.
+        (if o.seeds == 1 { kept.remove(0) } else { mean_std(&kept.iter().map(|a| a.mean).collect::<Vec<_>>()) }, ran)
+    } else if let Some(every) = o.select_every {
+        let (a, ran, kept) = selected_on_validation::<B>(config, train, test, o.nets, o.seeds, every);
+        note(format!("the iteration best on validation, checked every {every} (kept: {kept:?})"));
+        (a, ran)
+    } else {
+        distilled_accuracy::<B>(config, prepared, test, o.nets, o.seeds)
+    };
+    (a, ran, chosen)
+}
+
+/// The row's target in words, and whether it was met.
+fn verdict(target: &Target, distilled: &Accuracy, subset: &Accuracy, full: &Option<Accuracy>) -> (String, &'static str) {
+    let yes = |met: bool| if met { "yes" } else { "no" };
+    match *target {
+        Target::AtLeast(t) => (format!("≥ {t}%"), yes(100.0 * distilled.mean >= t)),
+        Target::OverSubset(over, within) => {
+            let above = 100.0 * (distilled.mean - subset.mean) >= over;
+            let near = match (within, full) {
+                (Some(w), Some(f)) => 100.0 * (f.mean - distilled.mean) <= w,
+                _ => true,
+            };
+            let t = format!("≥ subset + {over}{}", within.map(|w| format!(", within {w} of full")).unwrap_or_default());
+            (t, yes(above && near))
+        }
+        Target::None => ("-".into(), "-"),
+    }
+}
+
+fn run_row<B: Backend>(o: &Opts, row: &Row) {
+    let start = Instant::now();
+    // `--iterations` alone sets the length: `epochs_outer` (400 passes by default, 2,800
+    // iterations on mnist10k, 800 on pneumonia) would otherwise cap it.
+    let base = Config { holdout_fraction: 0.0, max_iterations: Some(o.iterations), epochs_outer: 1_000_000, eval_nets: o.nets, ..Config::default() };
+    let base = apply(&base, &format!("{} {}", row.overrides, o.extra));
+    let (chosen, config, splits) = tune_row::<B>(o, row, &base, load(row.data, base.image_size));
+    let test = splits.test.clone().expect("the set has a test split");
+    let prepared = Prepared::from_npz(NpzSplits { train: splits.train.clone(), val: None, test: Some(test.clone()) }, &config).unwrap();
+    // Beside the plain run only (`--restarts` and `--select-every` distil on less data).
+    let plain = o.restarts == 1 && o.select_every.is_none();
+    let reference = if has_flag("--torch") && plain { torch_reference(row, &config, &splits.train, o.nets) } else { None };
+    let (distilled, ran, chosen) = distil_row::<B>(o, &config, &prepared, &splits.train, &test, chosen);
+    let device = Default::default();
+    let test_set = TestSet::<B>::new(&test, prepared.norm, &device);
+    let (subset, lr) = pollster::block_on(evaluate_random_subset(&config, &prepared.train, prepared.norm, &test_set, &device)).unwrap();
+    let full = pollster::block_on(evaluate_full_data(&config, &prepared.train, prepared.norm, &test_set, &device)).unwrap();
+    let (target, met) = verdict(&row.target, &distilled, &subset, &full);
+    // `--set` can change what the row's own description says (e.g. `steps`): name it there.
+    let setting = if o.extra.is_empty() { row.setting.to_string() } else { format!("{}; with {}", row.setting, o.extra) };
+    println!(
+        "| {} | {} | {setting} | {chosen} | {ran} | {} | {target} | {} | {} | {} ({lr}) | {} | {} | {:.0} |",
+        row.id,
+        row.data.rsplit('/').next().unwrap_or(row.data),
+        row.anchor,
+        pct(&distilled),
+        torch_accuracy(reference),
+        pct(&subset),
+        full.as_ref().map(pct).unwrap_or_default(),
+        met,
+        start.elapsed().as_secs_f64()
+    );
 }

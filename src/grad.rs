@@ -151,44 +151,77 @@ enum Pool<B: Backend> {
     Avg(Tensor<B, 4>),
 }
 
+/// What the forward pass keeps for the backward pass.
+struct Tape<B: Backend> {
+    /// Each convolution block's cache, its output's shape and its ReLU gate.
+    convs: Vec<(ConvCache<B>, [usize; 4], Gate<B>)>,
+    /// Each block's pooling.
+    pools: Vec<Pool<B>>,
+    /// The input of each dense layer.
+    dense_in: Vec<Tensor<B, 2>>,
+    /// The pre-activation of each dense layer but the last.
+    dense_pre: Vec<Tensor<B, 2>>,
+}
+
+/// The network's weights in their layers' shapes.
+struct Shaped<'a, B: Backend> {
+    net: &'a Network,
+    params: &'a [Tensor<B, 1>],
+}
+
+impl<B: Backend> Shaped<'_, B> {
+    fn conv(&self, i: usize) -> Tensor<B, 4> {
+        self.params[i].clone().reshape(<[usize; 4]>::try_from(self.net.params()[i].shape.clone()).expect("conv weight"))
+    }
+
+    fn dense(&self, i: usize) -> Tensor<B, 2> {
+        self.params[i].clone().reshape(<[usize; 2]>::try_from(self.net.params()[i].shape.clone()).expect("dense weight"))
+    }
+}
+
 /// The inner loss of `net` at `params` on `(x, targets)` and its gradient for every parameter,
 /// in [`Network::params`] order, written out by hand (see the module documentation). With `ops`
 /// (on `Autodiff<B>`, see [`OnceOps`]) pooling, and convolutions with their gradients where `ops`
 /// has them, run as once-differentiated operations; without, as burn's (differentiable twice).
 pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, ops: Option<&OnceOps<B>>) -> (Tensor<B, 1>, Params<B>) {
-    let specs = net.params();
-    let shaped4 = |i: usize| -> Tensor<B, 4> { params[i].clone().reshape(<[usize; 4]>::try_from(specs[i].shape.clone()).expect("conv weight")) };
-    let shaped2 = |i: usize| -> Tensor<B, 2> { params[i].clone().reshape(<[usize; 2]>::try_from(specs[i].shape.clone()).expect("dense weight")) };
+    let w = Shaped { net, params };
+    let n = x.dims()[0];
+    let (tape, logits) = forward(&w, x, ops);
+    let loss = soft_cross_entropy(logits.clone(), targets.clone());
+    let mass = targets.clone().sum_dim(1);
+    let dz = (softmax(logits, 1) * mass - targets).div_scalar(n as f64);
+    (loss, backward(&w, tape, dz, ops))
+}
+
+/// The forward pass, keeping what the backward needs; returns the logits too.
+fn forward<B: Backend>(w: &Shaped<'_, B>, x: Tensor<B, 4>, ops: Option<&OnceOps<B>>) -> (Tape<B>, Tensor<B, 2>) {
+    let (net, params) = (w.net, w.params);
     let im2col = uses_im2col::<B>(net.conv());
     let conv_ops = ops.and_then(|o| o.convs.as_ref());
     let n = x.dims()[0];
-    let mut grads: Vec<Option<Tensor<B, 1>>> = vec![None; params.len()];
-    let flat4 = |t: Tensor<B, 4>| t.reshape([-1]);
-    let flat2 = |t: Tensor<B, 2>| t.reshape([-1]);
-
-    // Forward, keeping what the backward needs; then d loss / d logits.
-    let (convs, pools, dense_in, dense_pre, logits) = match net.kind() {
+    match net.kind() {
         NetKind::LeNet => {
-            let (a1, c1) = conv_forward(x, shaped4(0), params[1].clone(), 2, im2col, conv_ops);
+            let (a1, c1) = conv_forward(x, w.conv(0), params[1].clone(), 2, im2col, conv_ops);
             let m1 = Gate::new(&a1, ops);
             let (p1, w1) = max_pool_forward(m1.apply(a1.clone(), ops), ops);
-            let (a2, c2) = conv_forward(p1, shaped4(2), params[3].clone(), 0, im2col, conv_ops);
+            let (a2, c2) = conv_forward(p1, w.conv(2), params[3].clone(), 0, im2col, conv_ops);
             let m2 = Gate::new(&a2, ops);
             let (p2, w2) = max_pool_forward(m2.apply(a2.clone(), ops), ops);
             let f = p2.clone().reshape([n as i32, -1]);
-            let h1 = f.clone().matmul(shaped2(4)) + params[5].clone().unsqueeze();
+            let h1 = f.clone().matmul(w.dense(4)) + params[5].clone().unsqueeze();
             let q1 = h1.clone() * relu_mask(&h1);
-            let h2 = q1.clone().matmul(shaped2(6)) + params[7].clone().unsqueeze();
+            let h2 = q1.clone().matmul(w.dense(6)) + params[7].clone().unsqueeze();
             let q2 = h2.clone() * relu_mask(&h2);
-            let z = q2.clone().matmul(shaped2(8)) + params[9].clone().unsqueeze();
-            (vec![(c1, a1.dims(), m1), (c2, a2.dims(), m2)], vec![w1, w2], vec![f, q1, q2], vec![h1, h2], z)
+            let z = q2.clone().matmul(w.dense(8)) + params[9].clone().unsqueeze();
+            let tape = Tape { convs: vec![(c1, a1.dims(), m1), (c2, a2.dims(), m2)], pools: vec![w1, w2], dense_in: vec![f, q1, q2], dense_pre: vec![h1, h2] };
+            (tape, z)
         }
         NetKind::ConvNet => {
             let mut convs = Vec::new();
             let mut pools = Vec::new();
             let mut x = x;
             for d in 0..net.depth() {
-                let (a, c) = conv_forward(x, shaped4(2 * d), params[2 * d + 1].clone(), 1, im2col, conv_ops);
+                let (a, c) = conv_forward(x, w.conv(2 * d), params[2 * d + 1].clone(), 1, im2col, conv_ops);
                 let m = Gate::new(&a, ops);
                 let r = m.apply(a.clone(), ops);
                 x = match ops {
@@ -200,22 +233,26 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
             }
             let f = x.reshape([n as i32, -1]);
             let k = 2 * net.depth();
-            let z = f.clone().matmul(shaped2(k)) + params[k + 1].clone().unsqueeze();
-            (convs, pools, vec![f], vec![], z)
+            let z = f.clone().matmul(w.dense(k)) + params[k + 1].clone().unsqueeze();
+            (Tape { convs, pools, dense_in: vec![f], dense_pre: vec![] }, z)
         }
-    };
-    let loss = soft_cross_entropy(logits.clone(), targets.clone());
-    let mass = targets.clone().sum_dim(1);
-    let mut dz = (softmax(logits, 1) * mass - targets).div_scalar(n as f64);
+    }
+}
+
+/// The backward pass from `dz`, d loss / d logits: the gradient of every parameter.
+fn backward<B: Backend>(w: &Shaped<'_, B>, tape: Tape<B>, mut dz: Tensor<B, 2>, ops: Option<&OnceOps<B>>) -> Params<B> {
+    let conv_ops = ops.and_then(|o| o.convs.as_ref());
+    let n = dz.dims()[0];
+    let mut grads: Vec<Option<Tensor<B, 1>>> = vec![None; w.params.len()];
+    let Tape { convs, pools, dense_in, dense_pre } = tape;
 
     // Dense layers, last to first.
     let first_dense = 2 * convs.len();
-    let dense_count = dense_in.len();
-    for layer in (0..dense_count).rev() {
+    for layer in (0..dense_in.len()).rev() {
         let wi = first_dense + 2 * layer;
-        grads[wi] = Some(flat2(dense_in[layer].clone().transpose().matmul(dz.clone())));
+        grads[wi] = Some(dense_in[layer].clone().transpose().matmul(dz.clone()).reshape([-1]));
         grads[wi + 1] = Some(dz.clone().sum_dim(0).reshape([-1]));
-        let dx = dz.matmul(shaped2(wi).transpose());
+        let dx = dz.matmul(w.dense(wi).transpose());
         dz = if layer > 0 { dx * relu_mask(&dense_pre[layer - 1]) } else { dx };
     }
 
@@ -224,26 +261,26 @@ pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: 
         let (_, [_, c, h, w], _) = &convs[convs.len() - 1];
         Some(dz.reshape([n, *c, h / 2, w / 2]))
     };
-    for (d, ((cache, [_, _, h, w], mask), pool)) in convs.into_iter().zip(pools).enumerate().rev() {
+    for (d, ((cache, [_, _, h, wd], mask), pool)) in convs.into_iter().zip(pools).enumerate().rev() {
         let dy_here = dy.take().expect("the gradient of the block's output");
         let dr = match (pool, ops) {
-            (Pool::Max(win), _) => unpool(dy_here, win, h, w),
+            (Pool::Max(win), _) => unpool(dy_here, win, h, wd),
             (Pool::MaxAt(input, indices), Some(ops)) => (ops.max_unpool)(dy_here, input, indices),
             (Pool::MaxAt(..), None) => unreachable!("indices come from `ops`"),
             (Pool::Avg(input), Some(ops)) => (ops.avg_unpool)(dy_here, input),
             (Pool::Avg(_), None) => {
                 let [bn, c, h2, w2] = dy_here.dims();
                 let quarter = Tensor::<B, 6>::full([bn, c, h2, 2, w2, 2], 0.25, &dy_here.device());
-                unpool(dy_here, quarter, h, w)
+                unpool(dy_here, quarter, h, wd)
             }
         };
         let da = mask.apply(dr, ops);
-        let (dx, dw, db) = conv_backward(cache, shaped4(2 * d), da, d > 0, conv_ops);
-        grads[2 * d] = Some(flat4(dw));
+        let (dx, dw, db) = conv_backward(cache, w.conv(2 * d), da, d > 0, conv_ops);
+        grads[2 * d] = Some(dw.reshape([-1]));
         grads[2 * d + 1] = Some(db);
         dy = dx;
     }
-    (loss, grads.into_iter().map(|g| g.expect("a gradient for every parameter")).collect())
+    grads.into_iter().map(|g| g.expect("a gradient for every parameter")).collect()
 }
 
 #[cfg(test)]
