@@ -111,6 +111,9 @@ pub fn default_config() -> String {
 impl Session {
     /// A session over files handed in memory: `names[i]` (for messages), `classes[i]` and
     /// `bytes[i]` (a `Uint8Array`). The configuration is JSON (missing fields take defaults).
+    /// Each file is copied into the engine's memory only while it is decoded, one at a time, so
+    /// the files' bytes are not held twice (and the engine's memory, which never shrinks, does
+    /// not grow to their total).
     #[wasm_bindgen(js_name = fromFiles)]
     pub fn from_files(names: Vec<String>, classes: Vec<String>, bytes: Array, config_json: &str) -> Result<Session, JsValue> {
         console_error_panic_hook::set_once();
@@ -122,7 +125,7 @@ impl Session {
             .zip(classes)
             .zip(bytes.iter())
             .map(|((name, class), b)| InputFile { name, class, bytes: Uint8Array::new(&b).to_vec() });
-        Self::new(files.collect(), config_json)
+        Self::new(files, config_json)
     }
 
     /// A session over the built-in demo X-ray patches.
@@ -131,7 +134,7 @@ impl Session {
         Self::new(demo_files(), config_json)
     }
 
-    fn new(files: Vec<InputFile>, config_json: &str) -> Result<Session, JsValue> {
+    fn new(files: impl IntoIterator<Item = InputFile>, config_json: &str) -> Result<Session, JsValue> {
         let config: Config = serde_json::from_str(config_json).map_err(|e| js_err(format!("invalid configuration: {e}")))?;
         config.validate().map_err(js_err)?;
         let loaded = load_files(files, config.image_size).map_err(js_err)?;

@@ -79,3 +79,37 @@ async fn webgpu_backend_agrees_with_the_native_engine_when_there_is_an_adapter()
     let errors = assert_agrees(&got, &native(), 1e-3);
     web_sys::console::log_1(&format!("wasm WebGPU vs native: {errors:?}, losses {:?}", got.losses).into());
 }
+
+/// The engine's memory (which never shrinks) after handing it `files` copies of a 1-megapixel
+/// PNG of noise: loading copies each file in only while it is decoded, so it grows by far less
+/// than the files' total (it grew by more than the total when every file was copied in first).
+#[wasm_bindgen_test]
+fn loading_files_does_not_copy_them_all_into_the_engine() {
+    use js_sys::{Array, Uint8Array};
+    use wasm_bindgen::JsCast;
+    let png = {
+        let mut state = 1u32;
+        let pixels: Vec<u8> = (0..1024 * 1024).map(|_| { state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223); (state >> 24) as u8 }).collect();
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::GrayImage::from_raw(1024, 1024, pixels).unwrap().write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let files = 48;
+    let (names, classes, bytes) = (Array::new(), Array::new(), Array::new());
+    for i in 0..files {
+        bytes.push(&Uint8Array::from(png.as_slice()));
+        names.push(&format!("f{i}.png").into());
+        classes.push(&(if i % 2 == 0 { "a" } else { "b" }).into());
+    }
+    let total = png.len() * files;
+    drop(png);
+    let memory = || wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as usize;
+    let before = memory();
+    let to_strings = |a: &Array| a.iter().map(|v| v.as_string().unwrap()).collect::<Vec<_>>();
+    let session = anondistill::web::Session::from_files(to_strings(&names), to_strings(&classes), bytes, r#"{"max_iterations": 1}"#).unwrap();
+    let grown = memory() - before;
+    web_sys::console::log_1(&format!("{files} files, {} MB in all: the engine's memory grew by {} MB", total >> 20, grown >> 20).into());
+    assert!(total > 40 << 20, "the files must outweigh what decoding one needs ({total} bytes)");
+    assert!(grown < total / 2, "the engine's memory grew by {grown} bytes for {total} bytes of files");
+    drop(session);
+}
