@@ -82,7 +82,8 @@ async fn webgpu_backend_agrees_with_the_native_engine_when_there_is_an_adapter()
 
 /// The engine's memory (which never shrinks) after handing it `files` copies of a 1-megapixel
 /// PNG of noise: loading copies each file in only while it is decoded, so it grows by far less
-/// than the files' total (it grew by more than the total when every file was copied in first).
+/// than the files' total (before, every file was copied in before the first was decoded, which
+/// needs at least their total; that version was not run against this test).
 #[wasm_bindgen_test]
 fn loading_files_does_not_copy_them_all_into_the_engine() {
     use js_sys::{Array, Uint8Array};
