@@ -160,14 +160,14 @@ fn apply(config: &Config, overrides: &str) -> Config {
 }
 
 fn pct(a: &Accuracy) -> String {
-    format!("{:.2} ± {:.2}", 100.0 * a.mean, 100.0 * a.std)
+    format!("{:.2} ± {:.2}", 100.0 * a.accuracy.mean, 100.0 * a.accuracy.std)
 }
 
 fn mean_std(scores: &[f64]) -> Accuracy {
     let n = scores.len() as f64;
     let mean = scores.iter().sum::<f64>() / n;
     let std = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
-    Accuracy { mean, std, per_class: Vec::new(), nets: scores.len() }
+    Accuracy { nets: scores.len(), accuracy: anondistill::metrics::Stat { mean, std }, ..Accuracy::default() }
 }
 
 /// `config` with distillation seed `seed` and `nets` evaluation networks, and its distiller on
@@ -223,7 +223,7 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
         if !config.known_init {
             eprintln!("  seed {}: {} % over {nets} networks", c.seed, pct(&a));
         }
-        scores.push(a.mean);
+        scores.push(a.accuracy.mean);
     }
     (mean_std(&scores), iterations)
 }
@@ -252,8 +252,8 @@ fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &D
             let distilled = pollster::block_on(d.distilled()).unwrap();
             let (v, t) = (score(&c, &d, &distilled, &val_set), score(&c, &d, &distilled, &test_set));
             eprintln!("  seed {} select: iteration {}: validation {} %, test {} % (not used to choose)", c.seed, d.iteration(), pct(&v), pct(&t));
-            if best.as_ref().is_none_or(|b| v.mean > b.0) {
-                best = Some((v.mean, d.iteration(), distilled));
+            if best.as_ref().is_none_or(|b| v.accuracy.mean > b.0) {
+                best = Some((v.accuracy.mean, d.iteration(), distilled));
             }
             if let Some(why) = stopped {
                 eprintln!("  seed {}: stopped early at iteration {}: {why}", c.seed, d.iteration());
@@ -271,7 +271,7 @@ fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &D
         if runs == 1 {
             return (a, iterations, kept);
         }
-        scores.push(a.mean);
+        scores.push(a.accuracy.mean);
     }
     (mean_std(&scores), iterations, kept)
 }
@@ -302,8 +302,8 @@ fn best_of_restarts<B: Backend>(config: &Config, train: &Dataset, test: &Dataset
         }
         let v = score_now(&c, &d, &val_set);
         eprintln!("  restart seed {}: validation {} %", c.seed, pct(&v));
-        if best.as_ref().is_none_or(|b| v.mean > b.0) {
-            best = Some((v.mean, c.seed, d, c));
+        if best.as_ref().is_none_or(|b| v.accuracy.mean > b.0) {
+            best = Some((v.accuracy.mean, c.seed, d, c));
         }
     }
     let (v, seed, d, c) = best.expect("at least one restart");
@@ -476,8 +476,8 @@ fn tune_row<B: Backend>(o: &Opts, row: &Row, base: &Config, splits: NpzSplits) -
         let (prepared, val) = resized.as_ref().map_or((&prepared, &val), |(p, v)| (p, v));
         let (a, ran) = distilled_accuracy::<B>(&Config { eval_nets: o.tune_nets, ..c.clone() }, prepared, val, o.tune_nets, o.seeds);
         eprintln!("  row {} tune [{}]: validation {} ({ran} iterations)", row.id, combo.trim(), pct(&a));
-        if a.mean > best.0 {
-            best = (a.mean, combo);
+        if a.accuracy.mean > best.0 {
+            best = (a.accuracy.mean, combo);
         }
     }
     let config = apply(base, &best.1);
@@ -500,7 +500,7 @@ fn distil_row<B: Backend>(o: &Opts, config: &Config, prepared: &Prepared, train:
         }
         note(format!("best of {} seeds on validation", o.restarts));
         // One run: its own mean ± std over the evaluation networks; several: over the runs.
-        (if o.seeds == 1 { kept.remove(0) } else { mean_std(&kept.iter().map(|a| a.mean).collect::<Vec<_>>()) }, ran)
+        (if o.seeds == 1 { kept.remove(0) } else { mean_std(&kept.iter().map(|a| a.accuracy.mean).collect::<Vec<_>>()) }, ran)
     } else if let Some(every) = o.select_every {
         let (a, ran, kept) = selected_on_validation::<B>(config, train, test, o.nets, o.seeds, every);
         note(format!("the iteration best on validation, checked every {every} (kept: {kept:?})"));
@@ -515,11 +515,11 @@ fn distil_row<B: Backend>(o: &Opts, config: &Config, prepared: &Prepared, train:
 fn verdict(target: &Target, distilled: &Accuracy, subset: &Accuracy, full: &Option<Accuracy>) -> (String, &'static str) {
     let yes = |met: bool| if met { "yes" } else { "no" };
     match *target {
-        Target::AtLeast(t) => (format!("≥ {t}%"), yes(100.0 * distilled.mean >= t)),
+        Target::AtLeast(t) => (format!("≥ {t}%"), yes(100.0 * distilled.accuracy.mean >= t)),
         Target::OverSubset(over, within) => {
-            let above = 100.0 * (distilled.mean - subset.mean) >= over;
+            let above = 100.0 * (distilled.accuracy.mean - subset.accuracy.mean) >= over;
             let near = match (within, full) {
-                (Some(w), Some(f)) => 100.0 * (f.mean - distilled.mean) <= w,
+                (Some(w), Some(f)) => 100.0 * (f.accuracy.mean - distilled.accuracy.mean) <= w,
                 _ => true,
             };
             let t = format!("≥ subset + {over}{}", within.map(|w| format!(", within {w} of full")).unwrap_or_default());

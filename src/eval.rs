@@ -15,20 +15,11 @@ use crate::net::{Network, Params};
 use crate::once::OnceOps;
 use crate::rng::{permutation, rng, Stream};
 use crate::loss::label_targets;
-use crate::train::{loss_grads, predict, replay, Step};
+use crate::metrics::{imbalanced, Metrics, NetOutput};
+use crate::train::{logits, loss_grads, replay, Step};
 
-/// Test accuracy over several networks.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Accuracy {
-    /// Mean accuracy in [0, 1].
-    pub mean: f64,
-    /// Standard deviation over the networks (population).
-    pub std: f64,
-    /// Mean accuracy of each class.
-    pub per_class: Vec<f64>,
-    /// Networks evaluated.
-    pub nets: usize,
-}
+/// A program's metrics over its evaluation networks (see [`crate::metrics`]).
+pub type Accuracy = Metrics;
 
 /// The distilled set and its baselines on the same test images.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,21 +40,35 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// One line per method, for people.
+    /// One line per method, for people: balanced accuracy first when the classes are
+    /// imbalanced, then accuracy and AUC.
     pub fn summary(&self) -> String {
+        let pct = |s: &crate::metrics::Stat| format!("{:6.2}% ± {:5.2}", 100.0 * s.mean, 100.0 * s.std);
+        let balanced_first = imbalanced(&self.test_counts);
         let line = |name: &str, a: &Accuracy| {
-            format!("{name:<22} {:6.2}% ± {:5.2}  ({} nets)\n", 100.0 * a.mean, 100.0 * a.std, a.nets)
+            let auc = a.auc.map_or("  n/a ".into(), |v| format!("{v:.3}"));
+            let (first, second) = if balanced_first { (&a.balanced_accuracy, &a.accuracy) } else { (&a.accuracy, &a.balanced_accuracy) };
+            format!("{name:<24} {}   {}   {auc}  ({} nets)\n", pct(first), pct(second), a.nets)
         };
-        let mut s = format!("test accuracy on {} held-out images\n", self.test_images);
+        let header = if balanced_first { format!("{:<18}{:<18}ROC AUC", "balanced accuracy", "accuracy") } else { format!("{:<18}{:<18}ROC AUC", "accuracy", "balanced accuracy") };
+        let mut s = format!("on {} held-out images ({}); ± is the sample std over the networks\n", self.test_images, self.counts_text());
+        if balanced_first {
+            s += "the classes are imbalanced: read balanced accuracy (the mean of the classes' recalls)\n";
+        }
         if let Some(note) = self.too_few() {
             s += &format!("note: {note}\n");
         }
+        s += &format!("{:<24}  {header}\n", "");
         s += &line("distilled", &self.distilled);
         s += &line(&format!("random subset (lr {})", self.random_subset_lr), &self.random_subset);
         if let Some(f) = &self.full_data {
             s += &line("full training data", f);
         }
         s
+    }
+
+    fn counts_text(&self) -> String {
+        self.test_counts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" / ")
     }
 }
 
@@ -97,27 +102,27 @@ impl<B: Backend> TestSet<B> {
         Self { x, labels: data.labels.clone(), classes: data.num_classes() }
     }
 
-    /// Accuracy and per-class accuracy of `params`.
-    pub async fn score(&self, net: &Network, params: &[Tensor<B, 1>]) -> Result<(f64, Vec<f64>)> {
-        let pred = predict(net, params, self.x.clone()).into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
-        let pred = pred.convert::<i64>().to_vec::<i64>().map_err(|e| Error::Backend(format!("{e:?}")))?;
-        let (mut right, mut count) = (vec![0usize; self.classes], vec![0usize; self.classes]);
-        for (&p, &y) in pred.iter().zip(&self.labels) {
-            count[y] += 1;
-            right[y] += (p as usize == y) as usize;
+    /// What the network `params` predicts on the test images, with its softmax output.
+    pub async fn output(&self, net: &Network, params: &[Tensor<B, 1>]) -> Result<NetOutput> {
+        let z = logits(net, params, self.x.clone()).into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+        let z = z.convert::<f64>().to_vec::<f64>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        let mut predicted = Vec::with_capacity(self.labels.len());
+        let mut probs = Vec::with_capacity(z.len());
+        for row in z.chunks_exact(self.classes) {
+            // The first largest, as burn's argmax.
+            predicted.push(row.iter().enumerate().fold(0, |best, (c, &v)| if v > row[best] { c } else { best }));
+            let top = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = row.iter().map(|v| (v - top).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            probs.extend(e.iter().map(|v| v / sum));
         }
-        let total = right.iter().sum::<usize>() as f64 / self.labels.len().max(1) as f64;
-        Ok((total, right.iter().zip(&count).map(|(&r, &c)| r as f64 / c.max(1) as f64).collect()))
+        Ok(NetOutput { predicted, probs })
     }
-}
 
-fn summarise(scores: Vec<(f64, Vec<f64>)>) -> Accuracy {
-    let n = scores.len() as f64;
-    let mean = scores.iter().map(|s| s.0).sum::<f64>() / n;
-    let std = (scores.iter().map(|s| (s.0 - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let classes = scores[0].1.len();
-    let per_class = (0..classes).map(|c| scores.iter().map(|s| s.1[c]).sum::<f64>() / n).collect();
-    Accuracy { mean, std, per_class, nets: scores.len() }
+    /// The metrics of the networks whose outputs these are.
+    pub fn metrics(&self, outputs: &[NetOutput]) -> Metrics {
+        Metrics::of(outputs, &self.labels, self.classes)
+    }
 }
 
 /// The distilled steps and learning rates as tensors.
@@ -146,13 +151,13 @@ pub async fn evaluate_distilled<B: Backend>(
     let (steps, lrs) = distilled_program::<B>(d, config, device);
     let mut r = rng(config.seed, Stream::Eval);
     let nets = if fixed_init.is_some() { 1 } else { config.eval_nets };
-    let mut scores = Vec::new();
+    let mut outputs = Vec::new();
     for _ in 0..nets {
         let init = fixed_init.cloned().unwrap_or_else(|| net.init(&mut r, device));
         let trained = replay(&net, init, &steps, &lrs, d.epochs);
-        scores.push(test.score(&net, &trained).await?);
+        outputs.push(test.output(&net, &trained).await?);
     }
-    Ok(summarise(scores))
+    Ok(test.metrics(&outputs))
 }
 
 /// A random real subset laid out like the distilled steps: for every step, `per_class` images of
@@ -193,15 +198,15 @@ async fn random_subset_scores<B: Backend>(
     r: &mut ChaCha8Rng,
     on: &TestSet<B>,
     device: &B::Device,
-) -> Result<Vec<(f64, Vec<f64>)>> {
+) -> Result<Vec<NetOutput>> {
     let lrs = Tensor::<B, 1>::full([config.inner_steps()], lr, device);
-    let mut scores = Vec::new();
+    let mut outputs = Vec::new();
     for _ in 0..nets {
         let steps = random_subset_program::<B>(train, config, norm, r, device);
         let trained = replay(net, net.init(r, device), &steps, &lrs, config.epochs);
-        scores.push(on.score(net, &trained).await?);
+        outputs.push(on.output(net, &trained).await?);
     }
-    Ok(scores)
+    Ok(outputs)
 }
 
 /// The random subset's fixed learning rate: the one of `config.baseline_lrs` that scores best
@@ -212,8 +217,9 @@ pub async fn pick_subset_lr<B: Backend>(config: &Config, train: &Dataset, norm: 
     let mut best = (f64::NEG_INFINITY, config.baseline_lrs[0]);
     for &lr in &config.baseline_lrs {
         let mut r = rng(config.seed, Stream::Baseline);
-        let scores = random_subset_scores(&net, config, train, norm, lr, 3, &mut r, &train_set, device).await?;
-        let total: f64 = scores.iter().map(|s| if s.0.is_finite() { s.0 } else { 0.0 }).sum();
+        let outputs = random_subset_scores(&net, config, train, norm, lr, 3, &mut r, &train_set, device).await?;
+        let mean = train_set.metrics(&outputs).accuracy.mean;
+        let total = if mean.is_finite() { mean } else { 0.0 };
         if total > best.0 {
             best = (total, lr);
         }
@@ -233,8 +239,8 @@ pub async fn evaluate_random_subset<B: Backend>(
     let net = Network::new(config, train.num_classes())?;
     let lr = pick_subset_lr::<B>(config, train, norm, device).await?;
     let mut r = rng(config.seed ^ 0x5eed, Stream::Baseline);
-    let scores = random_subset_scores(&net, config, train, norm, lr, config.eval_nets, &mut r, test, device).await?;
-    Ok((summarise(scores), lr))
+    let outputs = random_subset_scores(&net, config, train, norm, lr, config.eval_nets, &mut r, test, device).await?;
+    Ok((test.metrics(&outputs), lr))
 }
 
 /// Ordinary training on all training data: Adam (lr 1e-3), minibatches of 64, shuffled every
@@ -256,7 +262,7 @@ pub async fn evaluate_full_data<B: Backend>(
     let adam = AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
     let mut r = rng(config.seed, Stream::Baseline);
     let batch = 64.min(train.len());
-    let mut scores = Vec::new();
+    let mut outputs = Vec::new();
     for _ in 0..config.full_data_nets {
         let mut params = net.init::<B>(&mut r, device);
         let mut moments: Vec<Adam<B, 1>> = params.iter().map(Adam::new).collect();
@@ -277,9 +283,9 @@ pub async fn evaluate_full_data<B: Backend>(
                     .collect();
             }
         }
-        scores.push(test.score(&net, &params).await?);
+        outputs.push(test.output(&net, &params).await?);
     }
-    Ok(Some(summarise(scores)))
+    Ok(Some(test.metrics(&outputs)))
 }
 
 /// All three: the distilled program, the random subset and the full data.

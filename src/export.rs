@@ -192,6 +192,10 @@ pub fn read_archive(bytes: &[u8]) -> Result<Archive> {
     };
     let mut value: serde_json::Value = serde_json::from_slice(&read("manifest.json")?).map_err(|e| bad(&e))?;
     crate::config::upgrade_document(&mut value, FORMAT_1, FORMAT);
+    // Metrics in their form before 2026-12-03 (accuracy alone: mean, std, per_class) are not read.
+    if value["metrics"]["distilled"].get("mean").is_some() {
+        value["metrics"] = serde_json::Value::Null;
+    }
     let manifest: Manifest = serde_json::from_value(value).map_err(|e| bad(&e))?;
     if manifest.format != FORMAT {
         return Err(Error::Archive(format!("format {} is not {FORMAT}", manifest.format)));

@@ -22,6 +22,7 @@ pub mod export;
 pub mod grad;
 pub mod kernels;
 pub mod loss;
+pub mod metrics;
 pub mod net;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

@@ -227,7 +227,10 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
         let distilled = pollster::block_on(d.distilled())?;
         let e = pollster::block_on(evaluate(&config, &distilled, d.fixed_init(), &prepared.train, &prepared.test, prepared.norm, &device))?;
         println!("{}", e.summary());
-        println!("per-class accuracy of the distilled program: {}", per_class(&prepared.train.classes, &e.distilled.per_class));
+        println!("the distilled program, class by class:\n{}", e.distilled.per_class_text(&prepared.train.classes));
+        for w in e.distilled.warnings(&prepared.train.classes) {
+            println!("warning: the distilled program: {w}");
+        }
         Some(e)
     };
     let audit = if args.no_audit || prepared.holdout.is_empty() {
@@ -252,10 +255,6 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
     std::fs::write(&args.out, bytes).map_err(|e| Error::io(&args.out, e))?;
     println!("wrote {}", args.out.display());
     Ok(())
-}
-
-fn per_class(classes: &[String], acc: &[f64]) -> String {
-    classes.iter().zip(acc).map(|(c, a)| format!("{c} {:.1}%", 100.0 * a)).collect::<Vec<_>>().join(", ")
 }
 
 fn eval_archive(args: &EvalArgs) -> Result<()> {
@@ -291,13 +290,19 @@ fn eval_archive(args: &EvalArgs) -> Result<()> {
         .map(|ps| ps.iter().map(|p| Tensor::from_data(TensorData::new(p.clone(), [p.len()]), &device)).collect());
     let acc = pollster::block_on(evaluate_distilled::<B>(&config, &archive.distilled, fixed.as_ref(), &TestSet::new(&test, norm, &device), &device))?;
     println!(
-        "distilled program on {} images: {:.2}% ± {:.2} ({} nets)",
+        "distilled program on {} images: accuracy {:.2}% ± {:.2}, balanced accuracy {:.2}% ± {:.2}, AUC {} ({} nets; ± is the sample std)",
         test.len(),
-        100.0 * acc.mean,
-        100.0 * acc.std,
+        100.0 * acc.accuracy.mean,
+        100.0 * acc.accuracy.std,
+        100.0 * acc.balanced_accuracy.mean,
+        100.0 * acc.balanced_accuracy.std,
+        acc.auc.map_or("n/a".into(), |v| format!("{v:.3}")),
         acc.nets
     );
-    println!("per-class accuracy: {}", per_class(&test.classes, &acc.per_class));
+    print!("{}", acc.per_class_text(&test.classes));
+    for w in acc.warnings(&test.classes) {
+        println!("warning: {w}");
+    }
     Ok(())
 }
 

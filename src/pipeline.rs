@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn findings_of_an_earlier_state_are_not_given_for_a_later_one() {
         // pause at 40 → evaluate → resume → finish at 200 → download: the export asks at 200.
-        let acc = Accuracy { mean: 0.8, std: 0.0, per_class: vec![0.8, 0.8], nets: 1 };
+        let acc = Accuracy { nets: 1, accuracy: crate::metrics::Stat { mean: 0.8, std: 0.0 }, ..Accuracy::default() };
         let e = Evaluation { test_images: 4, test_counts: vec![2, 2], distilled: acc.clone(), random_subset: acc, random_subset_lr: 0.1, full_data: None };
         let mut f = Findings::default();
         f.set_metrics(40, e.clone());

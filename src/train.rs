@@ -80,12 +80,14 @@ pub fn replay<B: Backend>(net: &Network, mut params: Params<B>, steps: &[Step<B>
     params
 }
 
-/// Predicted class of each image, evaluated in chunks of 512 images.
-pub fn predict<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 1, Int> {
+/// The network's outputs (logits) for each image, evaluated in chunks of 512 images.
+pub fn logits<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 2> {
     let n = x.dims()[0];
-    let chunks: Vec<_> = (0..n)
-        .step_by(512)
-        .map(|s| net.forward(params, x.clone().narrow(0, s, 512.min(n - s))).argmax(1).reshape([-1]))
-        .collect();
+    let chunks: Vec<_> = (0..n).step_by(512).map(|s| net.forward(params, x.clone().narrow(0, s, 512.min(n - s)))).collect();
     Tensor::cat(chunks, 0)
+}
+
+/// Predicted class of each image (the first largest output).
+pub fn predict<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 1, Int> {
+    logits(net, params, x).argmax(1).reshape([-1])
 }

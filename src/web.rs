@@ -22,6 +22,7 @@ use crate::data::{load_files, InputFile, Skipped};
 use crate::demo::{demo_files, ATTRIBUTION};
 use crate::distill::{Distilled, Distiller, StepReport};
 use crate::eval::evaluate;
+use crate::metrics::imbalanced;
 use crate::pipeline::{export_distilled, run_audit, run_until, Findings, Outcome, Prepared};
 
 macro_rules! on_engine {
@@ -105,6 +106,17 @@ pub fn session_config(bytes: &[u8]) -> Result<String, JsValue> {
 #[wasm_bindgen(js_name = defaultConfig)]
 pub fn default_config() -> String {
     serde_json::to_string(&Config::default()).expect("serialisable")
+}
+
+/// The evaluation as the page gets it: with the class names, whether the test classes are
+/// imbalanced (balanced accuracy is then the headline) and the distilled program's warnings.
+#[derive(Serialize)]
+struct EvaluationReport<'a> {
+    #[serde(flatten)]
+    evaluation: &'a crate::eval::Evaluation,
+    classes: &'a [String],
+    imbalanced: bool,
+    warnings: Vec<String>,
 }
 
 #[wasm_bindgen]
@@ -250,7 +262,8 @@ impl Session {
             let e = result.map_err(js_err)?;
             let at = s.outcome.iterations;
             s.findings.set_metrics(at, e.clone());
-            to_js(&e)
+            let classes = &s.prepared.train.classes;
+            to_js(&EvaluationReport { warnings: e.distilled.warnings(classes), imbalanced: imbalanced(&e.test_counts), classes, evaluation: &e })
         })
     }
 

@@ -39,7 +39,7 @@ fn check(options: &[&str]) -> (f64, f64) {
     let labels: Vec<String> = test.labels.iter().map(|l| l.to_string()).collect();
     let script = format!(
         "import os\nos.chdir({dir:?})\n{}\nimport numpy as np\npixels = np.fromfile('test.f32', dtype='<f4').reshape(-1, {s}, {s})\n\
-         labels = np.array([{}])\npred = classify(pixels).numpy()\nprint(repr(float((pred == labels).mean())), repr(float(m['metrics']['distilled']['mean'])), repr(float(m['metrics']['distilled']['std'])))\n",
+         labels = np.array([{}])\npred = classify(pixels).numpy()\nprint(repr(float((pred == labels).mean())), repr(float(m['metrics']['distilled']['accuracy']['mean'])), repr(float(m['metrics']['distilled']['accuracy']['std'])))\n",
         snippet(),
         labels.join(","),
         dir = dir.path().to_str().unwrap(),

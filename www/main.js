@@ -501,6 +501,35 @@ function showAudit(m) {
   $('audit-panel').hidden = false;
 }
 
+// The distilled program class by class: recall (sensitivity) and precision, the confusion matrix
+// as a small heat map (rows: true class, columns: predicted; % of the row over all networks) and
+// the warnings the engine gives for a one-sided result.
+function showClasses(e) {
+  const d = e.distilled;
+  const pct = (a) => (a == null ? 'never predicted' : `${(100 * a.mean).toFixed(1)}%`);
+  const lines = e.classes.map((c, k) => `${c}: recall ${pct(d.per_class_recall[k])}, precision ${pct(d.per_class_precision[k])}`);
+  if (d.specificity) lines.push(`specificity (${e.classes[1]} as the positive finding): ${pct(d.specificity)}`);
+  $('eval-classes').textContent = `The distilled program, class by class: ${lines.join('; ')}.`;
+  const table = $('confusion');
+  const head = document.createElement('tr');
+  head.append(document.createElement('th'), ...e.classes.map((c) => Object.assign(document.createElement('th'), { textContent: `predicted ${c}` })));
+  const rows = d.confusion.map((row, k) => {
+    const tr = document.createElement('tr');
+    tr.append(Object.assign(document.createElement('th'), { textContent: `true ${e.classes[k]}` }));
+    for (const v of row) {
+      const td = document.createElement('td');
+      td.textContent = `${(100 * v).toFixed(0)}%`;
+      td.style.background = `rgba(37, 99, 235, ${v.toFixed(3)})`;
+      td.style.color = v > 0.55 ? 'white' : 'black';
+      tr.append(td);
+    }
+    return tr;
+  });
+  table.replaceChildren(head, ...rows);
+  table.hidden = false;
+  $('eval-warnings').replaceChildren(...e.warnings.map((w) => Object.assign(document.createElement('li'), { textContent: `The distilled program: ${w}.` })));
+}
+
 // ---- messages from the worker ----------------------------------------------------------------
 
 const handlers = {
@@ -608,9 +637,11 @@ const handlers = {
     const rows = [['distilled set (learned labels and learning rates)', e.distilled], [`random real subset of the same size (lr ${e.random_subset_lr})`, e.random_subset]];
     if (e.full_data) rows.push(['all training data', e.full_data]);
     const body = $('eval-table').tBodies[0];
+    // With imbalanced classes balanced accuracy is the headline (in bold).
+    $('eval-table').classList.toggle('imbalanced', e.imbalanced);
     body.replaceChildren(...rows.map(([name, a]) => {
       const tr = document.createElement('tr');
-      for (const t of [name, pct(a), String(a.nets)]) {
+      for (const t of [name, pct(a.balanced_accuracy), pct(a.accuracy), a.auc == null ? 'n/a' : a.auc.toFixed(3), String(a.nets)]) {
         const td = document.createElement('td');
         td.textContent = t;
         tr.append(td);
@@ -618,8 +649,10 @@ const handlers = {
       return tr;
     }));
     $('eval-table').hidden = false;
+    showClasses(e);
     const fewest = Math.min(...e.test_counts);
-    $('eval-status').textContent = `on ${e.test_images} held-out patches` +
+    $('eval-status').textContent = `on ${e.test_images} held-out patches (${e.test_counts.join(' / ')} by class; ± is the sample std over the networks)` +
+      (e.imbalanced ? '; the classes are imbalanced: read balanced accuracy, the mean of the classes\' recalls' : '') +
       (fewest < 20 ? `; a class has only ${fewest}: these accuracies are too uncertain to mean much` : '');
     state.evaluated = true;
     $('evaluate').disabled = false;

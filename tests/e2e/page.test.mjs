@@ -82,6 +82,13 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     await page.click('#evaluate');
     await page.waitForSelector('#eval-table:not([hidden])', { timeout: 600000 });
     assert.equal(await page.locator('#eval-table tbody tr').count(), 3);
+    // Balanced accuracy, accuracy, ROC AUC; the distilled program class by class, and its
+    // confusion matrix as a 2 × 2 heat map whose rows add up to 100 %.
+    assert.equal(await page.locator('#eval-table tbody tr:first-child td').count(), 5);
+    const confusion = await page.$$eval('#confusion tr', (rows) => rows.slice(1).map((r) => [...r.querySelectorAll('td')].map((td) => parseFloat(td.textContent))));
+    assert.equal(confusion.length, 2);
+    for (const row of confusion) assert.ok(row.length === 2 && Math.abs(row[0] + row[1] - 100) <= 1, `a row of the confusion matrix: ${row}`);
+    assert.match(await page.textContent('#eval-classes'), /normal: recall \d+\.\d%, precision .*; pneumonia: recall \d+\.\d%/);
     // 8 test patches a class: the page says these numbers cannot mean much.
     assert.match(await page.textContent('#eval-status'), /on 16 held-out patches; a class has only 8: these accuracies are too uncertain to mean much/);
     assert.match(await page.textContent('#data-status'), /52 to distil from, 12 kept back for the privacy audit, 16 held out/);
@@ -106,6 +113,7 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     assert.deepEqual(names, expected);
     const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', zip]));
     assert.equal(manifest.iterations_run, 6);
+    for (const k of ['accuracy', 'balanced_accuracy', 'per_class_recall', 'per_class_precision', 'auc', 'confusion']) assert.ok(k in manifest.metrics.distilled, `manifest metrics hold ${k}`);
     assert.deepEqual(manifest.holdout_counts, [6, 6]);
     const audit = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("audit.json").decode())', zip]));
     assert.equal(audit.images.length, 20);
