@@ -90,7 +90,7 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     for (const row of confusion) assert.ok(row.length === 2 && Math.abs(row[0] + row[1] - 100) <= 1, `a row of the confusion matrix: ${row}`);
     assert.match(await page.textContent('#eval-classes'), /normal: recall \d+\.\d%, precision .*; pneumonia: recall \d+\.\d%/);
     // 8 test patches a class: the page says these numbers cannot mean much.
-    assert.match(await page.textContent('#eval-status'), /on 16 held-out patches; a class has only 8: these accuracies are too uncertain to mean much/);
+    assert.match(await page.textContent('#eval-status'), /on 16 held-out patches \(8 \/ 8 by class; ± is the sample std over the networks\); a class has only 8: these accuracies are too uncertain to mean much/);
     assert.match(await page.textContent('#data-status'), /52 to distil from, 12 kept back for the privacy audit, 16 held out/);
     // The privacy audit follows the evaluation: verdict, attack table, and the local gallery of
     // each distilled image with its nearest real patches.
