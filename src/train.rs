@@ -3,7 +3,7 @@
 
 use burn_tensor::{
     backend::{AutodiffBackend, Backend},
-    Int, Tensor,
+    Tensor,
 };
 
 use crate::engine::InnerGrad;
@@ -85,9 +85,4 @@ pub fn logits<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4
     let n = x.dims()[0];
     let chunks: Vec<_> = (0..n).step_by(512).map(|s| net.forward(params, x.clone().narrow(0, s, 512.min(n - s)))).collect();
     Tensor::cat(chunks, 0)
-}
-
-/// Predicted class of each image (the first largest output).
-pub fn predict<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>) -> Tensor<B, 1, Int> {
-    logits(net, params, x).argmax(1).reshape([-1])
 }
