@@ -54,21 +54,28 @@ fn a_resumed_run_continues_exactly() {
     assert!(resumed == end, "the resumed state differs from the uninterrupted one");
 }
 
-#[cfg(feature = "flex")]
-#[test]
-fn a_session_saved_on_one_backend_resumes_on_another() {
+/// Saves a run on burn-ndarray with the default engine after 3 iterations (through the file's
+/// bytes), restores it into the distiller `make` builds, and checks that its next 2 losses are
+/// those of the run that went on (within 1e-4).
+fn resumes_in<B2: Backend>(what: &str, make: impl FnOnce(Config, &Prepared) -> Distiller<B2>) {
     let cfg = config();
     let p = demo(&cfg);
     let mut a = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &Default::default()).unwrap();
     steps(&mut a, 3);
-    let saved = pollster::block_on(a.checkpoint()).unwrap();
+    let saved = Checkpoint::from_bytes(&pollster::block_on(a.checkpoint()).unwrap().to_bytes().unwrap()).unwrap();
     let expected = steps(&mut a, 2);
-    let mut b = Distiller::<burn_flex::Flex>::new(cfg.clone(), &p.train, p.norm, &Default::default()).unwrap();
+    let mut b = make(cfg, &p);
     b.restore(&saved).unwrap();
     let got = steps(&mut b, 2);
     for (x, y) in got.iter().zip(&expected) {
-        assert!((x - y).abs() <= 1e-4 * y.abs(), "flex {got:?} vs ndarray {expected:?}");
+        assert!((x - y).abs() <= 1e-4 * y.abs(), "{what} {got:?} vs ndarray with the default engine {expected:?}");
     }
+}
+
+#[cfg(feature = "flex")]
+#[test]
+fn a_session_saved_on_one_backend_resumes_on_another() {
+    resumes_in("flex", |cfg, p| Distiller::<burn_flex::Flex>::new(cfg, &p.train, p.norm, &Default::default()).unwrap());
 }
 
 /// The engine's settings are not the user's: a session saved with one engine resumes with
@@ -76,19 +83,8 @@ fn a_session_saved_on_one_backend_resumes_on_another() {
 #[test]
 fn a_session_resumes_with_other_engine_settings() {
     use anondistill::engine::{ConvImpl, Engine, InnerGrad, OnceImpl};
-    let cfg = config();
-    let p = demo(&cfg);
-    let mut a = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &Default::default()).unwrap();
-    steps(&mut a, 3);
-    let saved = Checkpoint::from_bytes(&pollster::block_on(a.checkpoint()).unwrap().to_bytes().unwrap()).unwrap();
-    let expected = steps(&mut a, 2);
     let other = Engine { conv: ConvImpl::Im2col, inner_grad: InnerGrad::Nested, once_ops: OnceImpl::Off };
-    let mut b = Distiller::<NdArray>::with_engine(cfg.clone(), other, &p.train, p.norm, &Default::default()).unwrap();
-    b.restore(&saved).unwrap();
-    let got = steps(&mut b, 2);
-    for (x, y) in got.iter().zip(&expected) {
-        assert!((x - y).abs() <= 1e-4 * y.abs(), "{other:?} {got:?} vs the default engine's {expected:?}");
-    }
+    resumes_in(&format!("{other:?}"), |cfg, p| Distiller::<NdArray>::with_engine(cfg, other, &p.train, p.norm, &Default::default()).unwrap());
 }
 
 /// The configuration, the demo data and the state after one step on it.
