@@ -22,7 +22,7 @@ use burn_ndarray::NdArray;
 
 fn random_data(classes: usize, n: usize, size: usize) -> Dataset {
     let pixels = normal(&mut rng(0, Stream::Baseline), n * size * size, 0.3).into_iter().map(|v| (v + 0.5).clamp(0.0, 1.0)).collect();
-    Dataset { size, pixels, labels: (0..n).map(|i| i % classes).collect(), classes: (0..classes).map(|c| c.to_string()).collect() }
+    Dataset::new(size, pixels, (0..n).map(|i| i % classes).collect(), (0..classes).map(|c| c.to_string()).collect())
 }
 
 /// A memory figure of this process from `/proc/self/status`, in MiB (NaN elsewhere).

@@ -44,7 +44,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anondistill::{
     config::Config,
-    data::{load_files, load_npz, Dataset, NpzSplits},
+    data::{load_files, load_npz, Dataset, Grouping, NpzSplits},
     demo::demo_files,
     distill::{Distilled, Distiller},
     eval::{evaluate_distilled, evaluate_full_data, evaluate_random_subset, Accuracy, TestSet},
@@ -99,7 +99,7 @@ fn rows() -> Vec<Row> {
 /// the page splits it. The official MNIST files (rows 7–9) are read at their own 28 × 28 only.
 fn load(data: &str, size: usize) -> NpzSplits {
     if data == DEMO {
-        let loaded = load_files(demo_files(), size).unwrap();
+        let loaded = load_files(demo_files(), size, &Grouping::default()).unwrap();
         let (train, test) = loaded.dataset.split(Config::default().test_fraction, 0).unwrap();
         return NpzSplits { train, val: None, test: Some(test) };
     }
@@ -109,7 +109,7 @@ fn load(data: &str, size: usize) -> NpzSplits {
         return NpzSplits { train: split("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"), val: None, test: Some(split("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")) };
     }
     let bytes = std::fs::read(data).unwrap_or_else(|e| panic!("{data}: {e}"));
-    load_npz(&bytes, Some(size)).unwrap()
+    load_npz(&bytes, Some(size), &Grouping::default()).unwrap()
 }
 
 /// Digits from a gzipped IDX image file (magic 2051, count, rows, columns, then uint8 pixels)
@@ -125,12 +125,7 @@ fn idx_digits(images: &str, labels: &str) -> Dataset {
     assert_eq!((word(&img, 0), word(&lab, 0)), (2051, 2049), "{images}, {labels}: not IDX digit files");
     let (n, size) = (word(&img, 1), word(&img, 2));
     assert!(word(&img, 3) == size && word(&lab, 1) == n && img.len() == 16 + n * size * size && lab.len() == 8 + n, "{images}, {labels}: sizes disagree");
-    Dataset {
-        size,
-        pixels: img[16..].iter().map(|&p| p as f32 / 255.0).collect(),
-        labels: lab[8..].iter().map(|&l| l as usize).collect(),
-        classes: (0..10).map(|d| d.to_string()).collect(),
-    }
+    Dataset::new(size, img[16..].iter().map(|&p| p as f32 / 255.0).collect(), lab[8..].iter().map(|&l| l as usize).collect(), (0..10).map(|d| d.to_string()).collect())
 }
 
 fn arg(name: &str) -> Option<String> {

@@ -14,6 +14,6 @@ from chest X-rays of Kermany et al., Cell 2018; CC BY 4.0.";
 pub fn demo_files() -> Vec<InputFile> {
     DEMO_FILES
         .iter()
-        .map(|(class, name, bytes)| InputFile { name: format!("{class}/{name}"), class: class.to_string(), bytes: bytes.to_vec() })
+        .map(|(class, name, bytes)| InputFile { name: format!("{class}/{name}"), class: class.to_string(), patient: None, bytes: bytes.to_vec() })
         .collect()
 }

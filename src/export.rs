@@ -47,6 +47,10 @@ pub struct Manifest {
     /// Images per class kept back from training as the audit's holdout (counts only).
     #[serde(default)]
     pub holdout_counts: Vec<usize>,
+    /// Patients per class and in all in the training, holdout and test splits (counts only,
+    /// never ids or names); absent in archives written before patients were counted.
+    #[serde(default)]
+    pub patients: Option<crate::data::SplitPatients>,
     /// Outer iterations that were run.
     pub iterations_run: usize,
     /// Why the run stopped early, if it did.

@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anondistill::{
     config::Config,
-    data::{load_files, load_folder, load_npz, Dataset, Normalization},
+    data::{load_files, load_folder, load_npz, Dataset, Grouping, Loaded, Normalization},
     demo,
     distill::Distiller,
     eval::{evaluate, evaluate_distilled, TestSet},
@@ -35,7 +35,8 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Distil a folder (root/<class>/<image>) or an .npz; without DATA, the built-in demo X-rays.
+    /// Distil a folder (root/<class>/<image> or root/<class>/<patient>/<image>) or an .npz;
+    /// without DATA, the built-in demo X-rays.
     Distill(DistillArgs),
     /// Replay a result archive on fresh networks and report test accuracy on a dataset.
     Eval(EvalArgs),
@@ -57,6 +58,12 @@ enum BackendArg {
 struct DistillArgs {
     /// Image folder or .npz archive; the built-in demo data when left out.
     data: Option<PathBuf>,
+    /// A separate test set (folder or .npz: its test_ arrays, or train_ when it has none),
+    /// instead of a split of DATA by patient.
+    #[arg(long, value_name = "TESTDATA")]
+    test: Option<PathBuf>,
+    #[command(flatten)]
+    groups: GroupArgs,
     /// Where the result archive goes.
     #[arg(long, default_value = "result.zip")]
     out: PathBuf,
@@ -92,6 +99,31 @@ struct EvalArgs {
     /// Evaluation networks (default: the archive's setting).
     #[arg(long)]
     nets: Option<usize>,
+    #[command(flatten)]
+    groups: GroupArgs,
+}
+
+/// Where patient ids come from, besides the folder layout and an .npz's *_groups.
+#[derive(Args)]
+struct GroupArgs {
+    /// A regular expression with one capture group, searched in each file's path below the data
+    /// folder (or in an .npz's *_files names); the group is the patient id, e.g. 'person(\d+)_'.
+    #[arg(long, value_name = "REGEX")]
+    group_pattern: Option<String>,
+    /// A CSV table with the columns file,patient (file: a path below the data folder, or its
+    /// tail); it wins over the pattern and the folders.
+    #[arg(long, value_name = "CSV")]
+    groups: Option<PathBuf>,
+}
+
+impl GroupArgs {
+    fn grouping(&self) -> Result<Grouping> {
+        let csv = match &self.groups {
+            Some(p) => Some((p.display().to_string(), std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?)),
+            None => None,
+        };
+        Grouping::new(self.group_pattern.as_deref(), csv.as_ref().map(|(n, t)| (n.as_str(), t.as_str())))
+    }
 }
 
 #[derive(Args)]
@@ -170,17 +202,37 @@ config_args! {
     seed: u64, "Seed of every random choice";
 }
 
-fn load(data: Option<&Path>, config: &Config) -> Result<Prepared> {
-    let prepared = match data {
+/// A folder's files, or an .npz's train split with its test split when it has one.
+fn read_data(data: Option<&Path>, config: &Config, grouping: &Grouping) -> Result<(Loaded, Option<Dataset>)> {
+    match data {
         None => {
             eprintln!("{}", demo::ATTRIBUTION);
-            Prepared::from_loaded(load_files(demo::demo_files(), config.image_size)?, config)?
+            Ok((load_files(demo::demo_files(), config.image_size, grouping)?, None))
         }
         Some(p) if p.extension().is_some_and(|e| e == "npz") => {
             let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-            Prepared::from_npz(load_npz(&bytes, Some(config.image_size))?, config)?
+            let splits = load_npz(&bytes, Some(config.image_size), grouping)?;
+            Ok((Loaded { dataset: splits.train, skipped: Vec::new() }, splits.test))
         }
-        Some(p) => Prepared::from_loaded(load_folder(p, config.image_size)?, config)?,
+        Some(p) => Ok((load_folder(p, config.image_size, grouping)?, None)),
+    }
+}
+
+/// The splits of a run: DATA split by patient, or with its own (or a separate) test set.
+fn load(data: Option<&Path>, test: Option<&Path>, config: &Config, grouping: &Grouping) -> Result<Prepared> {
+    let (loaded, own_test) = read_data(data, config, grouping)?;
+    let prepared = match (test, own_test) {
+        (Some(t), _) => {
+            // The test set is not split: its patients (folders only) are counted, not grouped.
+            let (test, test_of_test) = read_data(Some(t), config, &Grouping::default())?;
+            let test = match test_of_test {
+                Some(dataset) => Loaded { dataset, skipped: Vec::new() },
+                None => test,
+            };
+            Prepared::with_test(loaded, test, config)?
+        }
+        (None, Some(dataset)) => Prepared::with_test(loaded, Loaded { dataset, skipped: Vec::new() }, config)?,
+        (None, None) => Prepared::from_loaded(loaded, config)?,
     };
     if !prepared.skipped.is_empty() {
         eprintln!("skipped {} file(s):", prepared.skipped.len());
@@ -191,10 +243,30 @@ fn load(data: Option<&Path>, config: &Config) -> Result<Prepared> {
     Ok(prepared)
 }
 
+/// "normal 120 images of 40 patients, …" in all and for each split.
+fn describe_splits(prepared: &Prepared) -> String {
+    let line = |classes: &[String], images: &[usize], patients: &[usize]| {
+        let each = classes.iter().zip(images).zip(patients).map(|((c, n), p)| format!("{c} {n} images of {p} patients"));
+        each.collect::<Vec<_>>().join(", ")
+    };
+    let split = |d: &Dataset| format!("{} ({} patients)", line(&d.classes, &d.class_counts(), &d.patient_counts().per_class), d.patient_counts().total);
+    let parts = [&prepared.train, &prepared.holdout, &prepared.test];
+    let sum = |f: &dyn Fn(&Dataset) -> Vec<usize>| -> Vec<usize> { parts.iter().map(|d| f(d)).fold(vec![0; prepared.train.num_classes()], |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect()) };
+    let (images, patients) = (sum(&|d| d.class_counts()), sum(&|d| d.patient_counts().per_class));
+    format!(
+        "found {} images of {} patients: {}\n(a patient is a patient folder, a --group-pattern match or a --groups row; any other image is its own patient; every split is by patient)\ntrain (members): {}\nholdout: {}\ntest: {}",
+        images.iter().sum::<usize>(),
+        parts.iter().map(|d| d.patient_counts().total).sum::<usize>(),
+        line(&prepared.train.classes, &images, &patients),
+        split(&prepared.train),
+        split(&prepared.holdout),
+        split(&prepared.test)
+    )
+}
+
 fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) -> Result<()> {
-    let prepared = load(args.data.as_deref(), &config)?;
-    let counts = |d: &Dataset| d.classes.iter().zip(d.class_counts()).map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ");
-    eprintln!("train (members): {} | holdout: {} | test: {}", counts(&prepared.train), counts(&prepared.holdout), counts(&prepared.test));
+    let prepared = load(args.data.as_deref(), args.test.as_deref(), &config, &args.groups.grouping()?)?;
+    eprintln!("{}", describe_splits(&prepared));
     let mut d = Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device)?;
     let total = d.total_iterations();
     if config.max_iterations.is_some_and(|m| m > total) {
@@ -269,17 +341,11 @@ fn eval_archive(args: &EvalArgs) -> Result<()> {
             other => other,
         })?;
     }
+    let grouping = args.groups.grouping()?;
     let test = if args.all {
-        match args.data.as_deref() {
-            Some(p) if p.extension().is_some_and(|e| e == "npz") => {
-                let b = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-                load_npz(&b, Some(config.image_size))?.train
-            }
-            Some(p) => load_folder(p, config.image_size)?.dataset,
-            None => load_files(demo::demo_files(), config.image_size)?.dataset,
-        }
+        read_data(args.data.as_deref(), &config, &grouping)?.0.dataset
     } else {
-        load(args.data.as_deref(), &config)?.test
+        load(args.data.as_deref(), None, &config, &grouping)?.test
     };
     check_same_classes(&test, &archive.manifest.classes)?;
     let device = Default::default();
@@ -308,7 +374,7 @@ fn eval_archive(args: &EvalArgs) -> Result<()> {
 
 fn npz_to_folder(args: &NpzArgs) -> Result<()> {
     let bytes = std::fs::read(&args.npz).map_err(|e| Error::io(&args.npz, e))?;
-    let splits = load_npz(&bytes, None)?;
+    let splits = load_npz(&bytes, None, &Grouping::default())?;
     let data = match args.split.as_str() {
         "train" => Some(splits.train),
         "val" => splits.val,

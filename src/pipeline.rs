@@ -5,7 +5,7 @@ use burn_tensor::backend::Backend;
 
 use crate::audit::{audit, Audit, AuditConfig, AuditInputs};
 use crate::config::{Config, ImageInit};
-use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped};
+use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped, SplitPatients};
 use crate::distill::{Distilled, Distiller, StepReport};
 use crate::error::{Error, Result};
 use crate::eval::{pick_subset_lr, Evaluation};
@@ -29,10 +29,31 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Splits loaded files (stratified, seeded by `config`).
+    /// Splits loaded files by patient (stratified, seeded by `config`).
     pub fn from_loaded(loaded: Loaded, config: &Config) -> Result<Self> {
         let (train, test) = loaded.dataset.split(config.test_fraction, config.seed)?;
         Ok(Self::with_holdout(train, test, loaded.skipped, config))
+    }
+
+    /// Training data and a separate test set: only the holdout is split off the training data.
+    /// The test set must have the same classes; its skipped files are listed with `test: `.
+    pub fn with_test(loaded: Loaded, test: Loaded, config: &Config) -> Result<Self> {
+        loaded.dataset.check_classes(1)?;
+        check_same_classes(&test.dataset, &loaded.dataset.classes).map_err(|_| {
+            Error::Data(format!(
+                "the test data has classes [{}] but the training data has [{}]; give both the same class folders",
+                test.dataset.classes.join(", "),
+                loaded.dataset.classes.join(", ")
+            ))
+        })?;
+        let mut skipped = loaded.skipped;
+        skipped.extend(test.skipped.into_iter().map(|s| Skipped { file: format!("test: {}", s.file), ..s }));
+        Ok(Self::with_holdout(loaded.dataset, test.dataset, skipped, config))
+    }
+
+    /// The patients of each split.
+    pub fn patients(&self) -> SplitPatients {
+        SplitPatients { train: self.train.patient_counts(), holdout: self.holdout.patient_counts(), test: self.test.patient_counts() }
     }
 
     fn with_holdout(train: Dataset, test: Dataset, skipped: Vec<Skipped>, config: &Config) -> Self {
@@ -40,14 +61,14 @@ impl Prepared {
         Self { norm: Normalization::of(&train), train, holdout, test, skipped }
     }
 
-    /// Uses an archive's own train and test splits (a split of train when it has no test).
+    /// Uses an archive's own train and test splits (a split of train by patient when it has no
+    /// test).
     pub fn from_npz(splits: NpzSplits, config: &Config) -> Result<Self> {
-        let (train, test) = match splits.test {
-            Some(test) => (splits.train, test),
-            None => splits.train.split(config.test_fraction, config.seed)?,
-        };
-        train.check_classes(1)?;
-        Ok(Self::with_holdout(train, test, Vec::new(), config))
+        let train = Loaded { dataset: splits.train, skipped: Vec::new() };
+        match splits.test {
+            Some(dataset) => Self::with_test(train, Loaded { dataset, skipped: Vec::new() }, config),
+            None => Self::from_loaded(train, config),
+        }
     }
 }
 
@@ -170,6 +191,7 @@ pub fn export_distilled(
         normalization: prepared.norm,
         train_counts: prepared.train.class_counts(),
         holdout_counts: prepared.holdout.class_counts(),
+        patients: Some(prepared.patients()),
         iterations_run: outcome.iterations,
         stopped_early: outcome.stopped_early.clone(),
         metrics,

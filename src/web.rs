@@ -18,7 +18,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::data::{load_files, InputFile, Skipped};
+use crate::data::{load_files, Grouping, InputFile, Skipped};
 use crate::demo::{demo_files, ATTRIBUTION};
 use crate::distill::{Distilled, Distiller, StepReport};
 use crate::eval::evaluate;
@@ -68,6 +68,7 @@ struct Summary<'a> {
     train_counts: Vec<usize>,
     holdout_counts: Vec<usize>,
     test_counts: Vec<usize>,
+    patients: crate::data::SplitPatients,
     skipped: &'a [Skipped],
     image_size: usize,
     distilled_images: usize,
@@ -82,6 +83,26 @@ pub struct Session {
 
 fn js_err(e: impl std::fmt::Display) -> JsValue {
     JsError::new(&e.to_string()).into()
+}
+
+fn parse_config(json: &str) -> Result<Config, JsValue> {
+    let config: Config = serde_json::from_str(json).map_err(|e| js_err(format!("invalid configuration: {e}")))?;
+    config.validate().map_err(js_err)?;
+    Ok(config)
+}
+
+/// Files as the page hands them over; each is copied in only when the loader reaches it.
+fn input_files(names: Vec<String>, classes: Vec<String>, patients: Vec<String>, bytes: Array) -> Result<impl Iterator<Item = InputFile>, JsValue> {
+    let n = names.len();
+    if classes.len() != n || patients.len() != n || bytes.length() as usize != n {
+        return Err(js_err("names, classes, patients and bytes must have the same length"));
+    }
+    Ok(names.into_iter().zip(classes).zip(patients).enumerate().map(move |(i, ((name, class), patient))| InputFile {
+        name,
+        class,
+        patient: Some(patient).filter(|p| !p.is_empty()),
+        bytes: Uint8Array::new(&bytes.get(i as u32)).to_vec(),
+    }))
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
@@ -121,36 +142,54 @@ struct EvaluationReport<'a> {
 
 #[wasm_bindgen]
 impl Session {
-    /// A session over files handed in memory: `names[i]` (for messages), `classes[i]` and
-    /// `bytes[i]` (a `Uint8Array`). The configuration is JSON (missing fields take defaults).
-    /// Each file is copied into the engine's memory only while it is decoded, one at a time, so
-    /// the files' bytes are not held twice (and the engine's memory, which never shrinks, does
-    /// not grow to their total).
+    /// A session over files handed in memory: `names[i]` (the path below the picked folder, for
+    /// messages and patient ids), `classes[i]`, `patients[i]` (the patient folder, or "") and
+    /// `bytes[i]` (a `Uint8Array`). `pattern` and `csv` (the text of a `file,patient` table) give
+    /// patient ids as the command line's `--group-pattern` and `--groups` do; `test` (an object
+    /// `{names, classes, patients, bytes}`) is a separate test set, else the files are split by
+    /// patient. The configuration is JSON (missing fields take defaults). Each file is copied
+    /// into the engine's memory only while it is decoded, one at a time, so the files' bytes are
+    /// not held twice (and the engine's memory, which never shrinks, does not grow to their
+    /// total).
     #[wasm_bindgen(js_name = fromFiles)]
-    pub fn from_files(names: Vec<String>, classes: Vec<String>, bytes: Array, config_json: &str) -> Result<Session, JsValue> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_files(
+        names: Vec<String>,
+        classes: Vec<String>,
+        patients: Vec<String>,
+        bytes: Array,
+        config_json: &str,
+        pattern: Option<String>,
+        csv: Option<String>,
+        test: JsValue,
+    ) -> Result<Session, JsValue> {
         console_error_panic_hook::set_once();
-        if names.len() != classes.len() || names.len() != bytes.length() as usize {
-            return Err(js_err("names, classes and bytes must have the same length"));
+        let grouping = Grouping::new(pattern.as_deref().filter(|p| !p.is_empty()), csv.as_deref().map(|t| ("the patient table", t))).map_err(js_err)?;
+        let config = parse_config(config_json)?;
+        let loaded = load_files(input_files(names, classes, patients, bytes)?, config.image_size, &grouping).map_err(js_err)?;
+        let prepared = if test.is_undefined() || test.is_null() {
+            Prepared::from_loaded(loaded, &config)
+        } else {
+            let field = |k: &str| js_sys::Reflect::get(&test, &k.into());
+            let strings = |k: &str| -> Result<Vec<String>, JsValue> { serde_wasm_bindgen::from_value(field(k)?).map_err(|e| js_err(format!("test.{k}: {e}"))) };
+            let files = input_files(strings("names")?, strings("classes")?, strings("patients")?, field("bytes")?.into())?;
+            // The test set is not split: its patients (folders only) are counted, not grouped.
+            let test = load_files(files, config.image_size, &Grouping::default()).map_err(|e| js_err(format!("the test folder: {e}")))?;
+            Prepared::with_test(loaded, test, &config)
         }
-        let files = names
-            .into_iter()
-            .zip(classes)
-            .zip(bytes.iter())
-            .map(|((name, class), b)| InputFile { name, class, bytes: Uint8Array::new(&b).to_vec() });
-        Self::new(files, config_json)
+        .map_err(js_err)?;
+        Ok(Self::new(prepared, config))
     }
 
     /// A session over the built-in demo X-ray patches.
     pub fn demo(config_json: &str) -> Result<Session, JsValue> {
         console_error_panic_hook::set_once();
-        Self::new(demo_files(), config_json)
+        let config = parse_config(config_json)?;
+        let loaded = load_files(demo_files(), config.image_size, &Grouping::default()).map_err(js_err)?;
+        Ok(Self::new(Prepared::from_loaded(loaded, &config).map_err(js_err)?, config))
     }
 
-    fn new(files: impl IntoIterator<Item = InputFile>, config_json: &str) -> Result<Session, JsValue> {
-        let config: Config = serde_json::from_str(config_json).map_err(|e| js_err(format!("invalid configuration: {e}")))?;
-        config.validate().map_err(js_err)?;
-        let loaded = load_files(files, config.image_size).map_err(js_err)?;
-        let prepared = Prepared::from_loaded(loaded, &config).map_err(js_err)?;
+    fn new(prepared: Prepared, config: Config) -> Session {
         let inner = Inner {
             config,
             prepared: Rc::new(prepared),
@@ -163,7 +202,7 @@ impl Session {
             findings: Findings::default(),
             parallel: Default::default(),
         };
-        Ok(Session { inner: Rc::new(RefCell::new(inner)) })
+        Session { inner: Rc::new(RefCell::new(inner)) }
     }
 
     /// Classes, split counts, skipped files and sizes.
@@ -176,6 +215,7 @@ impl Session {
             train_counts: s.prepared.train.class_counts(),
             holdout_counts: s.prepared.holdout.class_counts(),
             test_counts: s.prepared.test.class_counts(),
+            patients: s.prepared.patients(),
             skipped: &s.prepared.skipped,
             image_size: c.image_size,
             distilled_images: c.images_per_step(classes) * c.steps,

@@ -7,7 +7,7 @@ use std::io::{Cursor, Read};
 use anondistill::{
     audit::{render_png, Audit, LEAKAGE, NO_EVIDENCE, TOO_FEW},
     config::Config,
-    data::load_files,
+    data::{load_files, Grouping},
     demo::demo_files,
     distill::{Distilled, Distiller},
     pipeline::{export_distilled, run_audit, run_to_end, Outcome, Prepared},
@@ -22,7 +22,7 @@ fn config() -> Config {
 }
 
 fn demo(config: &Config) -> Prepared {
-    Prepared::from_loaded(load_files(demo_files(), config.image_size).unwrap(), config).unwrap()
+    Prepared::from_loaded(load_files(demo_files(), config.image_size, &Grouping::default()).unwrap(), config).unwrap()
 }
 
 fn distilled(config: &Config, p: &Prepared) -> Distilled {

@@ -4,7 +4,7 @@
 use anondistill::{
     config::{Config, NetKind},
     engine::{Engine, OnceImpl},
-    data::{load_files, Normalization},
+    data::{load_files, Grouping, Normalization},
     demo::demo_files,
     distill::Distiller,
     net::Params,
@@ -15,7 +15,7 @@ use burn_tensor::{backend::Backend, Tensor, TensorData};
 
 /// Loss and gradients (images, labels, lrs) as host vectors.
 fn hypergradient<B: Backend>((config, engine): &(Config, Engine), device: &B::Device) -> Vec<Vec<f32>> {
-    let data = load_files(demo_files().into_iter().step_by(5), config.image_size).unwrap().dataset;
+    let data = load_files(demo_files().into_iter().step_by(5), config.image_size, &Grouping::default()).unwrap().dataset;
     let d = Distiller::<B>::with_engine(config.clone(), *engine, &data, Normalization::of(&data), device).unwrap();
     // The same initial weights on every backend: drawn as plain values, then uploaded.
     let init: Params<B> = d

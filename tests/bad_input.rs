@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anondistill::{
     config::Config,
-    data::{load_files, load_folder, load_npz, InputFile},
+    data::{load_files, load_folder, load_npz, Grouping, InputFile},
     distill::Distiller,
     pipeline::{export, run_to_end, Prepared},
     Error,
@@ -54,7 +54,7 @@ fn unusable_files_are_skipped_and_listed_with_the_reason() {
     let huge = root.join("a/huge.png");
     std::fs::File::create(&huge).unwrap().set_len(65 << 20).unwrap();
 
-    let loaded = load_folder(root, 28).unwrap();
+    let loaded = load_folder(root, 28, &Grouping::default()).unwrap();
     assert_eq!(loaded.dataset.classes, vec!["a", "b"]);
     assert_eq!(loaded.dataset.class_counts(), vec![3, 4]);
     let reason = |f: &str| loaded.skipped.iter().find(|s| s.file == f).map(|s| s.reason.clone()).unwrap_or_else(|| panic!("{f} not listed: {:?}", loaded.skipped));
@@ -72,33 +72,33 @@ fn a_class_left_empty_or_a_single_class_stops_with_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "normal/x.png", &png(28, 28, 1));
     write(dir.path(), "pneumonia/broken.png", b"\x89PNG\r\n\x1a\n garbage");
-    let msg = load_folder(dir.path(), 28).unwrap_err().to_string();
+    let msg = load_folder(dir.path(), 28, &Grouping::default()).unwrap_err().to_string();
     assert!(msg.contains("'pneumonia'") && msg.contains("no usable image") && msg.contains("broken.png"), "{msg}");
 
-    let one = vec![InputFile { name: "only/x.png".into(), class: "only".into(), bytes: png(28, 28, 1) }];
-    let msg = load_files(one, 28).unwrap_err().to_string();
+    let one = vec![InputFile { name: "only/x.png".into(), class: "only".into(), patient: None, bytes: png(28, 28, 1) }];
+    let msg = load_files(one, 28, &Grouping::default()).unwrap_err().to_string();
     assert!(msg.contains("at least two classes"), "{msg}");
 
     let empty = tempfile::tempdir().unwrap();
-    let msg = load_folder(empty.path(), 28).unwrap_err().to_string();
+    let msg = load_folder(empty.path(), 28, &Grouping::default()).unwrap_err().to_string();
     assert!(msg.contains("no class folders"), "{msg}");
 
-    let msg = load_folder(Path::new("/no/such/folder"), 28).unwrap_err().to_string();
+    let msg = load_folder(Path::new("/no/such/folder"), 28, &Grouping::default()).unwrap_err().to_string();
     assert!(msg.contains("/no/such/folder"), "{msg}");
 }
 
 #[test]
 fn bad_configurations_and_sizes_name_the_cause() {
     let files: Vec<InputFile> = (0..6)
-        .map(|i| InputFile { name: format!("{i}.png"), class: ["x", "y"][i % 2].into(), bytes: png(28, 28, i as u32) })
+        .map(|i| InputFile { name: format!("{i}.png"), class: ["x", "y"][i % 2].into(), patient: None, bytes: png(28, 28, i as u32) })
         .collect();
-    let loaded = load_files(files.clone(), 10).unwrap();
+    let loaded = load_files(files.clone(), 10, &Grouping::default()).unwrap();
     let prepared = Prepared::from_loaded(loaded, &Config::default()).unwrap();
     let small = Config { image_size: 10, ..Config::default() };
     let msg = Distiller::<NdArray>::new(small, &prepared.train, prepared.norm, &Default::default()).err().unwrap().to_string();
     assert!(msg.contains("too small for LeNet"), "{msg}");
 
-    let loaded = load_files(files, 28).unwrap();
+    let loaded = load_files(files, 28, &Grouping::default()).unwrap();
     let prepared = Prepared::from_loaded(loaded, &Config::default()).unwrap();
     let bad = Config { steps: 0, ..Config::default() };
     let msg = Distiller::<NdArray>::new(bad, &prepared.train, prepared.norm, &Default::default()).err().unwrap().to_string();
@@ -110,17 +110,17 @@ fn bad_configurations_and_sizes_name_the_cause() {
 
 #[test]
 fn a_bad_npz_says_what_is_wrong() {
-    let msg = load_npz(b"not a zip", Some(28)).unwrap_err().to_string();
+    let msg = load_npz(b"not a zip", Some(28), &Grouping::default()).unwrap_err().to_string();
     assert!(msg.contains("not an .npz"), "{msg}");
 }
 
 #[test]
 fn divergence_stops_the_run_and_keeps_the_last_good_state() {
     let files: Vec<InputFile> = (0..16)
-        .map(|i| InputFile { name: format!("{i}.png"), class: ["x", "y"][i % 2].into(), bytes: png(28, 28, i as u32) })
+        .map(|i| InputFile { name: format!("{i}.png"), class: ["x", "y"][i % 2].into(), patient: None, bytes: png(28, 28, i as u32) })
         .collect();
     let config = Config { steps: 2, epochs: 1, max_iterations: Some(50), nets_per_iteration: 1, ..Config::default() };
-    let prepared = Prepared::from_loaded(load_files(files, 28).unwrap(), &config).unwrap();
+    let prepared = Prepared::from_loaded(load_files(files, 28, &Grouping::default()).unwrap(), &config).unwrap();
     let mut d = Distiller::<NdArray>::new(config, &prepared.train, prepared.norm, &Default::default()).unwrap();
     // Two sane iterations, then a learning rate so large that the inner steps overflow.
     pollster::block_on(d.step()).unwrap();

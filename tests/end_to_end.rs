@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anondistill::{
     config::Config,
-    data::load_files,
+    data::{load_files, Grouping},
     demo::demo_files,
     distill::Distiller,
     eval::{evaluate, evaluate_distilled, TestSet},
@@ -18,7 +18,7 @@ use burn_ndarray::NdArray;
 type B = NdArray;
 
 fn demo(config: &Config) -> Prepared {
-    Prepared::from_loaded(load_files(demo_files(), config.image_size).unwrap(), config).unwrap()
+    Prepared::from_loaded(load_files(demo_files(), config.image_size, &Grouping::default()).unwrap(), config).unwrap()
 }
 
 fn quick() -> Config {
@@ -38,7 +38,7 @@ fn run(config: &Config) -> Vec<u8> {
 
 #[test]
 fn the_demo_data_is_real_and_complete() {
-    let loaded = load_files(demo_files(), 28).unwrap();
+    let loaded = load_files(demo_files(), 28, &Grouping::default()).unwrap();
     assert!(loaded.skipped.is_empty());
     assert_eq!(loaded.dataset.classes, vec!["normal", "pneumonia"]);
     assert_eq!(loaded.dataset.class_counts(), vec![200, 200]);
@@ -89,7 +89,7 @@ fn the_archive_holds_exactly_the_distilled_artefacts() {
 /// The smallest mean absolute pixel difference between a distilled image of `archive` and a
 /// demo image.
 fn closest_real(archive: &anondistill::export::Archive) -> f32 {
-    let loaded = load_files(demo_files(), 28).unwrap().dataset;
+    let loaded = load_files(demo_files(), 28, &Grouping::default()).unwrap().dataset;
     let (d, norm) = (&archive.distilled, archive.manifest.normalization);
     let mut closest = f32::INFINITY;
     for i in 0..d.len() {

@@ -16,7 +16,7 @@ fn random_dataset(classes: usize, per_class: usize, size: usize) -> Dataset {
     let mut r = rng(99, Stream::Baseline);
     let n = classes * per_class;
     let pixels = normal(&mut r, n * size * size, 0.3).into_iter().map(|v| (v + 0.5).clamp(0.0, 1.0)).collect();
-    Dataset { size, pixels, labels: (0..n).map(|i| i % classes).collect(), classes: (0..classes).map(|c| c.to_string()).collect() }
+    Dataset::new(size, pixels, (0..n).map(|i| i % classes).collect(), (0..classes).map(|c| c.to_string()).collect())
 }
 
 fn direction<const D: usize>(like: &Tensor<B, D>, seed: u64) -> Tensor<B, D> {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anondistill::data::load_npz;
+use anondistill::data::{load_npz, Grouping};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests/fixtures/npz", name].iter().collect();
@@ -13,7 +13,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn error(name: &str, size: Option<usize>) -> String {
-    match load_npz(&fixture(name), size) {
+    match load_npz(&fixture(name), size, &Grouping::default()) {
         Ok(_) => panic!("{name} was accepted"),
         Err(e) => e.to_string(),
     }
@@ -21,7 +21,7 @@ fn error(name: &str, size: Option<usize>) -> String {
 
 #[test]
 fn medmnist_layout_with_unicode_class_names_reads_exactly() {
-    let s = load_npz(&fixture("medmnist.npz"), None).unwrap();
+    let s = load_npz(&fixture("medmnist.npz"), None, &Grouping::default()).unwrap();
     let (train, test) = (s.train, s.test.unwrap());
     assert!(s.val.is_none());
     assert_eq!((train.len(), test.len(), train.size), (6, 4, 8));
@@ -34,20 +34,20 @@ fn medmnist_layout_with_unicode_class_names_reads_exactly() {
 
 #[test]
 fn uint16_images_int64_labels_and_a_val_split_read() {
-    let s = load_npz(&fixture("uint16_int64.npz"), Some(8)).unwrap();
+    let s = load_npz(&fixture("uint16_int64.npz"), Some(8), &Grouping::default()).unwrap();
     assert_eq!(s.train.labels, vec![0, 1, 0, 1, 0, 1]);
     assert_eq!(s.val.as_ref().unwrap().labels, vec![0, 1]);
     assert_eq!(s.train.classes, vec!["0", "1"]);
     assert!(s.train.pixels.iter().all(|&v| (0.0..=1.0).contains(&v)));
     // Resizing to another size keeps every value in range.
-    let r = load_npz(&fixture("uint16_int64.npz"), Some(12)).unwrap();
+    let r = load_npz(&fixture("uint16_int64.npz"), Some(12), &Grouping::default()).unwrap();
     assert_eq!((r.train.size, r.train.pixels.len()), (12, 6 * 144));
 }
 
 #[test]
 fn non_square_images_need_resizing() {
     assert!(error("wide.npz", None).contains("train_images are 8 × 12; without resizing they must be square"));
-    assert_eq!(load_npz(&fixture("wide.npz"), Some(10)).unwrap().train.pixels.len(), 4 * 100);
+    assert_eq!(load_npz(&fixture("wide.npz"), Some(10), &Grouping::default()).unwrap().train.pixels.len(), 4 * 100);
 }
 
 #[test]
@@ -96,8 +96,8 @@ fn npz_to_folder_writes_pngs_and_refuses_class_names_that_leave_the_folder() {
     written.sort();
     assert_eq!(written, ["neumonía/test_00001.png", "neumonía/test_00003.png", "normal/test_00000.png", "normal/test_00002.png"]);
     // What was written reads back as the same pixels.
-    let back = anondistill::data::load_folder(&out, 8).unwrap().dataset;
-    let test = load_npz(&std::fs::read(npz("medmnist.npz")).unwrap(), None).unwrap().test.unwrap();
+    let back = anondistill::data::load_folder(&out, 8, &Grouping::default()).unwrap().dataset;
+    let test = load_npz(&std::fs::read(npz("medmnist.npz")).unwrap(), None, &Grouping::default()).unwrap().test.unwrap();
     assert_eq!(back.pixels, test.subset(&[1, 3, 0, 2]).pixels);
 }
 

@@ -6,7 +6,7 @@
 
 use std::{path::Path, process::Command};
 
-use anondistill::{config::Config, data::load_files, demo::demo_files, pipeline::Prepared};
+use anondistill::{config::Config, data::{load_files, Grouping}, demo::demo_files, pipeline::Prepared};
 
 const BIN: &str = env!("CARGO_BIN_EXE_anondistill");
 
@@ -33,7 +33,7 @@ fn check(options: &[&str]) -> (f64, f64) {
     assert!(out.status.success(), "distill failed: {}", String::from_utf8_lossy(&out.stderr));
 
     // The test split the command line evaluated on (the same seeded split of the demo).
-    let test = Prepared::from_loaded(load_files(demo_files(), 28).unwrap(), &Config::default()).unwrap().test;
+    let test = Prepared::from_loaded(load_files(demo_files(), 28, &Grouping::default()).unwrap(), &Config::default()).unwrap().test;
     let raw: Vec<u8> = test.pixels.iter().flat_map(|&p| (p * 255.0).to_le_bytes()).collect();
     std::fs::write(dir.path().join("test.f32"), raw).unwrap();
     let labels: Vec<String> = test.labels.iter().map(|l| l.to_string()).collect();
@@ -60,7 +60,7 @@ fn the_readme_pytorch_snippet_replays_the_archive() {
         println!("skipped: python3 with torch and safetensors is not installed here, so the README's snippet was not run");
         return;
     }
-    let test_len = Prepared::from_loaded(load_files(demo_files(), 28).unwrap(), &Config::default()).unwrap().test.len();
+    let test_len = Prepared::from_loaded(load_files(demo_files(), 28, &Grouping::default()).unwrap(), &Config::default()).unwrap().test.len();
     for options in [&[][..], &["--lenet-width", "2"][..], &["--label-mode", "softmax"][..]] {
         let (torch, engine) = check(options);
         // Float rounding may flip an image whose two logits are nearly equal; no more than one.

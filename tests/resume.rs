@@ -4,7 +4,7 @@
 use anondistill::{
     checkpoint::Checkpoint,
     config::Config,
-    data::load_files,
+    data::{load_files, Grouping},
     demo::demo_files,
     distill::Distiller,
     pipeline::{run_to_end, Prepared},
@@ -14,7 +14,7 @@ use burn_ndarray::NdArray;
 use burn_tensor::backend::Backend;
 
 fn demo(config: &Config) -> Prepared {
-    Prepared::from_loaded(load_files(demo_files(), config.image_size).unwrap(), config).unwrap()
+    Prepared::from_loaded(load_files(demo_files(), config.image_size, &Grouping::default()).unwrap(), config).unwrap()
 }
 
 fn config() -> Config {

@@ -40,12 +40,12 @@ fn engine<B: Backend>(mode: LabelMode, inner_grad: InnerGrad) -> Vec<(&'static s
     let st = SafeTensors::deserialize(FIXTURE).unwrap();
     let (pixels, shape) = values(&st, "real_pixels");
     let (labels, _) = values(&st, "real_labels");
-    let data = Dataset {
-        size: shape[1],
-        pixels: pixels.iter().map(|&p| (p / 255.0) as f32).collect(),
-        labels: labels.iter().map(|&l| l as usize).collect(),
-        classes: vec!["0".into(), "1".into()],
-    };
+    let data = Dataset::new(
+        shape[1],
+        pixels.iter().map(|&p| (p / 255.0) as f32).collect(),
+        labels.iter().map(|&l| l as usize).collect(),
+        vec!["0".into(), "1".into()],
+    );
     let config = Config {
         steps: 2,
         epochs: 2,

@@ -5,7 +5,7 @@ import workerSource from 'workers/worker.js?source';
 import helperSource from 'workers/helper.js?source';
 
 const $ = (id) => document.getElementById(id);
-const state = { files: [], layoutSkipped: [], renames: {}, classes: [], losses: [], total: 0, running: false, paused: false, started: false, demo: false, checkpoint: null };
+const state = { files: [], layoutSkipped: [], testFiles: [], testSkipped: [], groupsCsv: null, renames: {}, classes: [], losses: [], total: 0, running: false, paused: false, started: false, demo: false, checkpoint: null };
 window.anondistill = state; // for tests and the curious
 
 // The engine lives in a worker; if it dies (a trap, a lost GPU) a new one takes over from the
@@ -89,44 +89,89 @@ function workers(text) {
 
 const MAX_FILE_BYTES = 64 << 20; // the engine's limit (src/data/decode.rs): larger files are not read
 
-// The class of a file at `path` (root/<class>/<image>, the root being the picked or dropped
-// folder), or why it is not used: the same rule as the command line's folder reader. Loose
-// files (no folder) take the class typed beside the file picker.
+// The place of a file at `path` (root/<class>/<image> or root/<class>/<patient>/<image>, the root
+// being the picked or dropped folder): its class and patient folder, or why it is not used, or,
+// for a folder inside a patient folder, `refuse`: the same rules as the command line's folder
+// reader. Loose files (no folder) take the class typed beside the file picker.
 function placeOf(path) {
   const parts = path.split('/').filter(Boolean);
   if (parts.length <= 1) return { cls: $('files-class').value.trim() || 'class-a' };
   if (parts.length === 2) return { reason: 'not inside a class folder (expected root/<class>/<image>)' };
-  if (parts.length > 3) return { reason: 'nested folder, not read' };
-  return { cls: parts[1] };
+  if (parts.length === 3) return { cls: parts[1] };
+  if (parts.length === 4) return { cls: parts[1], patient: parts[2] };
+  return { refuse: `${parts.slice(1, 4).join('/')} is a folder inside the patient folder ${parts.slice(1, 3).join('/')}; expected root/<class>/<image> or root/<class>/<patient>/<image>` };
 }
 
-// `fileList` with their paths relative to the root; `dropped` are class folders themselves
-// (dropped without their root) when no dropped path goes deeper than folder/file.
-async function useFiles(fileList, dropped = false) {
+// `fileList` with their paths relative to the root, placed in classes and patients; `dropped`
+// are class folders themselves (dropped without their root) when no dropped path goes deeper
+// than folder/file. Throws, naming the folder, on a folder inside a patient folder.
+function placeFiles(fileList, dropped) {
   const all = Array.from(fileList).map((f) => ({ file: f, name: f.webkitRelativePath || f.relPath || f.name }));
   const asClasses = dropped && all.every((f) => f.name.split('/').filter(Boolean).length <= 2);
   const files = all.filter((f) => !f.name.split('/').some((part) => part.startsWith('.'))); // hidden files and folders
-  if (files.length === 0) return;
-  state.files = [];
-  state.layoutSkipped = [];
+  const placed = { files: [], skipped: [] };
   for (const f of files) {
     const place = placeOf(asClasses && f.name.includes('/') ? `dropped/${f.name}` : f.name);
-    if (place.reason) state.layoutSkipped.push({ file: f.name, reason: place.reason });
-    else if (f.file.size > MAX_FILE_BYTES) state.layoutSkipped.push({ file: f.name, reason: `file is ${(f.file.size / 1048576).toFixed(1)} MiB, above the 64 MiB limit` });
-    else state.files.push({ ...f, cls: place.cls });
+    if (place.refuse) throw new Error(place.refuse);
+    if (place.reason) placed.skipped.push({ file: f.name, reason: place.reason });
+    else if (f.file.size > MAX_FILE_BYTES) placed.skipped.push({ file: f.name, reason: `file is ${(f.file.size / 1048576).toFixed(1)} MiB, above the 64 MiB limit` });
+    else placed.files.push({ ...f, cls: place.cls, patient: place.patient });
   }
+  return placed;
+}
+
+// Shows a problem with the data; what was loaded before stays loaded.
+function dataError(message) {
+  $('data-status').textContent = message;
+  $('data-status').classList.add('error');
+  handlers.error({ message });
+}
+
+async function useFiles(fileList, dropped = false) {
+  let placed;
+  try {
+    placed = placeFiles(fileList, dropped);
+  } catch (e) {
+    dataError(e.message);
+    return;
+  }
+  if (placed.files.length + placed.skipped.length === 0) return;
+  state.files = placed.files;
+  state.layoutSkipped = placed.skipped;
   state.renames = {};
   state.demo = false;
   await loadIntoWorker();
 }
 
+// An optional test folder (same layout and classes): evaluation uses it instead of a split.
+async function useTestFiles(fileList) {
+  let placed;
+  try {
+    placed = placeFiles(fileList, false);
+  } catch (e) {
+    dataError(`the test folder: ${e.message}`);
+    return;
+  }
+  state.testFiles = placed.files;
+  state.testSkipped = placed.skipped.map((k) => ({ ...k, file: `test: ${k.file}` }));
+  showTestFolder();
+  if (state.files.length) await loadIntoWorker();
+}
+
+function showTestFolder() {
+  const n = state.testFiles.length;
+  $('test-status').textContent = n ? `${n} test files: evaluation uses them instead of a split of the data` : 'none: the data are split by patient';
+  $('test-clear').hidden = n === 0;
+}
+
 const READ_BATCH = 256; // files read at once: ten thousand reads started together block this thread
 let reads = 0; // counts reads, so that one overtaken by a newer one stops
 
-// The picked files' bytes, a batch at a time, with progress; null when a newer read started.
-async function readFiles() {
+// The bytes of `list` (the picked files by default), a batch at a time, with progress; null when
+// a newer read started.
+async function readFiles(list = state.files) {
   const id = ++reads;
-  const files = state.files.slice();
+  const files = list.slice();
   const read = [];
   for (let i = 0; i < files.length; i += READ_BATCH) {
     const batch = await Promise.allSettled(files.slice(i, i + READ_BATCH).map((f) => f.file.arrayBuffer()));
@@ -134,7 +179,7 @@ async function readFiles() {
     batch.forEach((r, k) => {
       const f = files[i + k];
       if (r.status === 'rejected') throw new Error(`could not read ${f.name} (${r.reason.message}): was it moved or changed? Pick the folder again`);
-      read.push({ name: f.name, cls: state.renames[f.cls] || f.cls, bytes: r.value });
+      read.push({ name: f.name, cls: state.renames[f.cls] || f.cls, patient: f.patient, bytes: r.value });
     });
     $('data-status').textContent = `reading ${files.length} files… ${read.length} read`;
   }
@@ -150,8 +195,8 @@ async function loadIntoWorker() {
       const first = state.layoutSkipped[0];
       throw new Error(`no usable file: ${state.layoutSkipped.length} skipped (${first.file}: ${first.reason}${state.layoutSkipped.length > 1 ? ', …' : ''})`);
     }
-    const files = await readFiles();
-    if (files) send({ type: 'load', files, config }, files.map((f) => f.bytes));
+    const msg = await dataMessage({ type: 'load', config });
+    if (msg) send(msg, transferOf(msg));
   } catch (e) {
     state.pendingStart = null;
     $('data-status').textContent = e.message;
@@ -160,17 +205,31 @@ async function loadIntoWorker() {
   }
 }
 
+// `msg` with the picked files, the test files and the patient grouping; null when a newer read
+// started.
+async function dataMessage(msg) {
+  const files = await readFiles();
+  const test = state.testFiles.length ? await readFiles(state.testFiles) : undefined;
+  if (!files || test === null) return null;
+  return { ...msg, files, test, pattern: $('group-pattern').value.trim() || undefined, csv: state.groupsCsv || undefined };
+}
+
+// The buffers a data message hands over.
+function transferOf(msg) {
+  return msg.files.concat(msg.test || []).map((f) => f.bytes);
+}
+
 // Continues (or, with run = false, only restores) a saved session on the current data, in the
 // current worker.
 async function resumeFrom(bytes, backend, run) {
   // A copy, as an ArrayBuffer: the page keeps its own to fall back on again.
-  const msg = { type: 'resume', bytes: ArrayBuffer.isView(bytes) ? bytes.slice().buffer : bytes.slice(0), backend, run, workers: run ? workers(settings().workers) : 1 };
+  let msg = { type: 'resume', bytes: ArrayBuffer.isView(bytes) ? bytes.slice().buffer : bytes.slice(0), backend, run, workers: run ? workers(settings().workers) : 1 };
   const transfer = [msg.bytes];
   if (state.demo) msg.demo = true;
   else {
-    msg.files = await readFiles();
-    if (!msg.files) return;
-    transfer.push(...msg.files.map((f) => f.bytes));
+    msg = await dataMessage(msg);
+    if (!msg) return;
+    transfer.push(...transferOf(msg));
   }
   state.losses = [];
   state.started = true;
@@ -210,6 +269,25 @@ async function entriesOf(entry, path) {
 }
 
 $('folder-input').addEventListener('change', (e) => useFiles(e.target.files));
+$('test-input').addEventListener('change', (e) => useTestFiles(e.target.files));
+$('test-clear').addEventListener('click', () => useTestFiles([]));
+// Patient ids from a pattern or a table: the data are loaded again with them.
+$('group-pattern').addEventListener('change', () => { if (state.files.length) loadIntoWorker(); });
+$('groups-input').addEventListener('change', async (e) => {
+  const file = e.target.files[0];
+  e.target.value = '';
+  if (!file) return;
+  state.groupsCsv = await file.text();
+  $('groups-name').textContent = file.name;
+  $('groups-clear').hidden = false;
+  if (state.files.length) loadIntoWorker();
+});
+$('groups-clear').addEventListener('click', () => {
+  state.groupsCsv = null;
+  $('groups-name').textContent = 'none';
+  $('groups-clear').hidden = true;
+  if (state.files.length) loadIntoWorker();
+});
 $('files-input').addEventListener('change', (e) => useFiles(e.target.files));
 $('demo-button').addEventListener('click', () => {
   reads++; // a read of picked files still running is overtaken
@@ -243,8 +321,11 @@ function showSummary(s) {
   state.classes = s.classes;
   const total = (a) => a.reduce((x, y) => x + y, 0);
   const all = total(s.train_counts) + total(s.holdout_counts) + total(s.test_counts);
-  $('data-status').textContent = `${all} images in ${s.classes.length} classes: ` +
-    `${total(s.train_counts)} to distil from, ${total(s.holdout_counts)} kept back for the privacy audit, ${total(s.test_counts)} held out for evaluation. ` +
+  const p = s.patients;
+  const separate = !state.demo && state.testFiles.length > 0;
+  $('data-status').textContent = `${all} images of ${p.train.total + p.holdout.total + p.test.total} patients in ${s.classes.length} classes, split by patient: ` +
+    `${total(s.train_counts)} images (${p.train.total} patients) to distil from, ${total(s.holdout_counts)} (${p.holdout.total}) kept back for the privacy audit, ` +
+    `${total(s.test_counts)} (${p.test.total}) ${separate ? 'in the test folder' : 'held out'} for evaluation. ` +
     `The distilled set will have ${s.distilled_images} images and ${s.inner_steps} learning rates.`;
   const box = $('classes');
   box.replaceChildren();
@@ -263,7 +344,8 @@ function showSummary(s) {
       loadIntoWorker();
     });
     const count = document.createElement('span');
-    count.textContent = `${s.train_counts[c] + s.holdout_counts[c] + s.test_counts[c]} images`;
+    const patients = p.train.per_class[c] + p.holdout.per_class[c] + p.test.per_class[c];
+    count.textContent = `${s.train_counts[c] + s.holdout_counts[c] + s.test_counts[c]} images, ${patients} patient${patients === 1 ? '' : 's'}`;
     row.append(input, count);
     // Thumbnails of files the engine used only: a refused file is never decoded by the browser.
     const thumbs = state.files.filter((f) => (state.renames[f.cls] || f.cls) === name && !refused.has(f.name)).slice(0, 8);
@@ -277,7 +359,7 @@ function showSummary(s) {
     }
     box.append(row);
   });
-  const skippedAll = state.layoutSkipped.concat(s.skipped);
+  const skippedAll = state.demo ? s.skipped : state.layoutSkipped.concat(state.testSkipped, s.skipped);
   const skipped = $('skipped');
   skipped.replaceChildren(...skippedAll.map((k) => {
     const li = document.createElement('li');

@@ -5,7 +5,7 @@ import { MAX_DEFAULT_WORKERS } from './defaults.js';
 
 const CHUNK = 2; // outer iterations between progress messages
 let session = null;
-let source = null; // how the current session's data came in: { files } or { demo: true }
+let source = null; // how the current session's data came in: { files, pattern, csv, test } or { demo: true }
 let running = false;
 let startTime = 0;
 let doneBefore = 0;
@@ -254,9 +254,19 @@ async function runLoop(id) {
 function open(config) {
   stopHelpers();
   const json = JSON.stringify(config);
-  session = source.demo
-    ? Session.demo(json)
-    : Session.fromFiles(source.files.map((f) => f.name), source.files.map((f) => f.cls), source.files.map((f) => new Uint8Array(f.bytes)), json);
+  // Names, classes, patient folders ('' for none) and bytes of a list of files.
+  const columns = (files) => ({
+    names: files.map((f) => f.name),
+    classes: files.map((f) => f.cls),
+    patients: files.map((f) => f.patient || ''),
+    bytes: files.map((f) => new Uint8Array(f.bytes)),
+  });
+  if (source.demo) session = Session.demo(json);
+  else {
+    const c = columns(source.files);
+    const test = source.test ? columns(source.test) : undefined;
+    session = Session.fromFiles(c.names, c.classes, c.patients, c.bytes, json, source.pattern || undefined, source.csv || undefined, test);
+  }
   post({ type: 'loaded', summary: session.summary(), config, attribution: source.demo ? demoAttribution() : undefined });
 }
 
@@ -269,9 +279,9 @@ async function begin(backend, sessionFile, workers) {
 }
 
 const handlers = {
-  async load({ files, config }) {
+  async load({ files, pattern, csv, test, config }) {
     await stopLoop();
-    source = { files };
+    source = { files, pattern, csv, test };
     open(config);
   },
   async demo({ config }) {
@@ -286,9 +296,9 @@ const handlers = {
   },
   // Loads the data again with a session file's settings and continues from where it was saved
   // (or only restores it, when `run` is false).
-  async resume({ bytes, backend, run, files, demo, workers }) {
+  async resume({ bytes, backend, run, files, pattern, csv, test, demo, workers }) {
     await stopLoop();
-    if (files) source = { files };
+    if (files) source = { files, pattern, csv, test };
     if (demo) source = { demo: true };
     if (!source) throw new Error('load the data the session was distilled from first');
     open(JSON.parse(sessionConfig(new Uint8Array(bytes))));

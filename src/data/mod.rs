@@ -4,10 +4,14 @@
 mod decode;
 mod folder;
 mod npz;
+mod patients;
+mod split;
 
 pub use decode::{decode_image, MAX_FILE_BYTES};
 pub use folder::{load_files, load_folder, InputFile};
 pub use npz::{load_npz, NpzSplits};
+pub use patients::Grouping;
+pub use split::{PatientCounts, SplitPatients};
 
 use std::io::Read;
 
@@ -15,7 +19,6 @@ use burn_tensor::{backend::Backend, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::rng::{permutation, rng, Stream};
 
 /// All of `reader`, or `None` when it holds more than `cap` bytes (reading stops at `cap + 1`, so
 /// a zip bomb is never inflated whole). Untrusted archives are read through it.
@@ -36,6 +39,8 @@ pub struct Dataset {
     pub labels: Vec<usize>,
     /// Class names; `labels` index into them.
     pub classes: Vec<String>,
+    /// The patient of every image, as an index (only equality matters; no name is kept).
+    pub patients: Vec<usize>,
 }
 
 /// A file that was left out, and why.
@@ -87,6 +92,12 @@ impl Normalization {
 }
 
 impl Dataset {
+    /// A dataset in which every image is its own patient.
+    pub fn new(size: usize, pixels: Vec<f32>, labels: Vec<usize>, classes: Vec<String>) -> Self {
+        let patients = (0..labels.len()).collect();
+        Self { size, pixels, labels, classes, patients }
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -151,6 +162,7 @@ impl Dataset {
             pixels,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             classes: self.classes.clone(),
+            patients: indices.iter().map(|&i| self.patients[i]).collect(),
         }
     }
 
@@ -189,34 +201,6 @@ impl Dataset {
         by_class
     }
 
-    /// A stratified, seeded split: from each class, `fraction` of its images (at least one)
-    /// go to the second part. Needs two images per class.
-    pub fn split(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
-        self.check_classes(2)?;
-        Ok(self.split_by(fraction, 1, rng(seed, Stream::Split)))
-    }
-
-    /// The members/holdout split of training data: from each class with at least two images,
-    /// `fraction` of them (at least one when `fraction` > 0) go to the holdout; a class with one
-    /// image keeps it. `fraction` 0 gives an empty holdout.
-    pub fn split_holdout(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
-        self.split_by(fraction, usize::from(fraction > 0.0), rng(seed, Stream::Holdout))
-    }
-
-    fn split_by(&self, fraction: f64, at_least: usize, mut rng: rand_chacha::ChaCha8Rng) -> (Dataset, Dataset) {
-        let (mut first, mut second) = (Vec::new(), Vec::new());
-        for idx in self.indices_by_class() {
-            let perm = permutation(&mut rng, idx.len());
-            let most = idx.len().saturating_sub(1);
-            let k = ((idx.len() as f64 * fraction).round() as usize).max(at_least).min(most);
-            second.extend(perm[..k].iter().map(|&p| idx[p]));
-            first.extend(perm[k..].iter().map(|&p| idx[p]));
-        }
-        first.sort_unstable();
-        second.sort_unstable();
-        (self.subset(&first), self.subset(&second))
-    }
-
     /// Images at `indices`, normalised, as a `[n, 1, size, size]` tensor, with their one-hot
     /// labels `[n, classes]`.
     pub fn tensors<B: Backend>(
@@ -251,38 +235,7 @@ pub(crate) mod tests {
                 labels.push(c);
             }
         }
-        Dataset { size, pixels, labels, classes: (0..classes).map(|c| format!("c{c}")).collect() }
-    }
-
-    #[test]
-    fn split_is_stratified_seeded_and_disjoint() {
-        let d = toy(3, 10, 4);
-        let (a, b) = d.split(0.2, 5).unwrap();
-        assert_eq!(a.class_counts(), vec![8, 8, 8]);
-        assert_eq!(b.class_counts(), vec![2, 2, 2]);
-        let (a2, _) = d.split(0.2, 5).unwrap();
-        assert_eq!(a, a2);
-        let (a3, _) = d.split(0.2, 6).unwrap();
-        assert_ne!(a.pixels, a3.pixels);
-        for i in 0..b.len() {
-            assert!((0..a.len()).all(|j| a.image(j) != b.image(i)));
-        }
-    }
-
-    #[test]
-    fn holdout_split_is_stratified_disjoint_and_may_be_empty() {
-        let d = toy(2, 10, 4);
-        let (members, holdout) = d.split_holdout(0.2, 5);
-        assert_eq!((members.class_counts(), holdout.class_counts()), (vec![8, 8], vec![2, 2]));
-        for i in 0..holdout.len() {
-            assert!((0..members.len()).all(|j| members.image(j) != holdout.image(i)));
-        }
-        // Another stream than the train/test split of the same seed.
-        assert_ne!(d.split(0.2, 5).unwrap().1, holdout);
-        let (all, none) = d.split_holdout(0.0, 5);
-        assert_eq!((all.len(), none.len()), (20, 0));
-        let single = toy(2, 1, 4);
-        assert_eq!(single.split_holdout(0.5, 0).1.len(), 0);
+        Dataset::new(size, pixels, labels, (0..classes).map(|c| format!("c{c}")).collect())
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! MedMNIST-style `.npz` archives: `train_images` (uint8 or uint16, `[n, h, w]`) with
 //! `train_labels` (any integer type, `[n]` or `[n, 1]`), the same for `val_` and `test_`, and
-//! optional `class_names` (unicode strings). The archive is untrusted input: every shape, size
+//! optional `class_names` (unicode strings). Each split may carry `*_files` (unicode file names,
+//! which patient patterns and tables are matched against) and `*_groups` (patient ids, integers
+//! or strings). The archive is untrusted input: every shape, size
 //! and value is checked before use, and what a member may decompress to is capped.
 
 use std::io::Cursor;
@@ -8,6 +10,7 @@ use std::io::Cursor;
 use image::ImageBuffer;
 
 use super::decode::resize_grey;
+use super::patients::{renumber, Grouping};
 use super::{read_at_most, Dataset};
 use crate::error::{Error, Result};
 
@@ -28,21 +31,23 @@ pub struct NpzSplits {
     pub test: Option<Dataset>,
 }
 
-/// One split as read: pixels in [0, 1], labels, and the images' height and width.
+/// One split as read: pixels in [0, 1], labels, the images' height and width, and the patient of
+/// each image.
 struct RawSplit {
     pixels: Vec<f32>,
     labels: Vec<usize>,
     h: usize,
     w: usize,
+    patients: Vec<usize>,
 }
 
 /// Reads an archive from its bytes; images are resized to `size` when they differ (`None` keeps
-/// their own size, which must then be square).
-pub fn load_npz(bytes: &[u8], size: Option<usize>) -> Result<NpzSplits> {
-    load_capped(bytes, size, MAX_MEMBER_BYTES)
+/// their own size, which must then be square). `grouping` reads patient ids from `*_files`.
+pub fn load_npz(bytes: &[u8], size: Option<usize>, grouping: &Grouping) -> Result<NpzSplits> {
+    load_capped(bytes, size, grouping, MAX_MEMBER_BYTES)
 }
 
-fn load_capped(bytes: &[u8], size: Option<usize>, cap: u64) -> Result<NpzSplits> {
+fn load_capped(bytes: &[u8], size: Option<usize>, grouping: &Grouping, cap: u64) -> Result<NpzSplits> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| Error::Data(format!("not an .npz archive: {e}")))?;
     let mut read = |name: &str| -> Result<Option<Array>> {
         let member = format!("{name}.npy");
@@ -57,16 +62,38 @@ fn load_capped(bytes: &[u8], size: Option<usize>, cap: u64) -> Result<NpzSplits>
         Array::parse(&buf).map(Some).map_err(|e| Error::Data(format!("{member}: {e}")))
     };
     let class_names = read("class_names")?.map(|a| a.strings().map_err(|e| Error::Data(format!("class_names.npy: {e}")))).transpose()?;
+    let mut assigner = grouping.assigner();
     let mut split = |prefix: &str| -> Result<Option<RawSplit>> {
-        match (read(&format!("{prefix}_images"))?, read(&format!("{prefix}_labels"))?) {
-            (Some(images), Some(labels)) => raw_split(prefix, &images, &labels, size.is_some()).map(Some),
-            (None, None) => Ok(None),
-            _ => Err(Error::Data(format!("{prefix}_images and {prefix}_labels must come together"))),
-        }
+        let mut raw = match (read(&format!("{prefix}_images"))?, read(&format!("{prefix}_labels"))?) {
+            (Some(images), Some(labels)) => raw_split(prefix, &images, &labels, size.is_some())?,
+            (None, None) => return Ok(None),
+            _ => return Err(Error::Data(format!("{prefix}_images and {prefix}_labels must come together"))),
+        };
+        let n = raw.labels.len();
+        let mut per_image = |name: &str| -> Result<Option<Vec<String>>> {
+            let Some(a) = read(&format!("{prefix}_{name}"))? else { return Ok(None) };
+            let values = a.ids().map_err(|e| Error::Data(format!("{prefix}_{name}.npy: {e}")))?;
+            if values.len() != n {
+                return Err(Error::Data(format!("{prefix}_{name}.npy has {} entries for {n} images", values.len())));
+            }
+            Ok(Some(values))
+        };
+        let files = per_image("files")?;
+        let groups = per_image("groups")?;
+        raw.patients = (0..n)
+            .map(|i| {
+                let name = files.as_ref().map_or_else(|| format!("{prefix}/{i}"), |f| f[i].clone());
+                // Ids of different splits never meet: each split is split on its own.
+                let given = groups.as_ref().map(|g| format!("{prefix}:{}", g[i]));
+                assigner.patient(&name, given.as_deref())
+            })
+            .collect();
+        Ok(Some(raw))
     };
     let train = split("train")?.ok_or_else(|| Error::Data("the archive has no train_images/train_labels".into()))?;
     let val = split("val")?;
     let test = split("test")?;
+    assigner.finish()?;
     let top = [Some(&train), val.as_ref(), test.as_ref()].into_iter().flatten().flat_map(|s| s.labels.iter().copied()).max();
     let classes = top.map_or(0, |t| t + 1);
     if classes > MAX_CLASSES {
@@ -90,7 +117,7 @@ fn load_capped(bytes: &[u8], size: Option<usize>, cap: u64) -> Result<NpzSplits>
                 })
                 .collect()
         };
-        Dataset { size, pixels, labels: s.labels, classes: classes.clone() }
+        Dataset { size, pixels, labels: s.labels, classes: classes.clone(), patients: renumber(&s.patients) }
     };
     Ok(NpzSplits { train: make(train), val: val.map(make), test: test.map(make) })
 }
@@ -119,7 +146,7 @@ fn raw_split(prefix: &str, images: &Array, labels: &Array, resized: bool) -> Res
     }
     let pixels = images.unit_values().map_err(|e| bad(format!("images: {e}")))?;
     let labels = labels.indices().map_err(|e| bad(format!("labels: {e}")))?;
-    Ok(RawSplit { pixels, labels, h, w })
+    Ok(RawSplit { pixels, labels, h, w, patients: Vec::new() })
 }
 
 /// One `.npy` array: its dtype, shape and raw data (exactly `count × item size` bytes).
@@ -230,6 +257,18 @@ impl Array {
             .collect()
     }
 
+    /// One id per item: integers or unicode strings, as text.
+    fn ids(&self) -> std::result::Result<Vec<String>, String> {
+        if self.shape.len() != 1 {
+            return Err(format!("has shape {:?}; expected one entry per image", self.shape));
+        }
+        match self.kind {
+            'U' => self.strings(),
+            'u' | 'i' => Ok(self.indices().map_err(|e| e.replace("label", "patient id"))?.iter().map(usize::to_string).collect()),
+            _ => Err(format!("must be integers or unicode strings, found {}", self.descr)),
+        }
+    }
+
     /// Unicode (`<U`) strings, one per item.
     fn strings(&self) -> std::result::Result<Vec<String>, String> {
         if self.kind != 'U' || self.order == '>' {
@@ -270,8 +309,8 @@ mod tests {
         // The same bytes pass with the real cap, and fail with one below their size: the reader
         // stops at cap + 1 bytes instead of inflating the whole member.
         let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/npz/medmnist.npz")).unwrap();
-        assert!(load_capped(&bytes, Some(8), MAX_MEMBER_BYTES).is_ok());
-        let msg = load_capped(&bytes, Some(8), 100).unwrap_err().to_string();
+        assert!(load_capped(&bytes, Some(8), &Grouping::default(), MAX_MEMBER_BYTES).is_ok());
+        let msg = load_capped(&bytes, Some(8), &Grouping::default(), 100).unwrap_err().to_string();
         assert!(msg.contains(".npy decompresses to more than 0 MiB; refused"), "{msg}");
     }
 

@@ -201,7 +201,7 @@ impl Helper {
     pub fn new(backend: &str, config_json: &str, size: usize, pixels: Vec<f32>, labels: Vec<u32>, classes: Vec<String>, mean: f32, std: f32) -> Result<Helper, JsValue> {
         console_error_panic_hook::set_once();
         let config: Config = serde_json::from_str(config_json).map_err(|e| js_err(format!("invalid configuration: {e}")))?;
-        let train = Dataset { size, pixels, labels: labels.into_iter().map(|c| c as usize).collect(), classes };
+        let train = Dataset::new(size, pixels, labels.into_iter().map(|c| c as usize).collect(), classes);
         let norm = Normalization { mean, std };
         let engine = match backend {
             "cpu" => HelperEngine::Cpu(Distiller::new(config, &train, norm, &Default::default()).map_err(js_err)?),

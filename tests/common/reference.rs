@@ -5,7 +5,7 @@
 
 use anondistill::{
     config::Config,
-    data::load_files,
+    data::{load_files, Grouping},
     demo::demo_files,
     distill::{read_f32, Distiller},
     pipeline::Prepared,
@@ -35,7 +35,7 @@ pub fn config() -> Config {
 
 pub async fn reference<B: Backend>(device: &B::Device) -> Reference {
     let cfg = config();
-    let p = Prepared::from_loaded(load_files(demo_files(), cfg.image_size).unwrap(), &cfg).unwrap();
+    let p = Prepared::from_loaded(load_files(demo_files(), cfg.image_size, &Grouping::default()).unwrap(), &cfg).unwrap();
     let mut d = Distiller::<B>::new(cfg.clone(), &p.train, p.norm, device).unwrap();
     let init = d.sample_init();
     let batch = d.next_batch();

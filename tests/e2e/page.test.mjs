@@ -57,7 +57,7 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     await page.screenshot({ path: ARTIFACTS + 'before.png', fullPage: true });
 
     await page.setInputFiles('#folder-input', root);
-    await waitText(page, '#data-status', /80 images in 2 classes/);
+    await waitText(page, '#data-status', /80 images of 80 patients in 2 classes/);
     const skipped = await page.textContent('#skipped');
     assert.match(skipped, /notes\.txt: not an image/);
     assert.match(skipped, /cut\.png: corrupt or truncated/);
@@ -206,7 +206,7 @@ test('bad input gets a clear message and the page keeps working', async () => {
     mkdirSync(join(folder, 'normal', 'left'));
     cpSync(join(DEMO, 'normal', readdirSync(join(DEMO, 'normal'))[0]), join(folder, 'normal', 'left', 'nested.png'));
     await page.setInputFiles('#folder-input', folder);
-    await waitText(page, '#data-status', /10 images in 2 classes/);
+    await waitText(page, '#data-status', /10 images of 10 patients in 2 classes/);
     const skipped = await page.textContent('#skipped');
     assert.match(skipped, /x\.bmp: /);
     assert.match(skipped, /wide\.png: image too large/);
@@ -246,7 +246,7 @@ test('a file changed on disk after it was picked is named, and picking the folde
   try {
     const { page, late } = await open(browser, server.url);
     await page.setInputFiles('#folder-input', root);
-    await waitText(page, '#data-status', /40 images in 2 classes/);
+    await waitText(page, '#data-status', /40 images of 40 patients in 2 classes/);
     // Start reads the files again; the browser refuses a file whose modification time changed.
     const name = readdirSync(join(root, 'normal'))[0];
     const victim = join(root, 'normal', name);
@@ -260,7 +260,7 @@ test('a file changed on disk after it was picked is named, and picking the folde
     assert.match(await page.textContent('#data-status'), message);
     assert.equal(await page.isEnabled('#start'), true);
     await page.setInputFiles('#folder-input', root);
-    await waitText(page, '#data-status', /40 images in 2 classes/);
+    await waitText(page, '#data-status', /40 images of 40 patients in 2 classes/);
     await page.click('#start');
     await waitText(page, '#run-status', /finished after 2 iterations/);
     assert.deepEqual(late, []);
@@ -282,7 +282,7 @@ test('WebGPU runs the same distillation as the CPU (SwiftShader adapter)', async
   try {
     const { page, late } = await open(browser, server.url);
     await page.click('#demo-button');
-    await waitText(page, '#data-status', /400 images in 2 classes/);
+    await waitText(page, '#data-status', /400 images of 400 patients in 2 classes/);
     await setSetting(page, 'max_iterations', 2);
     // One network per iteration (the default is 4): SwiftShader takes ~13 s per meta-step here.
     await setSetting(page, 'nets_per_iteration', 1);
@@ -468,7 +468,7 @@ test('a saved session continues where it stopped and ends where an uninterrupted
 
     // On other data it is refused with the reason, and the page keeps working.
     await second.setInputFiles('#folder-input', patchFolder(10));
-    await waitText(second, '#data-status', /20 images in 2 classes/);
+    await waitText(second, '#data-status', /20 images of 20 patients in 2 classes/);
     await second.setInputFiles('#session-input', file);
     await waitText(second, '#run-status', /other (data|settings)/);
     assert.equal(await second.isDisabled('#start'), false);
@@ -516,7 +516,7 @@ test('a folder of 10,000 patches loads, stays responsive and runs', async () => 
     const { page, late } = await open(browser, server.url);
     await page.setInputFiles('#folder-input', root);
     let slowest = 0;
-    while (!/10000 images in 2 classes/.test(await page.textContent('#data-status'))) {
+    while (!/10000 images of 10000 patients in 2 classes/.test(await page.textContent('#data-status'))) {
       const t = Date.now();
       await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
       slowest = Math.max(slowest, Date.now() - t);
