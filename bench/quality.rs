@@ -95,6 +95,10 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+/// The patient ids in the Kermany chest X-ray file names (`person1000_bacteria_2931.jpeg`,
+/// `IM-0115-0001.jpeg`, `NORMAL2-IM-0939-0001.jpeg`).
+const KERMANY_PATIENTS: &str = r"(person\d+|NORMAL2-IM-\d+|IM-\d+)";
+
 /// A row's data at `size × size`: an archive's own train and test splits, or the demo split as
 /// the page splits it. The official MNIST files (rows 7–9) are read at their own 28 × 28 only.
 fn load(data: &str, size: usize) -> NpzSplits {
@@ -109,7 +113,9 @@ fn load(data: &str, size: usize) -> NpzSplits {
         return NpzSplits { train: split("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"), val: None, test: Some(split("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")) };
     }
     let bytes = std::fs::read(data).unwrap_or_else(|e| panic!("{data}: {e}"));
-    load_npz(&bytes, Some(size), &Grouping::default()).unwrap()
+    // The Kermany names carry patient ids: the validation split is then by patient.
+    let grouping = if data.contains("kermany") { Grouping::new(Some(KERMANY_PATIENTS), None).unwrap() } else { Grouping::default() };
+    load_npz(&bytes, Some(size), &grouping).unwrap()
 }
 
 /// Digits from a gzipped IDX image file (magic 2051, count, rows, columns, then uint8 pixels)

@@ -74,6 +74,11 @@ pub struct Config {
     pub known_init: bool,
     /// Real minibatch size of the outer loss (capped by the training set).
     pub batch_size: usize,
+    /// Weight each real image of the outer loss, and of the full-data baseline's loss, by the
+    /// inverse of its class's share of the training split (`n / (classes · n_c)`), so that each
+    /// class counts equally. The random-subset baseline and the distilled images hold the same
+    /// number of images of each class already.
+    pub balance_classes: bool,
     /// Initial networks sampled per outer iteration; their hyper-gradients are averaged on the
     /// same real minibatch (each costs one unrolled meta-step). The default, 4, was chosen on
     /// validation splits of the pneumonia data and the demo (bench/HISTORY.md, seventh and eighth
@@ -108,9 +113,9 @@ pub struct Config {
     pub full_data_nets: usize,
     /// Epochs of the full-data baseline (Adam, lr 1e-3, batch 64).
     pub full_data_epochs: usize,
-    /// Share of each class held out as the test split when a folder is split.
+    /// Share of each class's patients held out as the test split when a folder is split.
     pub test_fraction: f64,
-    /// Share of each class of the training data kept back as the privacy audit's holdout: never
+    /// Share of each class's patients of the training data kept back as the privacy audit's holdout: never
     /// distilled from, compared with the members (0 turns the audit off).
     pub holdout_fraction: f64,
     /// Seed of every random choice.
@@ -139,6 +144,7 @@ impl Default for Config {
             lr_init: 0.02,
             known_init: false,
             batch_size: 1024,
+            balance_classes: false,
             nets_per_iteration: 4,
             outer_lr: 0.01,
             beta1: 0.5,

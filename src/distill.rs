@@ -14,7 +14,7 @@ use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
 use crate::net::{Network, Params};
 use crate::rng::{normal, permutation, rng, Stream};
-use crate::loss::{label_targets, one_hot, soft_cross_entropy};
+use crate::loss::{label_targets, one_hot, soft_cross_entropy, weighted_rows};
 use crate::train::{loss_grads, sgd_update};
 
 type A<B> = Autodiff<B>;
@@ -163,6 +163,7 @@ impl<B: Backend> Distiller<B> {
         let net = Network::with_engine(&config, classes, engine)?;
         let all: Vec<usize> = (0..train.len()).collect();
         let (train_x, train_y) = train.tensors::<B>(&all, norm, device);
+        let train_y = if config.balance_classes { weighted_rows(train_y, &train.class_weights()) } else { train_y };
 
         let per_step = config.images_per_step(classes);
         let n = per_step * config.steps;

@@ -259,6 +259,7 @@ pub async fn evaluate_full_data<B: Backend>(
     let net = Network::new(config, classes)?;
     let all: Vec<usize> = (0..train.len()).collect();
     let (x, y) = train.tensors::<B>(&all, norm, device);
+    let y = if config.balance_classes { crate::loss::weighted_rows(y, &train.class_weights()) } else { y };
     let adam = AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
     let mut r = rng(config.seed, Stream::Baseline);
     let batch = 64.min(train.len());

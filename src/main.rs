@@ -185,6 +185,7 @@ config_args! {
     lr_init: f64, "Initial inner learning rate";
     known_init: bool, "Keep one fixed initial network (true/false)";
     batch_size: usize, "Real minibatch size";
+    balance_classes: bool, "Weight the outer loss (and the full-data baseline's) so each class counts equally (true/false)";
     nets_per_iteration: usize, "Initial networks per outer iteration (their hyper-gradients averaged)";
     outer_lr: f64, "Adam learning rate";
     beta1: f64, "Adam beta1";
@@ -197,8 +198,8 @@ config_args! {
     eval_nets: usize, "Evaluation networks";
     full_data_nets: usize, "Networks of the full-data baseline (0 skips it)";
     full_data_epochs: usize, "Epochs of the full-data baseline";
-    test_fraction: f64, "Share of each class held out for testing";
-    holdout_fraction: f64, "Share of each class of the training data kept back for the privacy audit (0: no audit)";
+    test_fraction: f64, "Share of each class's patients held out for testing (not with --test or an .npz's own test split)";
+    holdout_fraction: f64, "Share of each class's patients of the training data kept back for the privacy audit (0: no audit)";
     seed: u64, "Seed of every random choice";
 }
 

@@ -9,7 +9,7 @@ use anondistill::{
     data::{load_files, Grouping},
     demo::demo_files,
     distill::Distiller,
-    eval::{evaluate, evaluate_distilled, TestSet},
+    eval::{evaluate, evaluate_distilled, evaluate_full_data, TestSet},
     export::read_archive,
     pipeline::{export, run_to_end, Prepared},
 };
@@ -400,4 +400,33 @@ fn a_class_of_three_images_runs_to_the_end_and_the_audit_says_too_few() {
     assert!(audited || stderr.contains("privacy audit failed"), "{stdout}\n{stderr}");
     assert!(stdout.contains("note: a class has only 1 test image(s) (under 20)"), "{stdout}");
     assert!(out.exists());
+}
+
+#[test]
+fn balanced_classes_lift_the_smaller_class_and_change_nothing_on_balanced_data() {
+    let data = load_files(demo_files(), 28, &Grouping::default()).unwrap().dataset;
+    let by_class = data.indices_by_class();
+    // 12 normal against 108 pneumonia patches to learn from; 40 of each to test on.
+    let train = data.subset(&[&by_class[0][..12], &by_class[1][..108]].concat());
+    let test = data.subset(&[&by_class[0][160..], &by_class[1][160..]].concat());
+    let norm = anondistill::data::Normalization::of(&train);
+    let device = Default::default();
+    let on = TestSet::<B>::new(&test, norm, &device);
+    let recall = |balance_classes: bool| {
+        let config = Config { full_data_nets: 3, full_data_epochs: 10, balance_classes, ..Config::default() };
+        let m = pollster::block_on(evaluate_full_data::<B>(&config, &train, norm, &on, &device)).unwrap().unwrap();
+        (m.per_class_recall[0].mean, m.balanced_accuracy.mean)
+    };
+    let (plain, balanced) = (recall(false), recall(true));
+    eprintln!("full data, normal recall and balanced accuracy: plain {plain:?}, balanced {balanced:?}");
+    assert!(balanced.0 > plain.0 + 0.1, "normal recall: plain {plain:?}, balanced {balanced:?}");
+    // The outer loss: weighted on imbalanced data, and bit for bit the same on balanced data.
+    let first_loss = |data: &anondistill::data::Dataset, balance_classes: bool| {
+        let config = Config { balance_classes, ..quick() };
+        let mut d = Distiller::<B>::new(config, data, norm, &device).unwrap();
+        pollster::block_on(d.step()).unwrap().loss
+    };
+    assert_ne!(first_loss(&train, false), first_loss(&train, true));
+    let even = data.subset(&[&by_class[0][..60], &by_class[1][..60]].concat());
+    assert_eq!(first_loss(&even, false), first_loss(&even, true));
 }

@@ -70,6 +70,7 @@ function settings() {
       net: f.get('net'),
       lenet_width: int('lenet_width'),
       seed: int('seed'),
+      balance_classes: f.get('balance_classes') === 'true',
     },
     backend: f.get('backend'),
     workers: f.get('workers'), // checked by workers() where a run starts

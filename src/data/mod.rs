@@ -151,6 +151,13 @@ impl Dataset {
         counts
     }
 
+    /// Weights that make each class count equally: `n / (classes · n_c)` for class `c` (0 for a
+    /// class without images); the images' mean weight is 1.
+    pub fn class_weights(&self) -> Vec<f32> {
+        let (n, k) = (self.len() as f64, self.num_classes() as f64);
+        self.class_counts().iter().map(|&c| if c == 0 { 0.0 } else { (n / (k * c as f64)) as f32 }).collect()
+    }
+
     /// The images at `indices`, in that order, with the same classes.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
         let mut pixels = Vec::with_capacity(indices.len() * self.size * self.size);
@@ -236,6 +243,16 @@ pub(crate) mod tests {
             }
         }
         Dataset::new(size, pixels, labels, (0..classes).map(|c| format!("c{c}")).collect())
+    }
+
+    #[test]
+    fn class_weights_make_each_class_count_equally() {
+        let mut d = toy(2, 10, 2);
+        d.labels[..8].iter_mut().for_each(|l| *l = 1); // 2 of class 0, 18 of class 1
+        let w = d.class_weights();
+        assert_eq!(w, vec![5.0, 20.0 / 36.0]);
+        let per_class: Vec<f32> = d.class_counts().iter().zip(&w).map(|(&n, w)| n as f32 * w).collect();
+        assert!((per_class[0] - per_class[1]).abs() < 1e-5 && (per_class[0] - 10.0).abs() < 1e-5, "{per_class:?}");
     }
 
     #[test]

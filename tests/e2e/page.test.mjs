@@ -91,7 +91,7 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     assert.match(await page.textContent('#eval-classes'), /normal: recall \d+\.\d%, precision .*; pneumonia: recall \d+\.\d%/);
     // 8 test patches a class: the page says these numbers cannot mean much.
     assert.match(await page.textContent('#eval-status'), /on 16 held-out patches \(8 \/ 8 by class; ± is the sample std over the networks\); a class has only 8: these accuracies are too uncertain to mean much/);
-    assert.match(await page.textContent('#data-status'), /52 to distil from, 12 kept back for the privacy audit, 16 held out/);
+    assert.match(await page.textContent('#data-status'), /52 images \(52 patients\) to distil from, 12 \(12\) kept back for the privacy audit, 16 \(16\) held out/);
     // The privacy audit follows the evaluation: verdict, attack table, and the local gallery of
     // each distilled image with its nearest real patches.
     await page.waitForSelector('#audit-panel:not([hidden])', { timeout: 600000 });
@@ -199,23 +199,23 @@ test('bad input gets a clear message and the page keeps working', async () => {
     await waitText(page, '#data-status', /at least two classes/);
     assert.equal(await page.getAttribute('#data-status', 'class'), 'error');
     // A corrupt file, an image 20,000 pixels wide, and a 65 MiB file.
-    // Also a file at the top of the folder and one in a folder nested in a class folder: both
-    // were taken as classes before (the nested one named after its parent, 'left').
+    // Also a file at the top of the folder, and one in a folder inside a class folder, which is
+    // a patient folder (both were taken as classes once, the nested one named 'left').
     const folder = patchFolder(5, { 'normal/x.bmp': 'BM garbage', 'normal/wide.png': widePng(20000), 'README.md': '# notes' });
     execFileSync('truncate', ['-s', '65M', join(folder, 'pneumonia', 'huge.png')]);
     mkdirSync(join(folder, 'normal', 'left'));
     cpSync(join(DEMO, 'normal', readdirSync(join(DEMO, 'normal'))[0]), join(folder, 'normal', 'left', 'nested.png'));
     await page.setInputFiles('#folder-input', folder);
-    await waitText(page, '#data-status', /10 images of 10 patients in 2 classes/);
+    await waitText(page, '#data-status', /11 images of 11 patients in 2 classes/);
     const skipped = await page.textContent('#skipped');
     assert.match(skipped, /x\.bmp: /);
     assert.match(skipped, /wide\.png: image too large/);
     assert.match(skipped, /huge\.png: file is 65\.0 MiB, above the 64 MiB limit/);
     assert.match(skipped, /README\.md: not inside a class folder/);
-    assert.match(skipped, /normal\/left\/nested\.png: nested folder, not read/);
+    assert.doesNotMatch(skipped, /nested\.png/);
     assert.deepEqual(await page.$$eval('#classes input', (inputs) => inputs.map((i) => i.value)), ['normal', 'pneumonia']);
-    // Thumbnails only of files the engine used: 5 a class, none of the refused ones.
-    assert.equal(await page.locator('#classes img.thumb').count(), 10);
+    // Thumbnails only of files the engine used: 6 and 5, none of the refused ones.
+    assert.equal(await page.locator('#classes img.thumb').count(), 11);
     assert.equal(await page.isDisabled('#start'), false);
     // Settings out of range are named, not clamped: one the engine checks, one the page keeps.
     await page.fill('input[name=lenet_width]', '0');
@@ -234,6 +234,92 @@ test('bad input gets a clear message and the page keeps working', async () => {
     await page.fill('input[name=seed]', '-3');
     await page.click('#start');
     await waitText(page, '#run-status', /seed = "-3" is not a whole number of at least 0/);
+    assert.deepEqual(late, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+/** Loading the patient folders takes seconds: a wrong count fails within a minute, not ten. */
+const LOAD_MS = 60000;
+
+/** `root/<class>/p<k>/<j>.png`: 12 patients a class with 3 real patches each; p10 and p11 have
+ * patches of both classes (22 patients, 72 images). */
+function patientFolder() {
+  const root = mkdtempSync(join(tmpdir(), 'patients-'));
+  for (const [c, first] of [['normal', 0], ['pneumonia', 10]]) {
+    const files = readdirSync(join(DEMO, c));
+    for (let k = first; k < first + 12; k++) {
+      mkdirSync(join(root, c, `p${k}`), { recursive: true });
+      for (let j = 0; j < 3; j++) cpSync(join(DEMO, c, files[3 * (k - first) + j]), join(root, c, `p${k}`, `${j}.png`));
+    }
+  }
+  return root;
+}
+
+test('patients from folders, a pattern and a table; a separate test set; a one-sided result is flagged', async () => {
+  const root = patientFolder();
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, late } = await open(browser, server.url);
+    await page.setInputFiles('#folder-input', root);
+    await waitText(page, '#data-status', /72 images of 22 patients in 2 classes, split by patient/, LOAD_MS);
+    assert.deepEqual(await page.$$eval('#classes .class-row span', (s) => s.map((x) => x.textContent)), ['36 images, 12 patients', '36 images, 12 patients']);
+    // The splits' patients add up to the 22 found: none is counted on two sides.
+    const split = (await page.textContent('#data-status')).match(/\((\d+) patients\) to distil from, \d+ \((\d+)\) kept back .*, \d+ \((\d+)\) held out/);
+    assert.equal(Number(split[1]) + Number(split[2]) + Number(split[3]), 22, split[0]);
+
+    // A folder inside a patient folder is refused by name; what was loaded stays loaded.
+    const deep = patientFolder();
+    mkdirSync(join(deep, 'normal', 'p3', 'left'));
+    cpSync(join(deep, 'normal', 'p3', '0.png'), join(deep, 'normal', 'p3', 'left', 'x.png'));
+    await page.setInputFiles('#folder-input', deep);
+    await waitText(page, '#data-status', /normal\/p3\/left is a folder inside the patient folder normal\/p3/, LOAD_MS);
+    assert.equal(await page.getAttribute('#data-status', 'class'), 'error');
+    assert.equal(await page.locator('#classes .class-row').count(), 2);
+    assert.equal(await page.isDisabled('#start'), false);
+    await page.setInputFiles('#folder-input', root);
+    await waitText(page, '#data-status', /72 images of 22 patients/, LOAD_MS);
+
+    // A pattern wins over the folders: the first digit of each folder's number, 10 patients.
+    await page.click('#patients-box summary');
+    await page.fill('#group-pattern', '/p(\\d)');
+    await page.dispatchEvent('#group-pattern', 'change');
+    await waitText(page, '#data-status', /72 images of 10 patients/, LOAD_MS);
+    await page.fill('#group-pattern', '(p)(\\d)');
+    await page.dispatchEvent('#group-pattern', 'change');
+    await waitText(page, '#data-status', /the patient pattern '\(p\)\(\\d\)' has 2 capture groups/, LOAD_MS);
+    await page.fill('#group-pattern', '');
+    await page.dispatchEvent('#group-pattern', 'change');
+    await waitText(page, '#data-status', /72 images of 22 patients/, LOAD_MS);
+
+    // A file,patient table: 4 sites; then one that names a file that is not there.
+    const rows = (extra) => 'file,patient\n' + ['normal', 'pneumonia'].flatMap((c, i) => Array.from({ length: 12 }, (_, k) => k + 10 * i)
+      .flatMap((k) => [0, 1, 2].map((j) => `${c}/p${k}/${j}.png,site${k % 4}`))).concat(extra).join('\n');
+    const table = (text) => ({ name: 'groups.csv', mimeType: 'text/csv', buffer: Buffer.from(text) });
+    await page.setInputFiles('#groups-input', table(rows([])));
+    await waitText(page, '#data-status', /72 images of 4 patients/, LOAD_MS);
+    await page.setInputFiles('#groups-input', table(rows(['normal/p99/0.png,site1'])));
+    await waitText(page, '#data-status', /the patient table names 1 file\(s\) that are not in the data: 'normal\/p99\/0\.png'/, LOAD_MS);
+    await page.click('#groups-clear');
+    await waitText(page, '#data-status', /72 images of 22 patients/, LOAD_MS);
+
+    // A test folder whose two classes hold the same normal patches: whatever the program
+    // predicts, the two rows of its confusion matrix are the same, and it cannot get both right.
+    const test = patchFolder(10, {}, { normal: 'normal', pneumonia: 'normal' });
+    await page.setInputFiles('#test-input', test);
+    await waitText(page, '#data-status', /92 images of 42 patients.*20 \(20\) in the test folder for evaluation/, LOAD_MS);
+    await page.selectOption('#settings [name=backend]', 'cpu');
+    await setSetting(page, 'max_iterations', 6);
+    await page.click('#start');
+    await waitText(page, '#run-status', /finished after 6 iterations/);
+    await page.click('#evaluate');
+    await page.waitForSelector('#eval-table:not([hidden])', { timeout: 600000 });
+    assert.match(await page.textContent('#eval-status'), /on 20 held-out patches \(10 \/ 10 by class/);
+    const confusion = await page.$$eval('#confusion tr', (r) => r.slice(1).map((row) => [...row.querySelectorAll('td')].map((td) => td.textContent)));
+    assert.equal(confusion.length, 2);
+    assert.deepEqual(confusion[0], confusion[1]);
+    assert.match(await page.textContent('#eval-warnings'), /recall of "(normal|pneumonia)" \(\d+\.\d%\) is far below that of the best class/);
     assert.deepEqual(late, []);
   } finally {
     await browser.close();
@@ -523,7 +609,7 @@ test('a folder of 10,000 patches loads, stays responsive and runs', async () => 
       await page.waitForTimeout(100);
     }
     assert.ok(slowest < 1000, `a frame took ${slowest} ms while 10,000 files were read and decoded`);
-    assert.match(await page.textContent('#data-status'), /6400 to distil from, 1600 kept back for the privacy audit, 2000 held out/);
+    assert.match(await page.textContent('#data-status'), /6400 images \(6400 patients\) to distil from, 1600 \(1600\) kept back for the privacy audit, 2000 \(2000\) held out/);
     assert.equal(await page.locator('.thumb').count(), 16);
     await page.selectOption('#settings [name=backend]', 'cpu');
     await setSetting(page, 'max_iterations', 2);
