@@ -107,7 +107,8 @@ fn loading_files_does_not_copy_them_all_into_the_engine() {
     let memory = || wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as usize;
     let before = memory();
     let to_strings = |a: &Array| a.iter().map(|v| v.as_string().unwrap()).collect::<Vec<_>>();
-    let session = anondistill::web::Session::from_files(to_strings(&names), to_strings(&classes), bytes, r#"{"max_iterations": 1}"#).unwrap();
+    let patients = vec![String::new(); files];
+    let session = anondistill::web::Session::from_files(to_strings(&names), to_strings(&classes), patients, bytes, r#"{"max_iterations": 1}"#, None, None, JsValue::UNDEFINED).unwrap();
     let grown = memory() - before;
     web_sys::console::log_1(&format!("{files} files, {} MB in all: the engine's memory grew by {} MB", total >> 20, grown >> 20).into());
     assert!(total > 40 << 20, "the files must outweigh what decoding one needs ({total} bytes)");

@@ -112,11 +112,15 @@ function placeFiles(fileList, dropped) {
   const files = all.filter((f) => !f.name.split('/').some((part) => part.startsWith('.'))); // hidden files and folders
   const placed = { files: [], skipped: [] };
   for (const f of files) {
-    const place = placeOf(asClasses && f.name.includes('/') ? `dropped/${f.name}` : f.name);
+    const path = asClasses && f.name.includes('/') ? `dropped/${f.name}` : f.name;
+    // The path below the picked folder, as the command line names files: the engine gets it, so
+    // a patient pattern or table means the same here and there.
+    const rel = path.split('/').filter(Boolean).slice(1).join('/') || f.name;
+    const place = placeOf(path);
     if (place.refuse) throw new Error(place.refuse);
-    if (place.reason) placed.skipped.push({ file: f.name, reason: place.reason });
-    else if (f.file.size > MAX_FILE_BYTES) placed.skipped.push({ file: f.name, reason: `file is ${(f.file.size / 1048576).toFixed(1)} MiB, above the 64 MiB limit` });
-    else placed.files.push({ ...f, cls: place.cls, patient: place.patient });
+    if (place.reason) placed.skipped.push({ file: rel, reason: place.reason });
+    else if (f.file.size > MAX_FILE_BYTES) placed.skipped.push({ file: rel, reason: `file is ${(f.file.size / 1048576).toFixed(1)} MiB, above the 64 MiB limit` });
+    else placed.files.push({ ...f, rel, cls: place.cls, patient: place.patient });
   }
   return placed;
 }
@@ -180,7 +184,7 @@ async function readFiles(list = state.files) {
     batch.forEach((r, k) => {
       const f = files[i + k];
       if (r.status === 'rejected') throw new Error(`could not read ${f.name} (${r.reason.message}): was it moved or changed? Pick the folder again`);
-      read.push({ name: f.name, cls: state.renames[f.cls] || f.cls, patient: f.patient, bytes: r.value });
+      read.push({ name: f.rel, cls: state.renames[f.cls] || f.cls, patient: f.patient, bytes: r.value });
     });
     $('data-status').textContent = `reading ${files.length} files… ${read.length} read`;
   }
@@ -349,7 +353,7 @@ function showSummary(s) {
     count.textContent = `${s.train_counts[c] + s.holdout_counts[c] + s.test_counts[c]} images, ${patients} patient${patients === 1 ? '' : 's'}`;
     row.append(input, count);
     // Thumbnails of files the engine used only: a refused file is never decoded by the browser.
-    const thumbs = state.files.filter((f) => (state.renames[f.cls] || f.cls) === name && !refused.has(f.name)).slice(0, 8);
+    const thumbs = state.files.filter((f) => (state.renames[f.cls] || f.cls) === name && !refused.has(f.rel)).slice(0, 8);
     for (const t of thumbs) {
       const img = document.createElement('img');
       img.className = 'thumb';
