@@ -46,11 +46,6 @@ impl Grouping {
         Ok(Self { pattern, table })
     }
 
-    /// Whether a pattern or a table was given.
-    pub fn is_set(&self) -> bool {
-        self.pattern.is_some() || self.table.is_some()
-    }
-
     /// A fresh assignment of ids to files.
     pub(crate) fn assigner(&self) -> Assigner<'_> {
         Assigner { grouping: self, ids: HashMap::new(), next: 0, files: 0, pattern_hits: 0, unmatched_example: None, table_hits: HashMap::new() }
