@@ -1,7 +1,9 @@
 //! The quality table of issue 6: each row distils one setting on `../shared/data/`, evaluates on
 //! the data's own test split, and prints the distilled accuracy (mean ± std over networks, or
 //! over independently distilled fixed initialisations) next to a random real subset of the same
-//! size, training on all data, the published anchor and the target.
+//! size, training on all data, the published anchor and the target, and the three programs'
+//! balanced accuracy (the mean of the classes' recalls; targets and verdicts still read plain
+//! accuracy).
 //!
 //!     cargo run --release --example bench_quality -- [--rows 1,4,5] [--iterations 600] [--nets 10]
 //!         [--seeds 6] [--restarts 3] [--tune "lr_init=0.01,0.02 epochs=3,5"] [--tune-iterations 200] [--tune-nets 3]
@@ -164,11 +166,27 @@ fn pct(a: &Accuracy) -> String {
     format!("{:.2} ± {:.2}", 100.0 * a.accuracy.mean, 100.0 * a.accuracy.std)
 }
 
-fn mean_std(scores: &[f64]) -> Accuracy {
+/// Balanced accuracy (the mean of the classes' recalls), mean ± std.
+fn bal(a: &Accuracy) -> String {
+    format!("{:.2} ± {:.2}", 100.0 * a.balanced_accuracy.mean, 100.0 * a.balanced_accuracy.std)
+}
+
+/// Mean and (population) std of `scores`.
+fn stat(scores: &[f64]) -> anondistill::metrics::Stat {
     let n = scores.len() as f64;
     let mean = scores.iter().sum::<f64>() / n;
     let std = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
-    Accuracy { nets: scores.len(), accuracy: anondistill::metrics::Stat { mean, std }, ..Accuracy::default() }
+    anondistill::metrics::Stat { mean, std }
+}
+
+fn mean_std(scores: &[f64]) -> Accuracy {
+    Accuracy { nets: scores.len(), accuracy: stat(scores), ..Accuracy::default() }
+}
+
+/// Accuracy and balanced accuracy over distilled runs (each the mean of its networks).
+fn over_runs(runs: &[Accuracy]) -> Accuracy {
+    let of = |f: fn(&Accuracy) -> f64| stat(&runs.iter().map(f).collect::<Vec<_>>());
+    Accuracy { nets: runs.len(), accuracy: of(|a| a.accuracy.mean), balanced_accuracy: of(|a| a.balanced_accuracy.mean), ..Accuracy::default() }
 }
 
 /// `config` with distillation seed `seed` and `nets` evaluation networks, and its distiller on
@@ -224,9 +242,9 @@ fn distilled_accuracy<B: Backend>(config: &Config, prepared: &Prepared, test: &D
         if !config.known_init {
             eprintln!("  seed {}: {} % over {nets} networks", c.seed, pct(&a));
         }
-        scores.push(a.accuracy.mean);
+        scores.push(a);
     }
-    (mean_std(&scores), iterations)
+    (over_runs(&scores), iterations)
 }
 
 /// `--select-every N`: distils on the training split minus a stratified validation tenth, scores
@@ -272,9 +290,9 @@ fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &D
         if runs == 1 {
             return (a, iterations, kept);
         }
-        scores.push(a.accuracy.mean);
+        scores.push(a);
     }
-    (mean_std(&scores), iterations, kept)
+    (over_runs(&scores), iterations, kept)
 }
 
 /// The training split minus a stratified validation tenth, prepared for distillation, and that
@@ -457,8 +475,8 @@ fn run<B: Backend>(backend: &str) {
         "{net:?}, f32, {backend} CPU; {} outer iterations; accuracy on each set's test split, mean ± std over {nets} networks (fixed init: over {nets} distilled runs; random init with --seeds {seeds}: over {seeds} distilled runs, each the mean of {nets} networks); extra settings: [{}]",
         o.iterations, o.extra, nets = o.nets, seeds = o.seeds
     );
-    println!("| row | data | setting | chosen on validation | iterations run | anchor | target | distilled % | PyTorch reference % | random subset % (lr) | full data % | met | time s |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| row | data | setting | chosen on validation | iterations run | anchor | target | distilled % | PyTorch reference % | random subset % (lr) | full data % | balanced accuracy %: distilled / subset / full | met | time s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows().into_iter().filter(|r| o.wanted.contains(&r.id)) {
         run_row::<B>(&o, &row);
     }
@@ -501,7 +519,7 @@ fn distil_row<B: Backend>(o: &Opts, config: &Config, prepared: &Prepared, train:
         }
         note(format!("best of {} seeds on validation", o.restarts));
         // One run: its own mean ± std over the evaluation networks; several: over the runs.
-        (if o.seeds == 1 { kept.remove(0) } else { mean_std(&kept.iter().map(|a| a.accuracy.mean).collect::<Vec<_>>()) }, ran)
+        (if o.seeds == 1 { kept.remove(0) } else { over_runs(&kept) }, ran)
     } else if let Some(every) = o.select_every {
         let (a, ran, kept) = selected_on_validation::<B>(config, train, test, o.nets, o.seeds, every);
         note(format!("the iteration best on validation, checked every {every} (kept: {kept:?})"));
@@ -551,7 +569,7 @@ fn run_row<B: Backend>(o: &Opts, row: &Row) {
     // `--set` can change what the row's own description says (e.g. `steps`): name it there.
     let setting = if o.extra.is_empty() { row.setting.to_string() } else { format!("{}; with {}", row.setting, o.extra) };
     println!(
-        "| {} | {} | {setting} | {chosen} | {ran} | {} | {target} | {} | {} | {} ({lr}) | {} | {} | {:.0} |",
+        "| {} | {} | {setting} | {chosen} | {ran} | {} | {target} | {} | {} | {} ({lr}) | {} | {} / {} / {} | {} | {:.0} |",
         row.id,
         row.data.rsplit('/').next().unwrap_or(row.data),
         row.anchor,
@@ -559,6 +577,9 @@ fn run_row<B: Backend>(o: &Opts, row: &Row) {
         torch_accuracy(reference),
         pct(&subset),
         full.as_ref().map(pct).unwrap_or_default(),
+        bal(&distilled),
+        bal(&subset),
+        full.as_ref().map(bal).unwrap_or_default(),
         met,
         start.elapsed().as_secs_f64()
     );
