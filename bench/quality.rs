@@ -612,7 +612,7 @@ fn run_row<B: Backend>(o: &Opts, row: &Row) {
     // `--set` can change what the row's own description says (e.g. `steps`): name it there.
     let setting = if o.extra.is_empty() { row.setting.to_string() } else { format!("{}; with {}", row.setting, o.extra) };
     println!(
-        "| {} | {} | {setting} | {chosen} | {ran} | {} | {target} | {} | {} | {} ({lr}) | {} | {} / {} / {} | {} | {:.2} | {} | {:.0} |",
+        "| {} | {} | {setting} | {chosen} | {ran} | {} | {target} | {} | {} | {} ({lr}) | {} | {} / {} / {} | {} ({}): {} / {} / {} | {:.2} | {} | {:.0} |",
         row.id,
         row.data.rsplit('/').next().unwrap_or(row.data),
         row.anchor,
@@ -623,7 +623,11 @@ fn run_row<B: Backend>(o: &Opts, row: &Row) {
         bal(&distilled),
         bal(&subset),
         full.as_ref().map(bal).unwrap_or_default(),
-        format!("{} ({}): {} / {} / {}", test.classes[smallest_class], counts[smallest_class], smallest(&distilled), smallest(&subset), full.as_ref().map(smallest).unwrap_or_default()),
+        test.classes[smallest_class],
+        counts[smallest_class],
+        smallest(&distilled),
+        smallest(&subset),
+        full.as_ref().map(smallest).unwrap_or_default(),
         distil_seconds / distil_runs.max(1) as f64 / ran.max(1) as f64,
         met,
         start.elapsed().as_secs_f64()
