@@ -118,9 +118,33 @@ pub struct Config {
     /// Share of each class's patients of the training data kept back as the privacy audit's holdout: never
     /// distilled from, compared with the members (0 turns the audit off).
     pub holdout_fraction: f64,
-    /// Seed of every random choice.
+    /// Seed of every random choice (not of the privacy noise, which comes from a secure source).
     pub seed: u64,
+    /// Differential privacy per patient: on when set (`crate::privacy`).
+    pub privacy: Option<PrivacyConfig>,
 }
+
+/// The user's privacy settings: present, they turn differential privacy on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The privacy budget ε the whole run may spend.
+    pub epsilon: f64,
+    /// δ; by default 1/(10 · training patients), at most 1e-5.
+    pub delta: Option<f64>,
+    /// The clipping norm C of each patient's gradient.
+    pub clip: f64,
+    /// The chance that an iteration samples a given patient; by default the batch size
+    /// (`batch_size`, in patients) over the training patients, at most 1.
+    pub sample_rate: Option<f64>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self { epsilon: 8.0, delta: None, clip: 1.0, sample_rate: None }
+    }
+}
+
 
 /// The reference's step decay (every 40 passes over MNIST's 60,000 training images at batch
 /// 1024) in outer iterations.
@@ -161,6 +185,7 @@ impl Default for Config {
             test_fraction: 0.2,
             holdout_fraction: 0.2,
             seed: 0,
+            privacy: None,
         }
     }
 }
@@ -235,11 +260,41 @@ impl Config {
         if self.decay_factor > 1.0 {
             return Err(Error::Config(format!("decay_factor = {} is above 1", self.decay_factor)));
         }
+        self.check_privacy()?;
         if self.net == NetKind::ConvNet && self.image_size >> self.convnet_depth == 0 {
             return Err(Error::Config(format!(
                 "image_size {} is too small for a ConvNet of depth {} (each block halves it)",
                 self.image_size, self.convnet_depth
             )));
+        }
+        Ok(())
+    }
+
+    /// With differential privacy, refuses the settings under which the distilled data would
+    /// depend on the training patients other than through the private mechanism.
+    fn check_privacy(&self) -> Result<()> {
+        let Some(p) = &self.privacy else { return Ok(()) };
+        let refuse = |what: &str| Err(Error::Config(format!("{what} with differential privacy: it would make the result depend on the training patients outside the private mechanism")));
+        if self.init == ImageInit::Real {
+            return refuse("init real cannot be used");
+        }
+        if self.balance_classes {
+            return refuse("balance_classes (class weights from the training counts) cannot be used");
+        }
+        if self.decay_epochs.is_some() {
+            return refuse("decay_epochs (passes over the data) cannot be used; use decay_iterations");
+        }
+        if !(p.epsilon.is_finite() && p.epsilon > 0.0) {
+            return Err(Error::Config(format!("dp_epsilon = {} must be a positive finite number", p.epsilon)));
+        }
+        if !(p.clip.is_finite() && p.clip > 0.0) {
+            return Err(Error::Config(format!("dp_clip = {} must be a positive finite number", p.clip)));
+        }
+        if p.delta.is_some_and(|d| !(d > 0.0 && d < 1.0)) {
+            return Err(Error::Config(format!("dp_delta = {} is outside (0, 1)", p.delta.unwrap_or_default())));
+        }
+        if p.sample_rate.is_some_and(|q| !(q > 0.0 && q <= 1.0)) {
+            return Err(Error::Config(format!("the sampling rate = {} is outside (0, 1]", p.sample_rate.unwrap_or_default())));
         }
         Ok(())
     }
@@ -340,6 +395,18 @@ mod tests {
                 "ConvNet",
             ),
         ];
+        let private = Some(PrivacyConfig::default());
+        let cases = cases.into_iter().chain([
+            (Config { init: ImageInit::Real, privacy: private.clone(), ..Config::default() }, "init real"),
+            (Config { balance_classes: true, privacy: private.clone(), ..Config::default() }, "balance_classes"),
+            (Config { decay_epochs: Some(3), privacy: private.clone(), ..Config::default() }, "decay_epochs"),
+            (Config { privacy: Some(PrivacyConfig { clip: f64::INFINITY, ..Default::default() }), ..Config::default() }, "dp_clip"),
+            (Config { privacy: Some(PrivacyConfig { delta: Some(1.0), ..Default::default() }), ..Config::default() }, "dp_delta"),
+        ]);
+        // The same settings without privacy are allowed.
+        for c in [Config { init: ImageInit::Real, ..Config::default() }, Config { balance_classes: true, ..Config::default() }] {
+            c.validate().unwrap();
+        }
         for (c, field) in cases {
             let msg = c.validate().unwrap_err().to_string();
             assert!(msg.contains(field), "{msg} does not name {field}");

@@ -67,6 +67,14 @@ pub struct Manifest {
     /// images, near copies the audit flagged, an audit that did not run.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Differential privacy's record, when the run was private (`crate::privacy`). A private
+    /// archive holds no count of training or holdout images or patients, no baseline trained on
+    /// them (`metrics` is absent) and no audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<crate::privacy::Privacy>,
+    /// A private run's evaluation: the distilled program on the test patients only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_metrics: Option<crate::eval::Accuracy>,
 }
 
 /// Everything the archive is made from.

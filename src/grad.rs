@@ -186,17 +186,17 @@ impl<B: Backend> Shaped<'_, B> {
 pub fn manual_loss_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, ops: Option<&OnceOps<B>>) -> (Tensor<B, 1>, Params<B>) {
     let w = Shaped { net, params };
     let n = x.dims()[0];
-    let (tape, logits) = forward(&w, x, ops);
+    let (tape, logits) = forward(&w, x, ops, uses_im2col::<B>(net.conv()));
     let loss = soft_cross_entropy(logits.clone(), targets.clone());
     let mass = targets.clone().sum_dim(1);
     let dz = (softmax(logits, 1) * mass - targets).div_scalar(n as f64);
     (loss, backward(&w, tape, dz, ops))
 }
 
-/// The forward pass, keeping what the backward needs; returns the logits too.
-fn forward<B: Backend>(w: &Shaped<'_, B>, x: Tensor<B, 4>, ops: Option<&OnceOps<B>>) -> (Tape<B>, Tensor<B, 2>) {
+/// The forward pass, keeping what the backward needs (the convolutions' im2col columns when
+/// `im2col`); returns the logits too.
+fn forward<B: Backend>(w: &Shaped<'_, B>, x: Tensor<B, 4>, ops: Option<&OnceOps<B>>, im2col: bool) -> (Tape<B>, Tensor<B, 2>) {
     let (net, params) = (w.net, w.params);
-    let im2col = uses_im2col::<B>(net.conv());
     let conv_ops = ops.and_then(|o| o.convs.as_ref());
     let n = x.dims()[0];
     match net.kind() {
@@ -240,18 +240,43 @@ fn forward<B: Backend>(w: &Shaped<'_, B>, x: Tensor<B, 4>, ops: Option<&OnceOps<
 }
 
 /// The backward pass from `dz`, d loss / d logits: the gradient of every parameter.
-fn backward<B: Backend>(w: &Shaped<'_, B>, tape: Tape<B>, mut dz: Tensor<B, 2>, ops: Option<&OnceOps<B>>) -> Params<B> {
+fn backward<B: Backend>(w: &Shaped<'_, B>, tape: Tape<B>, dz: Tensor<B, 2>, ops: Option<&OnceOps<B>>) -> Params<B> {
     let conv_ops = ops.and_then(|o| o.convs.as_ref());
+    walk_back(
+        w,
+        tape,
+        dz,
+        ops,
+        |a, dz| (a.clone().transpose().matmul(dz.clone()).reshape([-1]), dz.clone().sum_dim(0).reshape([-1])),
+        |cache, kernel, da, need_dx| {
+            let (dx, dw, db) = conv_backward(cache, kernel, da, need_dx, conv_ops);
+            (dx, dw.reshape([-1]), db)
+        },
+    )
+}
+
+/// The layers of the backward pass from `dz` (d loss / d logits), last to first: `dense(input,
+/// d output)` gives a dense layer's weight and bias gradients, `conv(cache, kernel, d
+/// pre-activation, need_dx)` a convolution's input gradient (when asked) and its weight and
+/// bias gradients. Returns the gradients in [`Network::params`] order.
+fn walk_back<B: Backend, T>(
+    w: &Shaped<'_, B>,
+    tape: Tape<B>,
+    mut dz: Tensor<B, 2>,
+    ops: Option<&OnceOps<B>>,
+    dense: impl Fn(&Tensor<B, 2>, &Tensor<B, 2>) -> (T, T),
+    mut conv: impl FnMut(ConvCache<B>, Tensor<B, 4>, Tensor<B, 4>, bool) -> (Option<Tensor<B, 4>>, T, T),
+) -> Vec<T> {
     let n = dz.dims()[0];
-    let mut grads: Vec<Option<Tensor<B, 1>>> = vec![None; w.params.len()];
+    let mut grads: Vec<Option<T>> = (0..w.params.len()).map(|_| None).collect();
     let Tape { convs, pools, dense_in, dense_pre } = tape;
 
     // Dense layers, last to first.
     let first_dense = 2 * convs.len();
     for layer in (0..dense_in.len()).rev() {
         let wi = first_dense + 2 * layer;
-        grads[wi] = Some(dense_in[layer].clone().transpose().matmul(dz.clone()).reshape([-1]));
-        grads[wi + 1] = Some(dz.clone().sum_dim(0).reshape([-1]));
+        let (gw, gb) = dense(&dense_in[layer], &dz);
+        (grads[wi], grads[wi + 1]) = (Some(gw), Some(gb));
         let dx = dz.matmul(w.dense(wi).transpose());
         dz = if layer > 0 { dx * relu_mask(&dense_pre[layer - 1]) } else { dx };
     }
@@ -262,25 +287,63 @@ fn backward<B: Backend>(w: &Shaped<'_, B>, tape: Tape<B>, mut dz: Tensor<B, 2>, 
         Some(dz.reshape([n, *c, h / 2, w / 2]))
     };
     for (d, ((cache, [_, _, h, wd], mask), pool)) in convs.into_iter().zip(pools).enumerate().rev() {
-        let dy_here = dy.take().expect("the gradient of the block's output");
-        let dr = match (pool, ops) {
-            (Pool::Max(win), _) => unpool(dy_here, win, h, wd),
-            (Pool::MaxAt(input, indices), Some(ops)) => (ops.max_unpool)(dy_here, input, indices),
-            (Pool::MaxAt(..), None) => unreachable!("indices come from `ops`"),
-            (Pool::Avg(input), Some(ops)) => (ops.avg_unpool)(dy_here, input),
-            (Pool::Avg(_), None) => {
-                let [bn, c, h2, w2] = dy_here.dims();
-                let quarter = Tensor::<B, 6>::full([bn, c, h2, 2, w2, 2], 0.25, &dy_here.device());
-                unpool(dy_here, quarter, h, wd)
-            }
-        };
-        let da = mask.apply(dr, ops);
-        let (dx, dw, db) = conv_backward(cache, w.conv(2 * d), da, d > 0, conv_ops);
-        grads[2 * d] = Some(dw.reshape([-1]));
-        grads[2 * d + 1] = Some(db);
+        let da = block_grad(dy.take().expect("the gradient of the block's output"), pool, &mask, h, wd, ops);
+        let (dx, dw, db) = conv(cache, w.conv(2 * d), da, d > 0);
+        (grads[2 * d], grads[2 * d + 1]) = (Some(dw), Some(db));
         dy = dx;
     }
     grads.into_iter().map(|g| g.expect("a gradient for every parameter")).collect()
+}
+
+/// d loss / d a convolution block's pre-activation, from the gradient `dy` of its pooled output.
+fn block_grad<B: Backend>(dy: Tensor<B, 4>, pool: Pool<B>, mask: &Gate<B>, h: usize, wd: usize, ops: Option<&OnceOps<B>>) -> Tensor<B, 4> {
+    let dr = match (pool, ops) {
+        (Pool::Max(win), _) => unpool(dy, win, h, wd),
+        (Pool::MaxAt(input, indices), Some(ops)) => (ops.max_unpool)(dy, input, indices),
+        (Pool::MaxAt(..), None) => unreachable!("indices come from `ops`"),
+        (Pool::Avg(input), Some(ops)) => (ops.avg_unpool)(dy, input),
+        (Pool::Avg(_), None) => {
+            let [bn, c, h2, w2] = dy.dims();
+            let quarter = Tensor::<B, 6>::full([bn, c, h2, 2, w2, 2], 0.25, &dy.device());
+            unpool(dy, quarter, h, wd)
+        }
+    };
+    mask.apply(dr, ops)
+}
+
+/// The gradients of groups of images, parameter by parameter: for each parameter (in
+/// [`Network::params`] order) a `[groups, numel]` tensor whose row g is `Σ_i member[g, i] · ∇ℓ_i`,
+/// where `ℓ_i` is image i's own soft cross-entropy (not averaged) and `member` is `[groups, n]`.
+/// Each image's gradient of one parameter is materialised, `[n, numel]`, one parameter at a time
+/// and never all at once (differential privacy's per-patient clipping, `crate::privacy`).
+/// Runs on any backend, convolutions as im2col, without the engine's custom operations.
+pub fn group_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, member: Tensor<B, 2>) -> Vec<Tensor<B, 2>> {
+    let w = Shaped { net, params };
+    let n = x.dims()[0];
+    let (tape, logits) = forward(&w, x, None, true);
+    let mass = targets.clone().sum_dim(1);
+    let dz = softmax(logits, 1) * mass - targets;
+    let sum = |each: Tensor<B, 2>| member.clone().matmul(each);
+    walk_back(
+        &w,
+        tape,
+        dz,
+        None,
+        |a, dz| {
+            let ([_, inp], out) = (a.dims(), dz.dims()[1]);
+            let each = a.clone().reshape([n, inp, 1]) * dz.clone().reshape([n, 1, out]);
+            (sum(each.reshape([n, inp * out])), sum(dz.clone()))
+        },
+        |cache, kernel, da, need_dx| {
+            let [out, inp, k, _] = kernel.dims();
+            let [_, _, ho, wo] = da.dims();
+            let cols = cache.cols.expect("im2col columns");
+            let dym = da.clone().reshape([n, out, ho * wo]);
+            let each = dym.clone().matmul(cols.swap_dims(1, 2)).reshape([n, out * inp * k * k]);
+            let dx = need_dx.then(|| im2col_conv(da, kernel.swap_dims(0, 1).flip([2, 3]), k - 1 - cache.padding).0);
+            (dx, sum(each), sum(dym.sum_dim(2).reshape([n, out])))
+        },
+    )
 }
 
 #[cfg(test)]
@@ -349,6 +412,41 @@ mod tests {
             for (name, other) in [("masks", &masks[k]), ("plain", &plain[k]), ("once", &once[k].clone().inner())] {
                 let diff = (g.clone() - other.clone()).abs().max().into_scalar();
                 assert!(diff <= 1e-4 * scale, "{name}: parameter {k} differs by {diff} (scale {scale})");
+            }
+        }
+    }
+
+    #[test]
+    fn group_gradients_are_the_sums_of_each_group_s_own_gradients() {
+        // Per-patient gradients without the whole batch's: each group's row must equal the
+        // batch gradient of that group's images alone, times their number (ℓ summed, not averaged).
+        let dev = Default::default();
+        for (net, size) in [(NetKind::LeNet, 28), (NetKind::LeNet, 13), (NetKind::ConvNet, 16)] {
+            let cfg = Config { net, image_size: size, convnet_width: 4, convnet_depth: 2, ..Config::default() };
+            let network = Network::new(&cfg, 3).unwrap();
+            let mut r = rng(8, Stream::Training);
+            let params: Vec<_> = network.init::<B>(&mut r, &dev).into_iter().map(|p| { let n = p.dims()[0]; p + Tensor::from_data(TensorData::new(normal(&mut r, n, 0.05), [n]), &dev) }).collect();
+            let n = 6;
+            let x = Tensor::<B, 4>::from_data(TensorData::new(normal(&mut r, n * size * size, 1.0), [n, 1, size, size]), &dev);
+            let y = crate::loss::one_hot::<B>(&[0, 1, 2, 0, 1, 2], 3, &dev);
+            // Groups {0, 3}, {1}, {2, 4, 5}.
+            let groups: [&[usize]; 3] = [&[0, 3], &[1], &[2, 4, 5]];
+            let mut member = vec![0f32; 3 * n];
+            for (g, idx) in groups.iter().enumerate() {
+                idx.iter().for_each(|&i| member[g * n + i] = 1.0);
+            }
+            let member = Tensor::<B, 2>::from_data(TensorData::new(member, [3, n]), &dev);
+            let got = group_grads(&network, &params, x.clone(), y.clone(), member);
+            for (g, idx) in groups.iter().enumerate() {
+                let sel = Tensor::<B, 1, Int>::from_data(TensorData::new(idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), [idx.len()]), &dev);
+                let (_, want) = manual_loss_grads(&network, &params, x.clone().select(0, sel.clone()), y.clone().select(0, sel), None);
+                for (k, w) in want.into_iter().enumerate() {
+                    let w = w * idx.len() as f32;
+                    let row = got[k].clone().narrow(0, g, 1).reshape([-1]);
+                    let scale = w.clone().abs().max().into_scalar().max(1e-6);
+                    let diff = (w - row).abs().max().into_scalar();
+                    assert!(diff <= 1e-4 * scale, "{net:?} {size}: group {g}, parameter {k} differs by {diff} (scale {scale})");
+                }
             }
         }
     }

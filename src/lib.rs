@@ -29,6 +29,7 @@ pub mod native;
 pub mod once;
 pub mod parallel;
 pub mod pipeline;
+pub mod privacy;
 pub mod rng;
 pub mod train;
 #[cfg(target_arch = "wasm32")]

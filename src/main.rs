@@ -10,7 +10,8 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anondistill::{
-    config::Config,
+    config::{Config, PrivacyConfig},
+    privacy::PrivacyPlan,
     data::{load_files, load_folder, load_npz, Dataset, Grouping, Loaded, Normalization},
     demo,
     distill::Distiller,
@@ -84,7 +85,47 @@ struct DistillArgs {
     #[arg(long, value_enum, default_value = if cfg!(feature = "flex") { "flex" } else { "ndarray" })]
     backend: BackendArg,
     #[command(flatten)]
+    privacy: PrivacyArgs,
+    #[command(flatten)]
     overrides: ConfigArgs,
+}
+
+/// Differential privacy per patient.
+#[derive(Args)]
+struct PrivacyArgs {
+    /// Make the result (EPSILON, delta)-differentially private per patient: the noise is
+    /// calibrated before the run so that its iterations (--max-iterations, default 300) spend
+    /// EPSILON. The expected patients per iteration are --batch-size.
+    #[arg(long, value_name = "EPSILON")]
+    dp_epsilon: Option<f64>,
+    /// delta (default 1/(10 × training patients), at most 1e-5).
+    #[arg(long, value_name = "DELTA")]
+    dp_delta: Option<f64>,
+    /// The clipping norm of each patient's gradient (default 1).
+    #[arg(long, value_name = "C")]
+    dp_clip: Option<f64>,
+    /// Each patient's chance to be sampled in an iteration, instead of --batch-size / patients.
+    #[arg(long, value_name = "Q")]
+    dp_sample_rate: Option<f64>,
+}
+
+impl PrivacyArgs {
+    /// Turns privacy on (or changes a configuration file's privacy settings).
+    fn apply(&self, c: &mut Config) -> Result<()> {
+        if let Some(e) = self.dp_epsilon {
+            c.privacy = Some(PrivacyConfig { epsilon: e, ..c.privacy.clone().unwrap_or_default() });
+        }
+        let Some(p) = c.privacy.as_mut() else {
+            if self.dp_delta.is_some() || self.dp_clip.is_some() || self.dp_sample_rate.is_some() {
+                return Err(Error::Config("--dp-delta, --dp-clip and --dp-sample-rate need --dp-epsilon, which turns differential privacy on".into()));
+            }
+            return Ok(());
+        };
+        p.delta = self.dp_delta.or(p.delta);
+        p.clip = self.dp_clip.unwrap_or(p.clip);
+        p.sample_rate = self.dp_sample_rate.or(p.sample_rate);
+        Ok(())
+    }
 }
 
 #[derive(Args)]
@@ -265,12 +306,36 @@ fn describe_splits(prepared: &Prepared) -> String {
     )
 }
 
+/// A private run's plan, and what its noise costs, in words.
+fn describe_privacy(p: &PrivacyPlan) -> String {
+    let expected = p.sample_rate * p.patients as f64;
+    format!(
+        "differential privacy per {unit}: epsilon {:.3} at delta {:.1e} over {} iterations; each samples {:.1} of {} {unit}s on average (rate {:.4}), clips each {unit}'s gradient to norm {} and adds noise of standard deviation {:.3} x {} per coordinate (noise multiplier {:.3}).\nin words: the noise added to each iteration's summed gradient is as large as the clipped gradients of {:.1} {unit}s would be in every direction at once; with {:.1} {unit}s per iteration that is {}.\ncovered: the distilled images, labels and learning rates. Not covered: the evaluation and the privacy audit (test and holdout patients), shown here and kept out of the archive as the manifest says.",
+        p.target_epsilon,
+        p.delta,
+        p.iterations,
+        expected,
+        p.patients,
+        p.sample_rate,
+        p.clip,
+        p.noise_multiplier,
+        p.clip,
+        p.noise_multiplier,
+        p.noise_multiplier,
+        expected,
+        if p.noise_multiplier > expected / 4.0 { "a lot: expect a much less accurate result than without privacy (more patients, fewer iterations or a larger epsilon reduce it)" } else { "moderate" },
+        unit = p.unit,
+    )
+}
+
 fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) -> Result<()> {
     let prepared = load(args.data.as_deref(), args.test.as_deref(), &config, &args.groups.grouping()?)?;
     eprintln!("{}", describe_splits(&prepared));
     let mut d = Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device)?;
     let total = d.total_iterations();
-    if config.max_iterations.is_some_and(|m| m > total) {
+    if let Some(p) = d.privacy() {
+        eprintln!("{}", describe_privacy(p));
+    } else if config.max_iterations.is_some_and(|m| m > total) {
         eprintln!(
             "note: {} passes (epochs_outer) over this data are {total} iterations, fewer than --max-iterations; raise --epochs-outer to run longer",
             config.epochs_outer
@@ -293,6 +358,9 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
     );
     if let Some(why) = &outcome.stopped_early {
         eprintln!("stopped early: {why}");
+    }
+    if let Some(p) = d.privacy() {
+        eprintln!("privacy spent: epsilon {:.3} at delta {:.1e} after {} iterations", p.spent(outcome.iterations), p.delta, outcome.iterations);
     }
     let metrics = if args.no_eval {
         None
@@ -431,6 +499,7 @@ fn main() {
                 None => Config::default(),
             };
             args.overrides.apply(&mut config);
+            args.privacy.apply(&mut config)?;
             if let (Some(_), Some(e)) = (args.overrides.decay_iterations, config.decay_epochs) {
                 return Err(Error::Config(format!("--decay-iterations has no effect while decay_epochs is {e}: give one of the two")));
             }

@@ -9,6 +9,7 @@ use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped, SplitPatie
 use crate::distill::{Distilled, Distiller, StepReport};
 use crate::error::{Error, Result};
 use crate::eval::{pick_subset_lr, Evaluation};
+use crate::privacy::{Privacy, PUBLIC_NORMALIZATION};
 use crate::net::Params;
 use crate::export::{write_archive, Export, Manifest, FORMAT};
 
@@ -22,7 +23,7 @@ pub struct Prepared {
     pub holdout: Dataset,
     /// Held-out images for evaluation only.
     pub test: Dataset,
-    /// Statistics of the training pixels.
+    /// Statistics of the training pixels (fixed public constants with differential privacy).
     pub norm: Normalization,
     /// Files left out while loading.
     pub skipped: Vec<Skipped>,
@@ -58,7 +59,9 @@ impl Prepared {
 
     fn with_holdout(train: Dataset, test: Dataset, skipped: Vec<Skipped>, config: &Config) -> Self {
         let (train, holdout) = train.split_holdout(config.holdout_fraction, config.seed);
-        Self { norm: Normalization::of(&train), train, holdout, test, skipped }
+        // A private run may not learn anything from its training images outside the mechanism.
+        let norm = if config.privacy.is_some() { PUBLIC_NORMALIZATION } else { Normalization::of(&train) };
+        Self { norm, train, holdout, test, skipped }
     }
 
     /// Uses an archive's own train and test splits (a split of train by patient when it has no
@@ -170,10 +173,15 @@ pub async fn export<B: Backend>(
 ) -> Result<Vec<u8>> {
     let distilled = d.distilled().await?;
     let fixed_init = d.fixed_init_values().await?;
-    export_distilled(&distilled, d.config(), prepared, outcome, metrics, audit, fixed_init)
+    let privacy = d.privacy().map(|p| p.record(outcome.iterations));
+    export_distilled(&distilled, d.config(), prepared, outcome, metrics, audit, fixed_init, privacy)
 }
 
-/// The result archive of distilled data already read back to the host.
+/// The result archive of distilled data already read back to the host. With `privacy` (a
+/// private run's record) it holds only what the guarantee covers, the test patients' evaluation
+/// and the settings: no count of training or holdout images or patients, no baseline trained on
+/// the members, no audit.
+#[allow(clippy::too_many_arguments)]
 pub fn export_distilled(
     distilled: &Distilled,
     config: &Config,
@@ -182,25 +190,33 @@ pub fn export_distilled(
     metrics: Option<Evaluation>,
     audit: Option<&Audit>,
     fixed_init: Option<Vec<Vec<f32>>>,
+    privacy: Option<Privacy>,
 ) -> Result<Vec<u8>> {
+    let private = privacy.is_some();
+    let mut warnings = warnings(config, audit);
+    if private && audit.is_some() {
+        warnings.push("the privacy audit ran on this machine and is not in the archive: it compares the result with the member and holdout patients, outside the guarantee".into());
+    }
     let manifest = Manifest {
         format: FORMAT.into(),
         crate_version: env!("CARGO_PKG_VERSION").into(),
         config: config.clone(),
         classes: prepared.train.classes.clone(),
         normalization: prepared.norm,
-        train_counts: prepared.train.class_counts(),
-        holdout_counts: prepared.holdout.class_counts(),
-        patients: Some(prepared.patients()),
+        train_counts: if private { Vec::new() } else { prepared.train.class_counts() },
+        holdout_counts: if private { Vec::new() } else { prepared.holdout.class_counts() },
+        patients: (!private).then(|| prepared.patients()),
         iterations_run: outcome.iterations,
         stopped_early: outcome.stopped_early.clone(),
-        metrics,
+        test_metrics: if private { metrics.as_ref().map(|m| m.distilled.clone()) } else { None },
+        metrics: if private { None } else { metrics },
         images_per_step: distilled.per_step,
         preview_scaling: String::new(),
         files: Vec::new(),
-        warnings: warnings(config, audit),
+        warnings,
+        privacy,
     };
-    write_archive(Export { distilled, manifest, fixed_init, audit })
+    write_archive(Export { distilled, manifest, fixed_init, audit: if private { None } else { audit } })
 }
 
 /// The manifest's warnings: what the archive's images may reveal, as far as this run knows.

@@ -244,6 +244,9 @@ impl Session {
                 let s = inner.borrow();
                 (s.config.clone(), s.prepared.clone())
             };
+            if config.privacy.is_some() {
+                return Err(js_err("differential privacy is not in the page yet; the command line has it: anondistill distill DATA --dp-epsilon E"));
+            }
             let (train, norm) = (&prepared.train, prepared.norm);
             let (mut engine, name) = match backend.as_str() {
                 "webgpu" => {
@@ -387,7 +390,7 @@ impl Session {
         let d = s.last_good.as_ref().ok_or_else(|| js_err("nothing distilled yet"))?;
         let at = s.outcome.iterations;
         let (metrics, audit) = (s.findings.metrics(at).cloned(), s.findings.audit(at));
-        let bytes = export_distilled(d, &s.config, &s.prepared, &s.outcome, metrics, audit, s.fixed_init.clone()).map_err(js_err)?;
+        let bytes = export_distilled(d, &s.config, &s.prepared, &s.outcome, metrics, audit, s.fixed_init.clone(), None).map_err(js_err)?;
         Ok(Uint8Array::from(&bytes[..]))
     }
 }

@@ -80,7 +80,7 @@ fn a_clean_run_is_not_flagged_and_planted_copies_are() {
     // The archive of that state says so in its manifest; the clean one has no warning.
     let outcome = Outcome { iterations: 10, stopped_early: None };
     let warnings = |d: &Distilled, a: &Audit| {
-        let bytes = export_distilled(d, &cfg, &p, &outcome, None, Some(a), None).unwrap();
+        let bytes = export_distilled(d, &cfg, &p, &outcome, None, Some(a), None, None).unwrap();
         anondistill::export::read_archive(&bytes).unwrap().manifest.warnings
     };
     assert_eq!(warnings(&plant(&d, &p, 3, 17, 0.0), &copied), vec!["the privacy audit flagged distilled image(s) [3] as near copies of training images"]);
@@ -147,7 +147,7 @@ fn the_export_holds_no_member_or_holdout_image() {
     let d = distilled(&cfg, &p);
     let a = audit(&d, &cfg, &p);
     let outcome = Outcome { iterations: 10, stopped_early: None };
-    let bytes = export_distilled(&d, &cfg, &p, &outcome, None, Some(&a), None).unwrap();
+    let bytes = export_distilled(&d, &cfg, &p, &outcome, None, Some(&a), None, None).unwrap();
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
     let names: Vec<String> = zip.file_names().map(String::from).collect();
     assert!(names.contains(&"audit.json".to_string()) && names.contains(&"audit.png".to_string()), "{names:?}");
@@ -174,7 +174,7 @@ fn the_export_holds_no_member_or_holdout_image() {
         None
     };
     // The check finds a real image when there is one: member 40 planted as distilled image 5.
-    let planted = export_distilled(&plant(&d, &p, 5, 40, 0.0), &cfg, &p, &outcome, None, None, None).unwrap();
+    let planted = export_distilled(&plant(&d, &p, 5, 40, 0.0), &cfg, &p, &outcome, None, None, None, None).unwrap();
     let mut planted_zip = zip::ZipArchive::new(Cursor::new(planted)).unwrap();
     let mut preview = Vec::new();
     planted_zip.by_name("previews/image_0005.png").unwrap().read_to_end(&mut preview).unwrap();

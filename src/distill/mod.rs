@@ -1,5 +1,8 @@
 //! The distillation itself: learnable images, labels and learning rates, one outer iteration at a
-//! time, with the exact hyper-gradient through the unrolled inner SGD steps.
+//! time, with the exact hyper-gradient through the unrolled inner SGD steps (in `private`, the
+//! differentially private one).
+
+mod private;
 
 use burn_autodiff::Autodiff;
 use burn_tensor::{activation::softplus, backend::Backend, Int, Tensor, TensorData};
@@ -113,6 +116,15 @@ impl<B: Backend> MetaGradient<B> {
     }
 }
 
+/// The inner steps unrolled from one network's initial weights: the learnable tensors as
+/// autodiff leaves and the final weights θ_T that depend on them.
+struct Unrolled<B: Backend> {
+    images: Tensor<A<B>, 4>,
+    labels: Tensor<A<B>, 2>,
+    raw_lrs: Tensor<A<B>, 1>,
+    params: Params<A<B>>,
+}
+
 /// What one outer iteration's hyper-gradient is taken over: the initial weights of each network
 /// in the order they were sampled, and the real minibatch they all adapt to.
 pub struct Plan<B: Backend> {
@@ -140,6 +152,8 @@ pub struct Distiller<B: Backend> {
     rng: ChaCha8Rng,
     order: Vec<usize>,
     iteration: usize,
+    /// Differential privacy's plan, patients and secret randomness, when it is on.
+    private: Option<private::Private>,
 }
 
 impl<B: Backend> Distiller<B> {
@@ -193,6 +207,10 @@ impl<B: Backend> Distiller<B> {
         let adam = (Adam::new(&state.images), Adam::new(&state.labels), Adam::new(&state.raw_lrs));
         let mut rng_train = rng(config.seed, Stream::Training);
         let fixed_init = config.known_init.then(|| net.init::<B>(&mut rng_train, device));
+        let private = match &config.privacy {
+            Some(settings) => Some(private::Private::new(settings, &config, train, norm)?),
+            None => None,
+        };
         Ok(Self {
             net,
             device: device.clone(),
@@ -209,6 +227,7 @@ impl<B: Backend> Distiller<B> {
             rng: rng_train,
             order: Vec::new(),
             iteration: 0,
+            private,
             config,
         })
     }
@@ -248,8 +267,11 @@ impl<B: Backend> Distiller<B> {
         (self.train_len / self.batch_size()).max(1)
     }
 
-    /// Outer iterations of the whole run.
+    /// Outer iterations of the whole run (with differential privacy, fixed before the run).
     pub fn total_iterations(&self) -> usize {
+        if let Some(p) = &self.private {
+            return p.plan.iterations;
+        }
         let all = self.config.epochs_outer * self.iterations_per_epoch();
         self.config.max_iterations.map_or(all, |m| m.min(all))
     }
@@ -307,6 +329,20 @@ impl<B: Backend> Distiller<B> {
     /// The outer loss after unrolling the inner steps from `init`, on the real images `batch`, and
     /// its exact gradient with respect to images, labels and raw learning rates.
     pub fn meta_gradient(&self, init: &Params<B>, batch: &[usize]) -> MetaGradient<B> {
+        let u = self.unroll(init);
+        let (real_x, real_y) = self.real_batch(batch);
+        let loss = soft_cross_entropy(self.net.forward_ad(&u.params, Tensor::from_inner(real_x)), Tensor::from_inner(real_y));
+        self.gradient_of(&u, loss)
+    }
+
+    /// The weights a network reaches from `init` by the inner steps on the current distilled data.
+    pub fn final_weights(&self, init: &Params<B>) -> Params<B> {
+        self.unroll(init).params.into_iter().map(|p| p.inner()).collect()
+    }
+
+    /// The inner steps unrolled from `init` on the distilled data, differentiable with respect to
+    /// the images, labels and raw learning rates.
+    fn unroll(&self, init: &Params<B>) -> Unrolled<B> {
         let cfg = &self.config;
         let images = Tensor::<A<B>, 4>::from_inner(self.state.images.clone()).require_grad();
         let labels = Tensor::<A<B>, 2>::from_inner(self.state.labels.clone()).set_require_grad(cfg.learn_labels);
@@ -327,18 +363,26 @@ impl<B: Backend> Distiller<B> {
                 i += 1;
             }
         }
+        Unrolled { images, labels, raw_lrs, params }
+    }
+
+    /// The real images `batch` of the training split and their targets.
+    fn real_batch(&self, batch: &[usize]) -> (Tensor<B, 4>, Tensor<B, 2>) {
         let idx = Tensor::<B, 1, Int>::from_data(
             TensorData::new(batch.iter().map(|&i| i as i64).collect::<Vec<_>>(), [batch.len()]),
             &self.device,
         );
-        let real_x = Tensor::from_inner(self.train_x.clone().select(0, idx.clone()));
-        let real_y = Tensor::from_inner(self.train_y.clone().select(0, idx));
-        let loss = soft_cross_entropy(self.net.forward_ad(&params, real_x), real_y);
+        (self.train_x.clone().select(0, idx.clone()), self.train_y.clone().select(0, idx))
+    }
+
+    /// The gradient of `loss`, a function of the unrolled weights `u`, with respect to the
+    /// learnable tensors.
+    fn gradient_of(&self, u: &Unrolled<B>, loss: Tensor<A<B>, 1>) -> MetaGradient<B> {
         let grads = loss.backward();
         MetaGradient {
-            images: images.grad(&grads).unwrap_or_else(|| self.state.images.zeros_like()),
-            labels: labels.grad(&grads).unwrap_or_else(|| self.state.labels.zeros_like()),
-            raw_lrs: raw_lrs.grad(&grads).unwrap_or_else(|| self.state.raw_lrs.zeros_like()),
+            images: u.images.grad(&grads).unwrap_or_else(|| self.state.images.zeros_like()),
+            labels: u.labels.grad(&grads).unwrap_or_else(|| self.state.labels.zeros_like()),
+            raw_lrs: u.raw_lrs.grad(&grads).unwrap_or_else(|| self.state.raw_lrs.zeros_like()),
             loss: loss.inner(),
         }
     }
@@ -358,7 +402,11 @@ impl<B: Backend> Distiller<B> {
 
     /// The next iteration's hyper-gradient: the mean of the [`Distiller::meta_gradient`]s of
     /// [`Distiller::plan`]'s networks.
+    /// With differential privacy on, the private hyper-gradient instead (`private`).
     pub fn hypergradient(&mut self) -> MetaGradient<B> {
+        if self.private.is_some() {
+            return self.private_hypergradient();
+        }
         let plan = self.plan();
         MetaGradient::mean(plan.inits.iter().map(|init| self.meta_gradient(init, &plan.batch)).collect())
     }
@@ -394,7 +442,9 @@ impl<B: Backend> Distiller<B> {
         let values = read_f32(checks).await?;
         let iteration = self.iteration + 1;
         let names = ["the outer loss", "the image gradient", "the label gradient", "the learning-rate gradient"];
-        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+        // With differential privacy no decision looks at the real loss, only at the noisy gradient.
+        let first = usize::from(self.private.is_some());
+        if let Some(k) = values.iter().enumerate().skip(first).find(|(_, v)| !v.is_finite()).map(|(k, _)| k) {
             return Err(Error::Diverged {
                 iteration,
                 last_good: self.iteration,

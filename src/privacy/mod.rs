@@ -1,0 +1,141 @@
+//! Differential privacy per patient (DP-SGD on the outer loss): the settings, the plan a run
+//! calibrates before its first iteration, the accountant and the secret randomness. The
+//! mechanism itself is in `distill::private`.
+//!
+//! Each outer iteration samples every training patient independently with rate q (Poisson
+//! sampling), takes each sampled patient's gradient of its summed outer loss with respect to the
+//! final inner weights of all the iteration's networks, clips it jointly to norm C, sums, adds
+//! N(0, σ²C²) to every coordinate and divides by the constant qN; the rest (back-propagation to
+//! the images, labels and learning rates, Adam) is post-processing. The distilled data then
+//! depend on the training patients only through that mechanism, provided nothing else does: in
+//! this mode the pixels are normalised with fixed public constants ([`PUBLIC_NORMALIZATION`]),
+//! images start as noise, the class weights of `balance_classes` and decays counted in passes
+//! over the data are refused, no decision is taken on the real loss, and the iterations are
+//! fixed before the run.
+
+pub mod accountant;
+pub mod noise;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::PrivacyConfig;
+
+use crate::data::Normalization;
+use crate::error::{Error, Result};
+
+/// The pixel normalisation of a private run: fixed, public constants that map [0, 1] to
+/// [−1, 1], instead of the training pixels' mean and standard deviation.
+pub const PUBLIC_NORMALIZATION: Normalization = Normalization { mean: 0.5, std: 0.5 };
+
+/// Outer iterations of a private run when `max_iterations` does not say (fixed before the run;
+/// not tuned yet, see bench/README.md).
+pub const DEFAULT_ITERATIONS: usize = 300;
+
+/// What a private run uses, fixed before its first iteration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrivacyPlan {
+    /// The budget the noise was calibrated for.
+    pub target_epsilon: f64,
+    /// δ.
+    pub delta: f64,
+    /// The clipping norm C.
+    pub clip: f64,
+    /// The sampling rate q.
+    pub sample_rate: f64,
+    /// The noise multiplier σ (the noise's standard deviation is σC).
+    pub noise_multiplier: f64,
+    /// Outer iterations of the run.
+    pub iterations: usize,
+    /// Training patients N (treated as public: they set q's default, δ's and the divisor qN).
+    pub patients: usize,
+    /// Whether every patient has one image ("image") or some have several ("patient").
+    pub unit: &'static str,
+}
+
+impl PrivacyPlan {
+    /// Calibrates σ so that `iterations` iterations spend `settings.epsilon` (by bisection).
+    pub fn new(settings: &PrivacyConfig, batch_size: usize, iterations: usize, patients: usize, images: usize) -> Result<Self> {
+        if patients < 2 {
+            return Err(Error::Data(format!("differential privacy needs training patients to sample from; there are {patients}")));
+        }
+        if !(settings.clip.is_finite() && settings.clip > 0.0) {
+            return Err(Error::Config(format!("the clipping norm dp_clip = {} must be a positive finite number", settings.clip)));
+        }
+        let sample_rate = settings.sample_rate.unwrap_or((batch_size as f64 / patients as f64).min(1.0));
+        let delta = settings.delta.unwrap_or((0.1 / patients as f64).min(1e-5));
+        let noise_multiplier = accountant::calibrate_sigma(settings.epsilon, delta, sample_rate, iterations)?;
+        let unit = if patients < images { "patient" } else { "image" };
+        Ok(Self { target_epsilon: settings.epsilon, delta, clip: settings.clip, sample_rate, noise_multiplier, iterations, patients, unit })
+    }
+
+    /// ε spent after `iterations` iterations.
+    pub fn spent(&self, iterations: usize) -> f64 {
+        accountant::epsilon(self.sample_rate, self.noise_multiplier, iterations, self.delta).0
+    }
+
+    /// The archive's record after `iterations_run` iterations.
+    pub fn record(&self, iterations_run: usize) -> Privacy {
+        Privacy {
+            mechanism: "DP-SGD on the outer loss: Poisson sampling of patients, each patient's gradient with respect to the final inner weights of all networks of the iteration clipped jointly, Gaussian noise".into(),
+            unit: self.unit.into(),
+            epsilon: self.spent(iterations_run),
+            delta: self.delta,
+            noise_multiplier: self.noise_multiplier,
+            clip: self.clip,
+            sample_rate: self.sample_rate,
+            iterations: iterations_run,
+            accountant: accountant::NAME.into(),
+            covers: format!(
+                "The distilled images, labels and learning rates are ({:.3}, {:.1e})-differentially private with respect to adding or removing one of the {} training {}s. Not covered: the number of training patients (treated as public; it sets the sampling rate), the class names, and the evaluation and privacy audit, which use the test and holdout patients.",
+                self.spent(iterations_run),
+                self.delta,
+                self.patients,
+                self.unit
+            ),
+        }
+    }
+}
+
+/// The manifest's `privacy` object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Privacy {
+    /// What was made private, and how.
+    pub mechanism: String,
+    /// What one adjacent data set adds or removes: "patient" or "image".
+    pub unit: String,
+    /// ε spent by the iterations run.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+    /// σ.
+    pub noise_multiplier: f64,
+    /// C.
+    pub clip: f64,
+    /// q.
+    pub sample_rate: f64,
+    /// Iterations run.
+    pub iterations: usize,
+    /// The accountant.
+    pub accountant: String,
+    /// What the guarantee covers, in a sentence or two.
+    pub covers: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_patients() {
+        let p = PrivacyPlan::new(&PrivacyConfig { epsilon: 1.0, ..Default::default() }, 1024, 300, 60_000, 60_000).unwrap();
+        assert!((p.sample_rate - 1024.0 / 60_000.0).abs() < 1e-15);
+        assert!((p.delta - 1.0 / 600_000.0).abs() < 1e-18);
+        assert_eq!(p.unit, "image");
+        assert!(p.spent(300) <= 1.0 && p.spent(300) > 0.999 && p.spent(100) < p.spent(300));
+        let few = PrivacyPlan::new(&PrivacyConfig::default(), 1024, 300, 300, 900).unwrap();
+        assert_eq!((few.sample_rate, few.delta, few.unit), (1.0, 1e-5, "patient"));
+        let record = few.record(300);
+        assert!(record.covers.contains("300 training patients") && (record.epsilon - few.spent(300)).abs() < 1e-12);
+        assert!(PrivacyPlan::new(&PrivacyConfig { clip: 0.0, ..Default::default() }, 64, 10, 100, 100).is_err());
+    }
+}

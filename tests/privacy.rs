@@ -1,0 +1,210 @@
+//! Differential privacy per patient on the demo X-rays: the private hyper-gradient against the
+//! plain one and against each patient's own meta-gradient clipped by hand, and what a private
+//! archive holds.
+
+use std::process::Command;
+
+use anondistill::{
+    config::{Config, PrivacyConfig},
+    data::{load_files, Grouping},
+    demo::demo_files,
+    distill::{Distiller, MetaGradient},
+    eval::evaluate,
+    export::read_archive,
+    grad::manual_loss_grads,
+    loss::one_hot,
+    pipeline::{export, run_to_end, Prepared},
+    privacy::{noise::SecretRng, PrivacyPlan, PUBLIC_NORMALIZATION},
+};
+use burn_ndarray::NdArray;
+use burn_tensor::Tensor;
+
+type B = NdArray;
+
+fn private_config() -> Config {
+    Config {
+        image_size: 16,
+        steps: 2,
+        nets_per_iteration: 2,
+        max_iterations: Some(3),
+        eval_nets: 2,
+        full_data_nets: 1,
+        full_data_epochs: 1,
+        baseline_lrs: vec![0.01, 0.1],
+        privacy: Some(PrivacyConfig { epsilon: 8.0, ..Default::default() }),
+        ..Config::default()
+    }
+}
+
+fn demo(config: &Config) -> Prepared {
+    Prepared::from_loaded(load_files(demo_files(), config.image_size, &Grouping::default()).unwrap(), config).unwrap()
+}
+
+/// A plan without the accountant: the noise multiplier, the clipping norm, every patient sampled.
+fn plan(noise_multiplier: f64, clip: f64, patients: usize) -> PrivacyPlan {
+    PrivacyPlan { target_epsilon: f64::INFINITY, delta: 1e-5, clip, sample_rate: 1.0, noise_multiplier, iterations: 3, patients, unit: "patient" }
+}
+
+fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().unwrap()
+}
+
+fn assert_close(got: &MetaGradient<B>, want: &MetaGradient<B>, what: &str) {
+    for (name, a, b) in [
+        ("images", values(got.images.clone()), values(want.images.clone())),
+        ("labels", values(got.labels.clone()), values(want.labels.clone())),
+        ("raw_lrs", values(got.raw_lrs.clone()), values(want.raw_lrs.clone())),
+    ] {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(a.iter().chain(&b).all(|v| v.is_finite()), "{what}: {name} is not finite");
+        assert!(scale > 0.0 && diff <= 2e-4 * scale, "{what}: {name} differs by {diff} (scale {scale})");
+    }
+}
+
+#[test]
+fn without_noise_or_clipping_the_private_hypergradient_is_the_plain_one() {
+    let config = private_config();
+    let prepared = demo(&config);
+    assert_eq!(prepared.norm, PUBLIC_NORMALIZATION, "a private run normalises with public constants");
+    let device = Default::default();
+    let new = || Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device).unwrap();
+    let mut d = new();
+    d.override_privacy(plan(0.0, f64::INFINITY, prepared.train.len()), SecretRng::known(1)).unwrap();
+    let got = d.hypergradient();
+    // The plain hyper-gradient of the same two networks on every training image.
+    let mut twin = new();
+    let inits = [twin.sample_init(), twin.sample_init()];
+    assert_ne!(inits[0][0].to_data(), inits[1][0].to_data(), "fresh weights for every network");
+    let all: Vec<usize> = (0..prepared.train.len()).collect();
+    let want = MetaGradient::mean(inits.iter().map(|i| twin.meta_gradient(i, &all)).collect());
+    assert_close(&got, &want, "sigma 0, C infinite, q 1");
+    // A planted fault is seen: the mean of one network is not the mean of two.
+    let one = MetaGradient::mean(vec![twin.meta_gradient(&inits[0], &all)]);
+    let (a, b) = (values(got.images.clone()), values(one.images));
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff.is_finite() && diff > 1e-2 * scale, "one network's gradient differs from two's by {diff} (scale {scale})");
+}
+
+#[test]
+fn each_patient_is_clipped_jointly_over_the_networks_and_an_enormous_one_counts_at_most_c() {
+    let config = private_config();
+    let mut prepared = demo(&config);
+    // Patients of three images, and patient 0's pixels made enormous (its gradient with them).
+    let train = &mut prepared.train;
+    train.patients = (0..train.len()).map(|i| i / 3).collect();
+    let pixels = train.size * train.size;
+    train.pixels[..3 * pixels].iter_mut().for_each(|v| *v *= 400.0);
+    let patients = train.len().div_ceil(3);
+    let device = Default::default();
+    let norm = prepared.norm;
+    let new = || Distiller::<B>::new(config.clone(), &prepared.train, norm, &device).unwrap();
+
+    // Each patient's gradient of its summed loss at each network's final weights, by hand.
+    let mut twin = new();
+    let inits = [twin.sample_init(), twin.sample_init()];
+    let thetas: Vec<_> = inits.iter().map(|i| twin.final_weights(i)).collect();
+    let groups: Vec<Vec<usize>> = (0..patients).map(|p| (3 * p..(3 * p + 3).min(prepared.train.len())).collect()).collect();
+    let classes = prepared.train.num_classes();
+    let norms: Vec<f64> = groups
+        .iter()
+        .map(|idx| {
+            let (x, _) = prepared.train.tensors::<B>(idx, norm, &device);
+            let labels: Vec<usize> = idx.iter().map(|&i| prepared.train.labels[i]).collect();
+            let y = one_hot::<B>(&labels, classes, &device);
+            let sq: f64 = thetas
+                .iter()
+                .flat_map(|theta| manual_loss_grads(&config_net(&config, classes), theta, x.clone(), y.clone(), None).1)
+                .map(|g| (g.clone() * g).sum().into_scalar() as f64 * (idx.len() * idx.len()) as f64)
+                .sum();
+            sq.sqrt()
+        })
+        .collect();
+    let mut sorted = norms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let clip = sorted[patients / 2];
+    assert!(norms[0] > 50.0 * clip, "the planted patient's gradient is enormous: {} against C = {clip}", norms[0]);
+
+    let mut d = new();
+    d.override_privacy(plan(0.0, clip, patients), SecretRng::known(2)).unwrap();
+    let got = d.hypergradient();
+    // Σ_k Σ_p min(1, C/‖g_p‖) · (patient p's summed meta-gradient) / (q N K).
+    let mut parts = Vec::new();
+    for init in &inits {
+        for (idx, n) in groups.iter().zip(&norms) {
+            let w = (clip / n).min(1.0) * idx.len() as f64 / (patients * inits.len()) as f64;
+            let g = twin.meta_gradient(init, idx);
+            parts.push(MetaGradient { loss: g.loss, images: g.images * w, labels: g.labels * w, raw_lrs: g.raw_lrs * w });
+        }
+    }
+    let k = parts.len() as f64;
+    let want = MetaGradient::mean(parts);
+    let want = MetaGradient { loss: want.loss, images: want.images * k, labels: want.labels * k, raw_lrs: want.raw_lrs * k };
+    assert_close(&got, &want, "clipped per patient");
+    // Clipping each network on its own would give another result (√2 more per patient at most).
+    let w0 = clip / norms[0];
+    assert!(w0 < 0.02 && (w0 * norms[0] - clip).abs() < 1e-9 * clip, "the enormous patient is scaled to norm C");
+}
+
+fn config_net(config: &Config, classes: usize) -> anondistill::net::Network {
+    anondistill::net::Network::new(config, classes).unwrap()
+}
+
+#[test]
+fn a_private_archive_holds_only_what_the_guarantee_covers() {
+    let config = private_config();
+    let prepared = demo(&config);
+    let device = Default::default();
+    // A normalisation from the data is refused.
+    let data_norm = anondistill::data::Normalization::of(&prepared.train);
+    assert!(Distiller::<B>::new(config.clone(), &prepared.train, data_norm, &device).is_err());
+    let mut d = Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device).unwrap();
+    let p = d.privacy().unwrap().clone();
+    assert_eq!(d.total_iterations(), 3);
+    assert!(p.noise_multiplier > 0.0 && (p.spent(3) - 8.0).abs() < 0.01, "{p:?}");
+    let outcome = pollster::block_on(run_to_end(&mut d, |_| {}));
+    assert_eq!(outcome.iterations, 3);
+    let distilled = pollster::block_on(d.distilled()).unwrap();
+    let e = pollster::block_on(evaluate::<B>(&config, &distilled, None, &prepared.train, &prepared.test, prepared.norm, &device)).unwrap();
+    let bytes = pollster::block_on(export(&d, &prepared, &outcome, Some(e.clone()), None)).unwrap();
+    let m = read_archive(&bytes).unwrap().manifest;
+    let r = m.privacy.expect("a privacy record");
+    assert_eq!((r.iterations, r.unit.as_str(), r.clip, r.sample_rate), (3, "image", 1.0, 1.0));
+    assert!((r.epsilon - p.spent(3)).abs() < 1e-12 && r.noise_multiplier == p.noise_multiplier);
+    assert!(r.covers.contains("Not covered") && r.accountant.contains("Balle"));
+    assert_eq!(m.normalization, PUBLIC_NORMALIZATION);
+    assert!(m.train_counts.is_empty() && m.holdout_counts.is_empty() && m.patients.is_none() && m.metrics.is_none());
+    // The test patients' evaluation (JSON keeps it to the last digit or so).
+    let t = m.test_metrics.expect("the test patients' evaluation");
+    assert_eq!((t.nets, t.confusion.clone()), (e.distilled.nets, e.distilled.confusion.clone()));
+    assert!((t.balanced_accuracy.mean - e.distilled.balanced_accuracy.mean).abs() < 1e-12);
+}
+
+#[test]
+fn the_command_line_turns_privacy_on_and_says_what_it_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("private.zip");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_anondistill"))
+            .args(["distill", "--image-size", "16", "--steps", "2", "--max-iterations", "2", "--eval-nets", "1", "--full-data-nets", "0", "--no-audit", "--backend", "ndarray", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--dp-epsilon", "4", "--dp-clip", "0.5"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("differential privacy per image: epsilon 4.000") && err.contains("privacy spent: epsilon"), "{err}");
+    let m = read_archive(&std::fs::read(&out).unwrap()).unwrap().manifest;
+    let r = m.privacy.unwrap();
+    assert_eq!((r.iterations, r.clip), (2, 0.5));
+    assert!(r.epsilon <= 4.0 && r.epsilon > 3.99);
+    // Settings that would leak outside the mechanism, and privacy options without a budget.
+    for (extra, word) in [(&["--dp-epsilon", "4", "--init", "real", "--accept-real-init"][..], "init real"), (&["--dp-clip", "2"][..], "--dp-epsilon"), (&["--dp-epsilon", "4", "--balance-classes", "true"][..], "balance_classes")] {
+        let o = run(extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(word), "{extra:?}: {err}");
+    }
+}
