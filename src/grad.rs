@@ -14,7 +14,7 @@ use burn_tensor::{
     backend::Backend,
     module::{conv2d, conv_transpose2d},
     ops::PadMode,
-    Int, Tensor,
+    IndexingUpdateOp, Int, Tensor,
 };
 
 use crate::config::NetKind;
@@ -312,18 +312,20 @@ fn block_grad<B: Backend>(dy: Tensor<B, 4>, pool: Pool<B>, mask: &Gate<B>, h: us
 }
 
 /// The gradients of groups of images, parameter by parameter: for each parameter (in
-/// [`Network::params`] order) a `[groups, numel]` tensor whose row g is `Σ_i member[g, i] · ∇ℓ_i`,
-/// where `ℓ_i` is image i's own soft cross-entropy (not averaged) and `member` is `[groups, n]`.
+/// [`Network::params`] order) a `[groups, numel]` tensor whose row g is the sum of `∇ℓ_i` over the
+/// images i with `group[i] = g`, where `ℓ_i` is image i's own soft cross-entropy (not averaged).
 /// Each image's gradient of one parameter is materialised, `[n, numel]`, one parameter at a time
-/// and never all at once (differential privacy's per-patient clipping, `crate::privacy`).
-/// Runs on any backend, convolutions as im2col, without the engine's custom operations.
-pub fn group_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, member: Tensor<B, 2>) -> Vec<Tensor<B, 2>> {
+/// and never all at once, and added into its group's row (differential privacy's per-patient
+/// clipping, `crate::privacy`). Runs on any backend, convolutions as im2col, without the
+/// engine's custom operations.
+pub fn group_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, group: Tensor<B, 1, Int>, groups: usize) -> Vec<Tensor<B, 2>> {
     let w = Shaped { net, params };
     let n = x.dims()[0];
+    let device = x.device();
     let (tape, logits) = forward(&w, x, None, true);
     let mass = targets.clone().sum_dim(1);
     let dz = softmax(logits, 1) * mass - targets;
-    let sum = |each: Tensor<B, 2>| member.clone().matmul(each);
+    let sum = |each: Tensor<B, 2>| Tensor::zeros([groups, each.dims()[1]], &device).select_assign(0, group.clone(), each, IndexingUpdateOp::Add);
     walk_back(
         &w,
         tape,
@@ -356,7 +358,7 @@ mod tests {
     use crate::train::nested_loss_grads;
     use burn_autodiff::Autodiff;
     use burn_ndarray::NdArray;
-    use burn_tensor::TensorData;
+    use burn_tensor::{ElementConversion, TensorData};
 
     type B = NdArray;
 
@@ -418,8 +420,14 @@ mod tests {
 
     #[test]
     fn group_gradients_are_the_sums_of_each_group_s_own_gradients() {
-        // Per-patient gradients without the whole batch's: each group's row must equal the
-        // batch gradient of that group's images alone, times their number (ℓ summed, not averaged).
+        group_gradients_on::<B>();
+        #[cfg(feature = "flex")]
+        group_gradients_on::<burn_flex::Flex>();
+    }
+
+    /// Per-patient gradients without the whole batch's: each group's row must equal the batch
+    /// gradient of that group's images alone, times their number (ℓ summed, not averaged).
+    fn group_gradients_on<B: Backend>() {
         let dev = Default::default();
         for (net, size) in [(NetKind::LeNet, 28), (NetKind::LeNet, 13), (NetKind::ConvNet, 16)] {
             let cfg = Config { net, image_size: size, convnet_width: 4, convnet_depth: 2, ..Config::default() };
@@ -431,20 +439,16 @@ mod tests {
             let y = crate::loss::one_hot::<B>(&[0, 1, 2, 0, 1, 2], 3, &dev);
             // Groups {0, 3}, {1}, {2, 4, 5}.
             let groups: [&[usize]; 3] = [&[0, 3], &[1], &[2, 4, 5]];
-            let mut member = vec![0f32; 3 * n];
-            for (g, idx) in groups.iter().enumerate() {
-                idx.iter().for_each(|&i| member[g * n + i] = 1.0);
-            }
-            let member = Tensor::<B, 2>::from_data(TensorData::new(member, [3, n]), &dev);
-            let got = group_grads(&network, &params, x.clone(), y.clone(), member);
+            let group = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0, 2, 2], [n]), &dev);
+            let got = group_grads(&network, &params, x.clone(), y.clone(), group, 3);
             for (g, idx) in groups.iter().enumerate() {
                 let sel = Tensor::<B, 1, Int>::from_data(TensorData::new(idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), [idx.len()]), &dev);
                 let (_, want) = manual_loss_grads(&network, &params, x.clone().select(0, sel.clone()), y.clone().select(0, sel), None);
                 for (k, w) in want.into_iter().enumerate() {
                     let w = w * idx.len() as f32;
                     let row = got[k].clone().narrow(0, g, 1).reshape([-1]);
-                    let scale = w.clone().abs().max().into_scalar().max(1e-6);
-                    let diff = (w - row).abs().max().into_scalar();
+                    let scale = w.clone().abs().max().into_scalar().elem::<f32>().max(1e-6);
+                    let diff = (w - row).abs().max().into_scalar().elem::<f32>();
                     assert!(diff <= 1e-4 * scale, "{net:?} {size}: group {g}, parameter {k} differs by {diff} (scale {scale})");
                 }
             }

@@ -91,23 +91,16 @@ impl<B: Backend> Distiller<B> {
         let plan = private.plan.clone();
         let device = self.device.clone();
 
-        // The sampled images in chunk order, each image's patient (numbered over all chunks) and
-        // one `[patients, images]` member matrix per chunk.
-        let (mut batch, mut group, mut members) = (Vec::new(), Vec::<i64>::new(), Vec::new());
+        // The sampled images in chunk order; each image's patient within its chunk (for the
+        // per-patient norms) and over all chunks (for the clipping weights).
+        let (mut batch, mut group, mut groups) = (Vec::new(), Vec::<i64>::new(), Vec::new());
         for c in &chunks {
             let first = group.last().map_or(0, |&g| g + 1);
-            let n: usize = c.iter().map(Vec::len).sum();
-            let mut m = vec![0f32; c.len() * n];
-            let mut at = 0;
-            for (g, images) in c.iter().enumerate() {
-                for &i in images {
-                    m[g * n + at] = 1.0;
-                    at += 1;
-                    group.push(first + g as i64);
-                    batch.push(i);
-                }
-            }
-            members.push((Tensor::<B, 2>::from_data(TensorData::new(m, [c.len(), n]), &device), n));
+            let within: Vec<i64> = c.iter().enumerate().flat_map(|(g, images)| std::iter::repeat_n(g as i64, images.len())).collect();
+            group.extend(within.iter().map(|g| first + g));
+            batch.extend(c.iter().flatten());
+            let images = within.len();
+            groups.push((Tensor::<B, 1, Int>::from_data(TensorData::new(within, [images]), &device), c.len()));
         }
         let (real_x, real_y) = if batch.is_empty() { (None, None) } else { let (x, y) = self.real_batch(&batch); (Some(x), Some(y)) };
 
@@ -118,10 +111,11 @@ impl<B: Backend> Distiller<B> {
                 let theta = self.final_weights(init);
                 let mut at = 0;
                 let mut parts = Vec::new();
-                for (member, n) in &members {
-                    let (xc, yc) = (x.clone().narrow(0, at, *n), y.clone().narrow(0, at, *n));
+                for (within, patients) in &groups {
+                    let n = within.dims()[0];
+                    let (xc, yc) = (x.clone().narrow(0, at, n), y.clone().narrow(0, at, n));
                     at += n;
-                    let norms = group_grads(&self.net, &theta, xc, yc, member.clone()).into_iter().map(|g| (g.clone() * g).sum_dim(1)).reduce(|a, b| a + b).expect("parameters");
+                    let norms = group_grads(&self.net, &theta, xc, yc, within.clone(), *patients).into_iter().map(|g| (g.clone() * g).sum_dim(1)).reduce(|a, b| a + b).expect("parameters");
                     parts.push(norms.reshape([-1]));
                 }
                 let here = Tensor::cat(parts, 0);
