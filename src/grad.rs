@@ -316,13 +316,15 @@ fn block_grad<B: Backend>(dy: Tensor<B, 4>, pool: Pool<B>, mask: &Gate<B>, h: us
 /// images i with `group[i] = g`, where `ℓ_i` is image i's own soft cross-entropy (not averaged).
 /// Each image's gradient of one parameter is materialised, `[n, numel]`, one parameter at a time
 /// and never all at once, and added into its group's row (differential privacy's per-patient
-/// clipping, `crate::privacy`). Runs on any backend, convolutions as im2col, without the
-/// engine's custom operations.
+/// clipping, `crate::privacy`). Runs on any backend, convolutions as im2col, pooling with the
+/// backend's own kernels ([`OnceOps::plain`]).
 pub fn group_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, group: Tensor<B, 1, Int>, groups: usize) -> Vec<Tensor<B, 2>> {
     let w = Shaped { net, params };
     let n = x.dims()[0];
     let device = x.device();
-    let (tape, logits) = forward(&w, x, None, true);
+    // Pooling with the backends' own kernels (not differentiable, and not differentiated here).
+    let ops = OnceOps::plain();
+    let (tape, logits) = forward(&w, x, Some(&ops), true);
     let mass = targets.clone().sum_dim(1);
     let dz = softmax(logits, 1) * mass - targets;
     let sum = |each: Tensor<B, 2>| Tensor::zeros([groups, each.dims()[1]], &device).select_assign(0, group.clone(), each, IndexingUpdateOp::Add);
@@ -330,7 +332,7 @@ pub fn group_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor
         &w,
         tape,
         dz,
-        None,
+        Some(&ops),
         |a, dz| {
             let ([_, inp], out) = (a.dims(), dz.dims()[1]);
             let each = a.clone().reshape([n, inp, 1]) * dz.clone().reshape([n, 1, out]);
