@@ -6,6 +6,9 @@
 //!     cargo run --release --features wgpu --example bench_metastep -- --gpu   (burn-wgpu next to
 //!         PyTorch on CUDA: `bench/HISTORY.md`, GPU)
 //!
+//!     cargo run --release --example bench_metastep -- --private [--repeats 5]   (a differentially
+//!         private iteration next to a plain one: time and peak memory)
+//!
 //! `--only flex` keeps the CPU table's columns whose name holds "flex"; with `--gpu`, `--only`
 //! takes column names separated by commas.
 
@@ -17,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::Command;
 use std::time::Instant;
 
-use anondistill::{config::{Config, NetKind}, engine::{ConvImpl, Engine, InnerGrad, OnceImpl}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
+use anondistill::{config::{Config, NetKind, PrivacyConfig}, privacy::PUBLIC_NORMALIZATION, engine::{ConvImpl, Engine, InnerGrad, OnceImpl}, data::{Dataset, Normalization}, distill::Distiller, rng::{normal, rng, Stream}};
 use burn_ndarray::NdArray;
 
 fn random_data(classes: usize, n: usize, size: usize) -> Dataset {
@@ -65,6 +68,11 @@ fn ours_with<B: burn_tensor::backend::Backend>(config: Config, engine: Engine, r
     let data = random_data(10, batch, 28);
     let mut d = Distiller::<B>::with_engine(config, engine, &data, Normalization::of(&data), &Default::default()).unwrap();
     *RSS_BEFORE.lock().unwrap() = status_mib("VmRSS");
+    median_step(&mut d, repeats)
+}
+
+/// The median time of `repeats` outer iterations of `d` after one warm-up.
+fn median_step<B: burn_tensor::backend::Backend>(d: &mut Distiller<B>, repeats: usize) -> f64 {
     pollster::block_on(d.step()).unwrap(); // warm-up
     let mut times: Vec<f64> = (0..repeats)
         .map(|_| {
@@ -151,6 +159,63 @@ fn split_table() {
         {
             let fl: Vec<String> = cases.iter().map(|c| format!("{:.3}", ours_with::<burn_flex::Flex>(c.clone(), Engine::default(), 3))).collect();
             println!("| {net:?} | flex | {} |", fl.join(" | "));
+        }
+    }
+}
+
+/// One cell of the private table: the whole default outer iteration (4 networks, 10 steps × 3
+/// epochs, LeNet or ConvNet) on 4,096 random 28 × 28 images, as patients of `per_patient` images,
+/// plain or with differential privacy at ε = 8 (batch 1,024: a Poisson sample of rate 0.25),
+/// with the public normalisation either way. The median time of `repeats` iterations after one
+/// warm-up; the peak resident memory of this process.
+fn private_cell<B: burn_tensor::backend::Backend>(net: NetKind, per_patient: usize, private: bool, repeats: usize) -> (f64, f64) {
+    let n = 4096;
+    let mut data = random_data(10, n, 28);
+    data.patients = (0..n).map(|i| i / per_patient).collect();
+    let privacy = PrivacyConfig { sample_rate: Some(0.25), ..PrivacyConfig::default() };
+    let config = Config { net, batch_size: 1024, privacy: private.then_some(privacy), max_iterations: Some(300), ..Config::default() };
+    let mut d = Distiller::<B>::new(config, &data, PUBLIC_NORMALIZATION, &Default::default()).unwrap();
+    (median_step(&mut d, repeats), status_mib("VmHWM"))
+}
+
+/// `--private-cell NET BACKEND PER_PATIENT plain|private REPEATS`: [`private_cell`] in this
+/// process, printed as JSON.
+fn private_cell_named(args: &[String]) {
+    let net = if args[0] == "lenet" { NetKind::LeNet } else { NetKind::ConvNet };
+    let per_patient: usize = args[2].parse().expect("images per patient");
+    let private = args[3] == "private";
+    let repeats: usize = args[4].parse().expect("repeats");
+    let (t, peak) = match args[1].as_str() {
+        #[cfg(feature = "flex")]
+        "flex" => private_cell::<burn_flex::Flex>(net, per_patient, private, repeats),
+        _ => private_cell::<NdArray>(net, per_patient, private, repeats),
+    };
+    println!("{}", serde_json::json!({ "median_s": t, "peak_mib": peak }));
+}
+
+/// `--private`: a private outer iteration next to a plain one at the same settings, each cell in
+/// a fresh process (for its peak memory). Issue 32's target: private ≤ 1.5 × plain.
+fn private_table(repeats: usize) {
+    let backends: &[&str] = if cfg!(feature = "flex") { &["flex", "ndarray"] } else { &["ndarray"] };
+    println!("outer iteration with differential privacy (epsilon 8, Poisson rate 0.25 of 4,096 images, clip 1) next to the plain one: 4 networks, 10 steps x 3 epochs, 28x28, 10 classes; median of {repeats} after one warm-up; seconds, peak resident MiB");
+    println!("| network | backend | images per patient | plain s | private s | ratio (target ≤ 1.5) | plain peak MiB | private peak MiB |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let run = |net: &str, backend: &str, per: usize, mode: &str| -> Option<(f64, f64)> {
+        let out = Command::new(std::env::current_exe().ok()?).args(["--private-cell", net, backend, &per.to_string(), mode, &repeats.to_string()]).output().ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some((v["median_s"].as_f64()?, v["peak_mib"].as_f64()?))
+    };
+    for net in ["lenet", "convnet"] {
+        for &backend in backends {
+            for per in [1, 4] {
+                let (plain, private) = (run(net, backend, per, "plain"), run(net, backend, per, "private"));
+                let f = |c: Option<(f64, f64)>, i: usize| c.map_or("n/a".into(), |c| if i == 0 { format!("{:.3}", c.0) } else { format!("{:.0}", c.1) });
+                let ratio = match (plain, private) {
+                    (Some(a), Some(b)) => format!("{:.2}× ({})", b.0 / a.0, if b.0 <= 1.5 * a.0 { "met" } else { "missed" }),
+                    _ => "n/a".into(),
+                };
+                println!("| {net} | {backend} | {per} | {} | {} | {ratio} | {} | {} |", f(plain, 0), f(private, 0), f(plain, 1), f(private, 1));
+            }
         }
     }
 }
@@ -251,6 +316,13 @@ fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == "--cell") {
         return cell(&args[i + 1], &args[i + 2]);
+    }
+    if let Some(i) = args.iter().position(|a| a == "--private-cell") {
+        return private_cell_named(&args[i + 1..]);
+    }
+    if args.iter().any(|a| a == "--private") {
+        let repeats = std::env::args().skip_while(|a| a != "--repeats").nth(1).and_then(|v| v.parse().ok()).unwrap_or(3);
+        return private_table(repeats);
     }
     if args.iter().any(|a| a == "--memory") {
         return memory_table(1);

@@ -14,13 +14,13 @@ use burn_tensor::{
     backend::Backend,
     module::{conv2d, conv_transpose2d},
     ops::PadMode,
-    IndexingUpdateOp, Int, Tensor,
+    Int, Tensor, TensorData,
 };
 
 use crate::config::NetKind;
 use crate::conv::{stride1, transpose1};
 use crate::net::{avg_pool2, im2col_conv, uses_im2col, windows, Network, Params};
-use crate::once::{bias_grad, ConvOnce, OnceOps};
+use crate::once::{bias_grad, group_of, group_sum, group_weight_grads, ConvOnce, OnceOps};
 use crate::loss::soft_cross_entropy;
 
 /// What a convolution's backward pass needs from its forward pass.
@@ -311,43 +311,127 @@ fn block_grad<B: Backend>(dy: Tensor<B, 4>, pool: Pool<B>, mask: &Gate<B>, h: us
     mask.apply(dr, ops)
 }
 
-/// The gradients of groups of images, parameter by parameter: for each parameter (in
-/// [`Network::params`] order) a `[groups, numel]` tensor whose row g is the sum of `∇ℓ_i` over the
-/// images i with `group[i] = g`, where `ℓ_i` is image i's own soft cross-entropy (not averaged).
-/// Each image's gradient of one parameter is materialised, `[n, numel]`, one parameter at a time
-/// and never all at once, and added into its group's row (differential privacy's per-patient
-/// clipping, `crate::privacy`). Runs on any backend, convolutions as im2col, pooling with the
-/// backend's own kernels ([`OnceOps::plain`]).
-pub fn group_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, group: Tensor<B, 1, Int>, groups: usize) -> Vec<Tensor<B, 2>> {
+/// One network's per-patient gradients on a chunk of whole patients, kept in the form that
+/// their norms and their weighted sum need (differential privacy's per-patient clipping,
+/// `crate::privacy`). Patient p is images `bounds[p]..bounds[p + 1]` of the chunk, and its
+/// gradient g_p is that of its own summed loss Σ_{i∈p} ℓ_i (soft cross-entropy, not averaged).
+pub struct PatientGrads<B: Backend> {
+    /// Per parameter ([`Network::params`] order): each patient's ‖g_p‖² in it, `[patients]`.
+    pub sq_norms: Vec<Tensor<B, 1>>,
+    /// Σ ℓ_i over the chunk's images, `[1]`.
+    pub loss_sum: Tensor<B, 1>,
+    parts: Vec<Part<B>>,
+    bounds: Vec<usize>,
+}
+
+/// One parameter's per-patient gradients.
+enum Part<B: Backend> {
+    /// Each patient's gradient, `[patients, numel]` (the convolutions': small).
+    Each(Tensor<B, 2>),
+    /// A dense layer's weight, whose per-image gradient is the outer product of its input `[n,
+    /// in]` and output gradient `[n, out]`: never materialised.
+    Dense(Tensor<B, 2>, Tensor<B, 2>),
+    /// A dense layer's bias: its output gradient `[n, out]`.
+    Bias(Tensor<B, 2>),
+}
+
+impl<B: Backend> PatientGrads<B> {
+    /// Each patient's squared norm over every parameter, `[patients]`.
+    pub fn total_sq_norms(&self) -> Tensor<B, 1> {
+        self.sq_norms.iter().cloned().reduce(|a, b| a + b).expect("parameters")
+    }
+
+    /// Σ_p w_p g_p, flattened per parameter, for each patient's weight `w [patients]`.
+    pub fn weighted(&self, w: Tensor<B, 1>) -> Vec<Tensor<B, 1>> {
+        let patients = self.bounds.len() - 1;
+        let n = self.bounds[patients];
+        // Each image's weight: its patient's.
+        let per_image = if patients == n { w.clone() } else { w.clone().select(0, Tensor::from_data(TensorData::new(group_of(&self.bounds), [n]), &w.device())) };
+        let per_image = per_image.reshape([n, 1]);
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Each(g) => w.clone().reshape([1, patients]).matmul(g.clone()).reshape([-1]),
+                Part::Dense(a, dz) => a.clone().transpose().matmul(dz.clone() * per_image.clone()).reshape([-1]),
+                Part::Bias(dz) => (dz.clone() * per_image.clone()).sum_dim(0).reshape([-1]),
+            })
+            .collect()
+    }
+}
+
+/// [`PatientGrads`] of `net` at `params` on `(x, targets)`, patients given by `bounds` (`0 = b_0
+/// < … < b_P = n`). Runs on any backend, detached: convolutions as im2col where the engine
+/// chooses it on this backend, else, and pooling, with the backend's own kernels
+/// ([`OnceOps::detached`]). The convolutions' per-patient gradients are materialised
+/// (`[patients, numel]`, one product per image, [`group_weight_grads`]); a dense layer's squared
+/// per-patient norms come from Gram matrices, ‖Σ_{i∈p} a_i δ_iᵀ‖² = Σ_{i,j∈p} (a_i·a_j)(δ_i·δ_j),
+/// and its weighted sum is one product `Aᵀ·(w ⊙ Δ)`, so no per-image dense gradient exists.
+pub fn patient_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4>, targets: Tensor<B, 2>, bounds: &[usize]) -> PatientGrads<B> {
     let w = Shaped { net, params };
     let n = x.dims()[0];
-    let device = x.device();
-    // Pooling with the backends' own kernels (not differentiable, and not differentiated here).
-    let ops = OnceOps::plain();
-    let (tape, logits) = forward(&w, x, Some(&ops), true);
+    assert!(bounds.first() == Some(&0) && bounds.last() == Some(&n) && bounds.windows(2).all(|b| b[0] < b[1]), "patient bounds {bounds:?} for {n} images");
+    let ops = OnceOps::detached();
+    let convs = ops.convs.as_ref().expect("detached convolutions");
+    let im2col = uses_im2col::<B>(net.conv());
+    let (tape, logits) = forward(&w, x, Some(&ops), im2col);
+    let loss_sum = soft_cross_entropy(logits.clone(), targets.clone()).mul_scalar(n as f64);
     let mass = targets.clone().sum_dim(1);
     let dz = softmax(logits, 1) * mass - targets;
-    let sum = |each: Tensor<B, 2>| Tensor::zeros([groups, each.dims()[1]], &device).select_assign(0, group.clone(), each, IndexingUpdateOp::Add);
-    walk_back(
+    let sq = |g: &Tensor<B, 2>| (g.clone() * g.clone()).sum_dim(1).reshape([-1]);
+    let grads = walk_back(
         &w,
         tape,
         dz,
         Some(&ops),
         |a, dz| {
-            let ([_, inp], out) = (a.dims(), dz.dims()[1]);
-            let each = a.clone().reshape([n, inp, 1]) * dz.clone().reshape([n, 1, out]);
-            (sum(each.reshape([n, inp * out])), sum(dz.clone()))
+            let (weight, bias) = dense_sq_norms(a, dz, bounds);
+            ((weight, Part::Dense(a.clone(), dz.clone())), (bias, Part::Bias(dz.clone())))
         },
         |cache, kernel, da, need_dx| {
             let [out, inp, k, _] = kernel.dims();
             let [_, _, ho, wo] = da.dims();
-            let cols = cache.cols.expect("im2col columns");
-            let dym = da.clone().reshape([n, out, ho * wo]);
-            let each = dym.clone().matmul(cols.swap_dims(1, 2)).reshape([n, out * inp * k * k]);
-            let dx = need_dx.then(|| im2col_conv(da, kernel.swap_dims(0, 1).flip([2, 3]), k - 1 - cache.padding).0);
-            (dx, sum(each), sum(dym.sum_dim(2).reshape([n, out])))
+            let p = cache.padding;
+            let gb = group_sum(da.clone().sum_dim(3).sum_dim(2).reshape([n, out]), bounds);
+            // With im2col (the engine's choice on this backend), from the forward's columns.
+            let (dx, gw) = match cache.cols {
+                Some(cols) => {
+                    let each = da.clone().reshape([n, out, ho * wo]).matmul(cols.swap_dims(1, 2)).reshape([n, out * inp * k * k]);
+                    (need_dx.then(|| im2col_conv(da, kernel.swap_dims(0, 1).flip([2, 3]), k - 1 - p).0), group_sum(each, bounds))
+                }
+                None => (need_dx.then(|| (convs.input_grad)(da.clone(), kernel, p)), group_weight_grads(cache.x, da, p, bounds)),
+            };
+            (dx, (sq(&gw), Part::Each(gw)), (sq(&gb), Part::Each(gb)))
         },
-    )
+    );
+    let (sq_norms, parts) = grads.into_iter().unzip();
+    PatientGrads { sq_norms, loss_sum, parts, bounds: bounds.to_vec() }
+}
+
+/// A dense layer's per-patient squared norms (weight, bias) from its input `a [n, in]` and
+/// output gradient `dz [n, out]`: Σ_{i,j∈p} (a_i·a_j)(δ_i·δ_j) and Σ_{i,j∈p} δ_i·δ_j, each
+/// patient's rows padded with zero rows to the largest patient's size and multiplied as a batch
+/// of Gram matrices (with one image per patient, ‖a_i‖²‖δ_i‖² and ‖δ_i‖²).
+fn dense_sq_norms<B: Backend>(a: &Tensor<B, 2>, dz: &Tensor<B, 2>, bounds: &[usize]) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let n = a.dims()[0];
+    let patients = bounds.len() - 1;
+    let rows = |t: &Tensor<B, 2>| (t.clone() * t.clone()).sum_dim(1).reshape([n]);
+    if patients == n {
+        let d = rows(dz);
+        return (rows(a) * d.clone(), d);
+    }
+    let size = bounds.windows(2).map(|b| b[1] - b[0]).max().unwrap_or(1);
+    // Row n of the extended tensors is zeros: the padding.
+    let idx: Vec<i64> = bounds.windows(2).flat_map(|b| (b[0]..b[1]).chain(std::iter::repeat_n(n, size - (b[1] - b[0])))).map(|i| i as i64).collect();
+    let device = a.device();
+    let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [patients * size]), &device);
+    let gram = |t: &Tensor<B, 2>| {
+        let m = t.dims()[1];
+        let padded = Tensor::cat(vec![t.clone(), Tensor::zeros([1, m], &device)], 0).select(0, idx.clone()).reshape([patients, size, m]);
+        padded.clone().matmul(padded.swap_dims(1, 2))
+    };
+    let (ga, gd) = (gram(a), gram(dz));
+    let total = |t: Tensor<B, 3>| t.sum_dim(2).sum_dim(1).reshape([patients]);
+    (total(ga * gd.clone()), total(gd))
 }
 
 #[cfg(test)]
@@ -421,38 +505,56 @@ mod tests {
     }
 
     #[test]
-    fn group_gradients_are_the_sums_of_each_group_s_own_gradients() {
-        group_gradients_on::<B>();
+    fn patient_gradients_are_each_patient_s_own_gradient() {
+        patient_gradients_on::<B>();
         #[cfg(feature = "flex")]
-        group_gradients_on::<burn_flex::Flex>();
+        patient_gradients_on::<burn_flex::Flex>();
     }
 
-    /// Per-patient gradients without the whole batch's: each group's row must equal the batch
-    /// gradient of that group's images alone, times their number (ℓ summed, not averaged).
-    fn group_gradients_on<B: Backend>() {
+    /// Per-patient gradients without the batch's per-image ones: patient p's squared norm in
+    /// each parameter, and the weighted sum Σ_p w_p g_p, must equal what the gradient of p's
+    /// images alone, times their number (ℓ summed, not averaged), gives: with patients of
+    /// several images (the Gram path) and of one each (the direct path), convolutions as im2col
+    /// and not (on flex, its kernels).
+    fn patient_gradients_on<B: Backend>() {
         let dev = Default::default();
-        for (net, size) in [(NetKind::LeNet, 28), (NetKind::LeNet, 13), (NetKind::ConvNet, 16)] {
+        let cases = [(NetKind::LeNet, 28, ConvImpl::Im2col), (NetKind::LeNet, 13, ConvImpl::Direct), (NetKind::ConvNet, 16, ConvImpl::Im2col), (NetKind::ConvNet, 16, ConvImpl::Direct)];
+        for (net, size, conv) in cases {
             let cfg = Config { net, image_size: size, convnet_width: 4, convnet_depth: 2, ..Config::default() };
-            let network = Network::new(&cfg, 3).unwrap();
+            let network = Network::with_engine(&cfg, 3, Engine { conv, ..Engine::default() }).unwrap();
             let mut r = rng(8, Stream::Training);
             let params: Vec<_> = network.init::<B>(&mut r, &dev).into_iter().map(|p| { let n = p.dims()[0]; p + Tensor::from_data(TensorData::new(normal(&mut r, n, 0.05), [n]), &dev) }).collect();
             let n = 6;
             let x = Tensor::<B, 4>::from_data(TensorData::new(normal(&mut r, n * size * size, 1.0), [n, 1, size, size]), &dev);
             let y = crate::loss::one_hot::<B>(&[0, 1, 2, 0, 1, 2], 3, &dev);
-            // Groups {0, 3}, {1}, {2, 4, 5}.
-            let groups: [&[usize]; 3] = [&[0, 3], &[1], &[2, 4, 5]];
-            let group = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0, 2, 2], [n]), &dev);
-            let got = group_grads(&network, &params, x.clone(), y.clone(), group, 3);
-            for (g, idx) in groups.iter().enumerate() {
-                let sel = Tensor::<B, 1, Int>::from_data(TensorData::new(idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), [idx.len()]), &dev);
-                let (_, want) = manual_loss_grads(&network, &params, x.clone().select(0, sel.clone()), y.clone().select(0, sel), None);
-                for (k, w) in want.into_iter().enumerate() {
-                    let w = w * idx.len() as f32;
-                    let row = got[k].clone().narrow(0, g, 1).reshape([-1]);
-                    let scale = w.clone().abs().max().into_scalar().elem::<f32>().max(1e-6);
-                    let diff = (w - row).abs().max().into_scalar().elem::<f32>();
-                    assert!(diff <= 1e-4 * scale, "{net:?} {size}: group {g}, parameter {k} differs by {diff} (scale {scale})");
+            for bounds in [vec![0, 2, 3, 6], vec![0, 1, 2, 3, 4, 5, 6]] {
+                let got = patient_grads(&network, &params, x.clone(), y.clone(), &bounds);
+                let patients = bounds.len() - 1;
+                let weights: Vec<f32> = (0..patients).map(|p| 0.5 + 0.25 * p as f32).collect();
+                let weighted = got.weighted(Tensor::from_data(TensorData::new(weights.clone(), [patients]), &dev));
+                let mut want_sum: Vec<Option<Tensor<B, 1>>> = vec![None; params.len()];
+                let mut want_loss = 0.0;
+                for (p, b) in bounds.windows(2).enumerate() {
+                    let sel = Tensor::<B, 1, Int>::from_data(TensorData::new((b[0]..b[1]).map(|i| i as i64).collect::<Vec<_>>(), [b[1] - b[0]]), &dev);
+                    let (loss, own) = manual_loss_grads(&network, &params, x.clone().select(0, sel.clone()), y.clone().select(0, sel), None);
+                    want_loss += loss.into_scalar().elem::<f32>() * (b[1] - b[0]) as f32;
+                    for (k, g) in own.into_iter().enumerate() {
+                        let g = g * (b[1] - b[0]) as f32;
+                        let norm = (g.clone() * g.clone()).sum().into_scalar().elem::<f32>();
+                        let have = got.sq_norms[k].clone().narrow(0, p, 1).into_scalar().elem::<f32>();
+                        assert!((norm - have).abs() <= 1e-4 * norm.max(1e-6), "{net:?} {size} {bounds:?}: patient {p}, parameter {k}: ‖g‖² {have} vs {norm}");
+                        let term = g * weights[p];
+                        want_sum[k] = Some(match want_sum[k].take() { Some(s) => s + term, None => term });
+                    }
                 }
+                for (k, (have, want)) in weighted.into_iter().zip(want_sum).enumerate() {
+                    let want = want.unwrap();
+                    let scale = want.clone().abs().max().into_scalar().elem::<f32>().max(1e-6);
+                    let diff = (want - have).abs().max().into_scalar().elem::<f32>();
+                    assert!(diff <= 1e-4 * scale, "{net:?} {size} {bounds:?}: weighted sum of parameter {k} differs by {diff} (scale {scale})");
+                }
+                let loss = got.loss_sum.into_scalar().elem::<f32>();
+                assert!((loss - want_loss).abs() <= 1e-4 * want_loss, "{net:?} {size}: loss {loss} vs {want_loss}");
             }
         }
     }

@@ -298,6 +298,33 @@ fn chunk_images(n: usize) -> usize {
     n.div_ceil(16).clamp(1, 16)
 }
 
+/// The weight gradient of each group of consecutive images, `[groups, c_out·c_in·k·k]`: group g
+/// holds images `bounds[g]..bounds[g + 1]` (each group non-empty) and its row is the sum of their
+/// own weight gradients, one product per image accumulated in place (differential privacy's
+/// per-patient gradients, `crate::privacy`). Groups run in parallel natively.
+pub fn group_weight_grads(x: &[f32], dy: &[f32], s: ConvShape, bounds: &[usize]) -> Vec<f32> {
+    let (rows, _, out_plane) = s.sizes("group_weight_grads", Some(x.len()), None, Some(dy.len()));
+    assert!(bounds.first() == Some(&0) && bounds.last() == Some(&s.n) && bounds.windows(2).all(|b| b[0] < b[1]), "group_weight_grads: bounds {bounds:?} for {} images", s.n);
+    let size = s.c_out * rows;
+    let groups = bounds.len() - 1;
+    if groups * size == 0 {
+        return vec![0.0; groups * size];
+    }
+    let fill = |g: usize, dw: &mut [MaybeUninit<f32>], cols: &mut [f32]| {
+        for (j, i) in (bounds[g]..bounds[g + 1]).enumerate() {
+            im2col_images(x, s, i, 1, cols, out_plane);
+            let dyi = &dy[i * s.c_out * out_plane..][..s.c_out * out_plane];
+            // dw [c_out, rows] (+)= dy_i [c_out, ho·wo] · colsᵀ [ho·wo, rows]
+            unsafe {
+                matmul(s.c_out, rows, out_plane, dw.as_mut_ptr().cast(), (1, rows as isize), j > 0, dyi.as_ptr(), (1, out_plane as isize), cols.as_ptr(), (out_plane as isize, 1));
+            }
+        }
+    };
+    // SAFETY: each group's first product writes its row whole without reading it; the next
+    // ones add to what it wrote.
+    unsafe { written(groups * size, size, rows * out_plane, fill) }
+}
+
 /// The weight gradient `[c_out, c_in, k, k]` of the convolution from its input `x [n, c_in, h,
 /// w]` and output gradient `dy [n, c_out, ho, wo]`.
 pub fn weight_grad(x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
@@ -509,6 +536,29 @@ mod tests {
             let burns = swapped(module::conv2d(swapped(tensor(&x, [s.n, s.c_in, s.h, s.w])), swapped(tensor(&dy, [s.n, s.c_out, ho, wo])), None, stride1(s.padding)));
             assert_eq!(burns.dims(), [s.c_out, s.c_in, s.k, s.k]);
             close(&weight_grad(&x, &dy, s), burns);
+        }
+    }
+
+    #[test]
+    fn group_weight_grads_are_each_group_s_weight_gradient() {
+        for (i, s) in SHAPES.into_iter().enumerate() {
+            let (ho, wo) = s.out();
+            let (x, dy) = (draw(1000 + i as u64, s.n * s.c_in * s.h * s.w), draw(1100 + i as u64, s.n * s.c_out * ho * wo));
+            // Groups of one, two, one, ... images, the last one taking what is left.
+            let mut bounds = vec![0];
+            while *bounds.last().unwrap() < s.n {
+                let size = if bounds.len() % 2 == 0 { 2 } else { 1 };
+                bounds.push((bounds.last().unwrap() + size).min(s.n));
+            }
+            let got = group_weight_grads(&x, &dy, s, &bounds);
+            let size = s.c_out * s.c_in * s.k * s.k;
+            assert_eq!(got.len(), (bounds.len() - 1) * size);
+            for (g, b) in bounds.windows(2).enumerate() {
+                let n = b[1] - b[0];
+                let one = ConvShape { n, ..s };
+                let (xs, dys) = (&x[b[0] * s.c_in * s.h * s.w..b[1] * s.c_in * s.h * s.w], &dy[b[0] * s.c_out * ho * wo..b[1] * s.c_out * ho * wo]);
+                close(&got[g * size..][..size], tensor(&weight_grad(xs, dys, one), [s.c_out, s.c_in, s.k, s.k]));
+            }
         }
     }
 

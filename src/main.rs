@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anondistill::{
     config::{Config, PrivacyConfig},
-    privacy::PrivacyPlan,
+    privacy::{noised_dims, PrivacyPlan},
     data::{load_files, load_folder, load_npz, Dataset, Grouping, Loaded, Normalization},
     demo,
     distill::Distiller,
@@ -307,23 +307,20 @@ fn describe_splits(prepared: &Prepared) -> String {
 }
 
 /// A private run's plan, and what its noise costs, in words.
-fn describe_privacy(p: &PrivacyPlan) -> String {
-    let expected = p.sample_rate * p.patients as f64;
+fn describe_privacy(p: &PrivacyPlan, dims: usize) -> String {
     format!(
-        "differential privacy per {unit}: epsilon {:.3} at delta {:.1e} over {} iterations; each samples {:.1} of {} {unit}s on average (rate {:.4}), clips each {unit}'s gradient to norm {} and adds noise of standard deviation {:.3} x {} per coordinate (noise multiplier {:.3}).\nin words: the noise added to each iteration's summed gradient is as large as the clipped gradients of {:.1} {unit}s would be in every direction at once; with {:.1} {unit}s per iteration that is {}.\ncovered: the distilled images, labels and learning rates. Not covered: the evaluation and the privacy audit (test and holdout patients), shown here and kept out of the archive as the manifest says.",
+        "differential privacy per {unit}: epsilon {:.3} at delta {:.1e} over {} iterations; each samples {:.1} of {} {unit}s on average (rate {:.4}), clips each {unit}'s gradient to norm {} and adds noise of standard deviation {:.3} x {} per coordinate (noise multiplier {:.3}).\nin words: {}\ncovered: the distilled images, labels and learning rates. Not covered: the evaluation and the privacy audit (test and holdout patients), shown here and kept out of the archive as the manifest says.",
         p.target_epsilon,
         p.delta,
         p.iterations,
-        expected,
+        p.expected_batch(),
         p.patients,
         p.sample_rate,
         p.clip,
         p.noise_multiplier,
         p.clip,
         p.noise_multiplier,
-        p.noise_multiplier,
-        expected,
-        if p.noise_multiplier > expected / 4.0 { "a lot: expect a much less accurate result than without privacy (more patients, fewer iterations or a larger epsilon reduce it)" } else { "moderate" },
+        p.noise_in_words(dims),
         unit = p.unit,
     )
 }
@@ -334,7 +331,7 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
     let mut d = Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device)?;
     let total = d.total_iterations();
     if let Some(p) = d.privacy() {
-        eprintln!("{}", describe_privacy(p));
+        eprintln!("{}", describe_privacy(p, noised_dims(&config, prepared.train.num_classes())?));
     } else if config.max_iterations.is_some_and(|m| m > total) {
         eprintln!(
             "note: {} passes (epochs_outer) over this data are {total} iterations, fewer than --max-iterations; raise --epochs-outer to run longer",

@@ -310,13 +310,21 @@ fn conv_im2col<B: Backend>(x: Tensor<B, 4>, w: Param<'_, B>, b: Param<'_, B>, pa
 /// the weight's `[c, k, k]`.
 pub(crate) fn im2col_conv<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> (Tensor<B, 4>, Tensor<B, 3>) {
     let [out, inp, k, _] = w.dims();
+    let [n, _, h, wd] = x.dims();
+    let (ho, wo) = (h + 2 * padding + 1 - k, wd + 2 * padding + 1 - k);
+    let cols = im2col(x, k, padding);
+    let y = w.reshape([1, out, inp * k * k]).matmul(cols.clone()).reshape([n, out, ho, wo]);
+    (y, cols)
+}
+
+/// The im2col columns `[n, c·k·k, ho·wo]` of `x [n, c, h, w]` for a stride-1 `k × k` kernel with
+/// `padding`: shifted slices stacked.
+pub(crate) fn im2col<B: Backend>(x: Tensor<B, 4>, k: usize, padding: usize) -> Tensor<B, 3> {
     let x = if padding > 0 { x.pad((padding, padding, padding, padding), PadMode::Constant(0.0)) } else { x };
     let [n, c, h, wd] = x.dims();
     let (ho, wo) = (h + 1 - k, wd + 1 - k);
     let shifted: Vec<Tensor<B, 4>> = (0..k * k).map(|s| x.clone().slice([0..n, 0..c, s / k..s / k + ho, s % k..s % k + wo])).collect();
-    let cols = Tensor::stack::<5>(shifted, 2).reshape([n, inp * k * k, ho * wo]);
-    let y = w.reshape([1, out, inp * k * k]).matmul(cols.clone()).reshape([n, out, ho, wo]);
-    (y, cols)
+    Tensor::stack::<5>(shifted, 2).reshape([n, c * k * k, ho * wo])
 }
 
 fn dense<B: Backend>(x: Tensor<B, 2>, w: Param<'_, B>, b: Param<'_, B>) -> Tensor<B, 2> {

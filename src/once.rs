@@ -129,6 +129,43 @@ fn conv_bias<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Option<Tensor<B, 1
     tensor(B::conv2d(float(x), float(w), b.map(|b| b.into_primitive().tensor()), stride1(padding)))
 }
 
+/// The weight gradient of each group of consecutive images, `[groups, out·c·k·k]`: row g sums
+/// the own weight gradients of images `bounds[g]..bounds[g + 1]` (see
+/// [`kernels::group_weight_grads`]); elsewhere than flex, as im2col products added into their
+/// groups' rows. Not tracked.
+pub(crate) fn group_weight_grads<B: Backend>(x: Tensor<B, 4>, dy: Tensor<B, 4>, padding: usize, bounds: &[usize]) -> Tensor<B, 2> {
+    let ([n, c_in, h, w], [_, c_out, ho, wo]) = (x.dims(), dy.dims());
+    let k = h + 2 * padding + 1 - ho;
+    let groups = bounds.len() - 1;
+    if on_slices(&x) {
+        let s = ConvShape { n, c_in, c_out, h, w, k, padding };
+        let device = x.device();
+        let dw = with_values([x, dy], |[x, dy]| kernels::group_weight_grads(x, dy, s, bounds));
+        return Tensor::from_data(TensorData::new(dw, [groups, c_out * c_in * k * k]), &device);
+    }
+    let cols = crate::net::im2col(x, k, padding);
+    let each = dy.reshape([n, c_out, ho * wo]).matmul(cols.swap_dims(1, 2)).reshape([n, c_out * c_in * k * k]);
+    group_sum(each, bounds)
+}
+
+/// Rows of `each [n, m]` summed over consecutive groups, `[groups, m]`: row g is the sum of rows
+/// `bounds[g]..bounds[g + 1]` (no work when every group is one row).
+pub(crate) fn group_sum<B: Backend>(each: Tensor<B, 2>, bounds: &[usize]) -> Tensor<B, 2> {
+    let [n, m] = each.dims();
+    let groups = bounds.len() - 1;
+    if groups == n {
+        return each;
+    }
+    let device = each.device();
+    let group = Tensor::<B, 1, Int>::from_data(TensorData::new(group_of(bounds), [n]), &device);
+    Tensor::zeros([groups, m], &device).select_assign(0, group, each, burn_tensor::IndexingUpdateOp::Add)
+}
+
+/// Each row's group under `bounds` (row i is in group g when `bounds[g] ≤ i < bounds[g + 1]`).
+pub(crate) fn group_of(bounds: &[usize]) -> Vec<i64> {
+    bounds.windows(2).enumerate().flat_map(|(g, b)| std::iter::repeat_n(g as i64, b[1] - b[0])).collect()
+}
+
 /// d bias of a convolution: the output gradient summed over batch and space, without a copy.
 pub(crate) fn bias_grad<B: Backend>(dy: Tensor<B, 4>) -> Tensor<B, 1> {
     let out = dy.dims()[1];
@@ -404,6 +441,17 @@ impl<B: Backend> OnceOps<B> {
             max_unpool: max_unpool_plain,
             masked,
         }
+    }
+}
+
+impl<B: Backend> OnceOps<B> {
+    /// [`OnceOps::plain`] with the convolutions too (on flex [`kernels`]), not tracked: for a
+    /// pass that is not differentiated at all (differential privacy's per-patient norms).
+    pub fn detached() -> Self {
+        fn conv_with_bias<B: Backend>(x: T4<B>, w: T4<B>, b: Tensor<B, 1>, padding: usize) -> T4<B> {
+            conv_bias(x, w, Some(b), padding)
+        }
+        Self { convs: Some(ConvOnce { conv: conv_with_bias::<B>, weight_grad: weight_grad::<B>, input_grad: input_grad::<B> }), ..Self::plain() }
     }
 }
 

@@ -24,6 +24,7 @@ use crate::distill::{Distilled, Distiller, StepReport};
 use crate::eval::evaluate;
 use crate::metrics::imbalanced;
 use crate::pipeline::{export_distilled, run_audit, run_until, Findings, Outcome, Prepared};
+use crate::privacy::{noised_dims, PrivacyPlan};
 
 macro_rules! on_engine {
     ($engine:expr, $d:ident => $body:expr) => {
@@ -59,6 +60,8 @@ struct Inner {
     findings: Findings,
     /// The iteration planned for helper workers (see `workers`), and the chunk so far.
     parallel: workers::Pending,
+    /// The differential-privacy plan of the started run, when privacy is on.
+    privacy: Option<PrivacyPlan>,
 }
 
 /// What the page shows about the loaded data.
@@ -127,6 +130,52 @@ pub fn session_config(bytes: &[u8]) -> Result<String, JsValue> {
 #[wasm_bindgen(js_name = defaultConfig)]
 pub fn default_config() -> String {
     serde_json::to_string(&Config::default()).expect("serialisable")
+}
+
+/// A differential-privacy plan as the page shows it, before and during the run.
+#[derive(Serialize)]
+struct PlanView {
+    epsilon: f64,
+    delta: f64,
+    noise_multiplier: f64,
+    sample_rate: f64,
+    clip: f64,
+    iterations: usize,
+    patients: usize,
+    expected_batch: f64,
+    unit: &'static str,
+    in_words: String,
+    covers: String,
+}
+
+fn plan_view(p: &PrivacyPlan, config: &Config, classes: usize) -> Result<JsValue, JsValue> {
+    let dims = noised_dims(config, classes).map_err(js_err)?;
+    to_js(&PlanView {
+        epsilon: p.target_epsilon,
+        delta: p.delta,
+        noise_multiplier: p.noise_multiplier,
+        sample_rate: p.sample_rate,
+        clip: p.clip,
+        iterations: p.iterations,
+        patients: p.patients,
+        expected_batch: p.expected_batch(),
+        unit: p.unit,
+        in_words: p.noise_in_words(dims),
+        covers: p.record(p.iterations).covers,
+    })
+}
+
+/// The differential-privacy plan the configuration (JSON) would run with on `patients` training
+/// patients holding `images` images of `classes` classes: `{epsilon, delta, noise_multiplier,
+/// sample_rate, clip, iterations, patients, expected_batch, unit, in_words, covers}`, or `null`
+/// when privacy is off. For the page to say what the noise costs before the run.
+#[wasm_bindgen(js_name = privacyPlan)]
+pub fn privacy_plan(config_json: &str, patients: usize, images: usize, classes: usize) -> Result<JsValue, JsValue> {
+    let config = parse_config(config_json)?;
+    match PrivacyPlan::of(&config, patients, images).map_err(js_err)? {
+        Some(p) => plan_view(&p, &config, classes),
+        None => Ok(JsValue::NULL),
+    }
 }
 
 /// The evaluation as the page gets it: with the class names, whether the test classes are
@@ -201,6 +250,7 @@ impl Session {
             fixed_init: None,
             findings: Findings::default(),
             parallel: Default::default(),
+            privacy: None,
         };
         Session { inner: Rc::new(RefCell::new(inner)) }
     }
@@ -228,6 +278,16 @@ impl Session {
         self.inner.borrow().backend.to_string()
     }
 
+    /// The started run's differential-privacy plan (see [`privacy_plan`]), or `null` without
+    /// privacy or before `start`.
+    pub fn privacy(&self) -> Result<JsValue, JsValue> {
+        let s = self.inner.borrow();
+        match &s.privacy {
+            Some(p) => plan_view(p, &s.config, s.prepared.train.num_classes()),
+            None => Ok(JsValue::NULL),
+        }
+    }
+
     /// Outer iterations done.
     pub fn iterations(&self) -> usize {
         self.inner.borrow().outcome.iterations
@@ -244,9 +304,6 @@ impl Session {
                 let s = inner.borrow();
                 (s.config.clone(), s.prepared.clone())
             };
-            if config.privacy.is_some() {
-                return Err(js_err("differential privacy is not in the page yet; the command line has it: anondistill distill DATA --dp-epsilon E"));
-            }
             let (train, norm) = (&prepared.train, prepared.norm);
             let (mut engine, name) = match backend.as_str() {
                 "webgpu" => {
@@ -271,6 +328,7 @@ impl Session {
             s.last_checkpoint = Some(snap.checkpoint);
             s.fixed_init = snap.fixed_init;
             s.findings = Findings::default();
+            s.privacy = on_engine!(s.engine.as_ref().expect("just set"), d => d.privacy().cloned());
             Ok(JsValue::from(total as u32))
         })
     }
@@ -390,7 +448,8 @@ impl Session {
         let d = s.last_good.as_ref().ok_or_else(|| js_err("nothing distilled yet"))?;
         let at = s.outcome.iterations;
         let (metrics, audit) = (s.findings.metrics(at).cloned(), s.findings.audit(at));
-        let bytes = export_distilled(d, &s.config, &s.prepared, &s.outcome, metrics, audit, s.fixed_init.clone(), None).map_err(js_err)?;
+        let privacy = s.privacy.as_ref().map(|p| p.record(at));
+        let bytes = export_distilled(d, &s.config, &s.prepared, &s.outcome, metrics, audit, s.fixed_init.clone(), privacy).map_err(js_err)?;
         Ok(Uint8Array::from(&bytes[..]))
     }
 }
@@ -417,6 +476,7 @@ fn settle(inner: &Rc<RefCell<Inner>>, engine: Engine, chunk: Chunk) -> Result<Js
         total,
         stopped: chunk.stopped,
         device_lost: chunk.device_lost,
+        epsilon_spent: s.privacy.as_ref().map(|p| p.spent(s.outcome.iterations)),
     })
 }
 
@@ -427,6 +487,8 @@ struct ChunkResult {
     total: usize,
     stopped: Option<String>,
     device_lost: bool,
+    /// ε spent by the iterations in the kept state, with privacy on.
+    epsilon_spent: Option<f64>,
 }
 
 struct Chunk {

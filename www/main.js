@@ -71,10 +71,22 @@ function settings() {
       lenet_width: int('lenet_width'),
       seed: int('seed'),
       balance_classes: f.get('balance_classes') === 'true',
+      privacy: privacyOf(f),
     },
     backend: f.get('backend'),
     workers: f.get('workers'), // checked by workers() where a run starts
   };
+}
+
+// The privacy guarantee as the engine's configuration takes it: undefined when off, else the
+// epsilon picked or typed (δ, the clipping norm and the sampling rate take the engine's defaults).
+function privacyOf(f) {
+  const choice = f.get('privacy');
+  if (choice === 'off' || choice === null) return undefined;
+  const text = choice === 'custom' ? String(f.get('epsilon')).trim() : choice;
+  const epsilon = Number(text);
+  if (text === '' || !Number.isFinite(epsilon) || epsilon <= 0) throw new Error(`epsilon = "${text}" is not a positive number`);
+  return { epsilon };
 }
 
 // The "CPU workers" field, or an error that names it (the engine never sees this setting); its
@@ -245,8 +257,58 @@ async function resumeFrom(bytes, backend, run) {
 function setForm(config) {
   const form = $('settings');
   for (const [k, v] of Object.entries(config)) {
-    if (form.elements[k] && v !== null && v !== undefined) form.elements[k].value = v;
+    if (k !== 'privacy' && form.elements[k] && v !== null && v !== undefined) form.elements[k].value = v;
   }
+  const eps = config.privacy ? config.privacy.epsilon : null;
+  form.elements.privacy.value = eps === null ? 'off' : ['1', '4', '8'].includes(String(eps)) ? String(eps) : 'custom';
+  if (eps !== null) form.elements.epsilon.value = eps;
+  $('epsilon-label').hidden = form.elements.privacy.value !== 'custom';
+}
+
+// ---- the privacy guarantee -------------------------------------------------------------------
+
+const num = (v, digits = 3) => Number(v.toPrecision(digits)).toString();
+
+// What a private run will do and cost, in words, from the engine's plan for the settings as
+// typed and the data loaded (asked of the worker whenever either changes); hidden when off.
+function askPrivacyPlan() {
+  const box = $('privacy-plan');
+  $('epsilon-label').hidden = $('settings').elements.privacy.value !== 'custom';
+  let config;
+  try {
+    ({ config } = settings());
+  } catch (e) {
+    if ($('settings').elements.privacy.value === 'off') return;
+    box.hidden = false;
+    box.textContent = e.message;
+    box.classList.add('error');
+    return;
+  }
+  if (!config.privacy) {
+    box.hidden = true;
+    box.replaceChildren();
+    return;
+  }
+  if (!state.summary || state.running) return;
+  const s = state.summary;
+  send({ type: 'privacy-plan', config, patients: s.patients.train.total, images: s.train_counts.reduce((a, b) => a + b, 0), classes: s.classes.length });
+}
+
+function showPrivacyPlan(plan, spent) {
+  const box = $('privacy-plan');
+  box.hidden = false;
+  box.classList.remove('error');
+  const unit = plan.unit;
+  const lines = [
+    `Differential privacy per ${unit}: epsilon ${num(plan.epsilon)} at delta ${plan.delta.toExponential(1)} over ${plan.iterations} iterations. ` +
+      `Each iteration samples each of the ${plan.patients} training ${unit}s with probability ${num(plan.sample_rate)} (${num(plan.expected_batch)} on average), ` +
+      `clips each ${unit}'s gradient to norm ${num(plan.clip)} and adds Gaussian noise with noise multiplier sigma ${num(plan.noise_multiplier)}.`,
+    `What the noise costs: ${plan.in_words}`,
+    plan.covers,
+    'A private run uses one worker, and the archive leaves out the privacy audit and the baselines trained on members: they are outside the guarantee.',
+  ];
+  if (spent !== undefined) lines.push(`Spent so far: epsilon ${num(spent)} of ${num(plan.epsilon)}.`);
+  box.replaceChildren(...lines.map((t, i) => Object.assign(document.createElement('p'), { textContent: t, id: i === 4 ? 'privacy-spent' : '' })));
 }
 
 // A new worker after the old one died: restores the last session file, on the CPU, and
@@ -277,6 +339,7 @@ $('folder-input').addEventListener('change', (e) => useFiles(e.target.files));
 $('test-input').addEventListener('change', (e) => useTestFiles(e.target.files));
 $('test-clear').addEventListener('click', () => useTestFiles([]));
 // Patient ids from a pattern or a table: the data are loaded again with them.
+$('settings').addEventListener('change', () => askPrivacyPlan());
 $('group-pattern').addEventListener('change', () => { if (state.files.length) loadIntoWorker(); });
 $('groups-input').addEventListener('change', async (e) => {
   const file = e.target.files[0];
@@ -324,6 +387,7 @@ const thumbUrls = []; // object URLs of the thumbnails shown, revoked when they 
 
 function showSummary(s) {
   state.classes = s.classes;
+  state.summary = s;
   const total = (a) => a.reduce((x, y) => x + y, 0);
   const all = total(s.train_counts) + total(s.holdout_counts) + total(s.test_counts);
   const p = s.patients;
@@ -626,6 +690,7 @@ const handlers = {
   loaded(m) {
     if (m.config) setForm(m.config);
     showSummary(m.summary);
+    if (!state.pendingStart) askPrivacyPlan();
     if (m.attribution) $('attribution').textContent = m.attribution;
     if (state.pendingStart) {
       send({ type: 'start', ...state.pendingStart });
@@ -639,6 +704,9 @@ const handlers = {
       (m.workers > 1 ? `, ${m.workers} workers` : '') + (state.fallbacks ? ' after the GPU was lost' : '');
     $('backend-label').dataset.backend = m.backend;
     $('backend-label').dataset.workers = m.workers;
+    state.privacy = m.privacy || null;
+    if (state.privacy) showPrivacyPlan(state.privacy, m.epsilonSpent);
+    else $('privacy-plan').hidden = true;
     $('progress').max = m.total;
     $('progress').value = m.iterations;
     state.firstChunk = null;
@@ -686,6 +754,10 @@ const handlers = {
     const eta = (m.total - m.iterations) * per;
     $('run-status').textContent = `iteration ${m.iterations} of ${m.total} · loss ${last ? last.loss.toFixed(4) : '–'} · ` +
       `${fmt(m.elapsed)} elapsed · about ${fmt(eta)} left`;
+    if (state.privacy && m.epsilonSpent !== undefined && m.epsilonSpent !== null) {
+      state.epsilonSpent = m.epsilonSpent;
+      showPrivacyPlan(state.privacy, m.epsilonSpent);
+    }
     plot($('loss-plot'), state.losses, '#c33');
     if (last) plot($('lr-plot'), last.lrs, '#36c');
   },
@@ -751,7 +823,8 @@ const handlers = {
   audit(m) {
     showAudit(m);
     state.audit = m.report;
-    $('audit-status').textContent = `audit of iteration ${state.checkpoint ? state.checkpoint.iterations : '?'}; it goes into the download`;
+    $('audit-status').textContent = `audit of iteration ${state.checkpoint ? state.checkpoint.iterations : '?'}; ` +
+      (state.privacy ? 'it stays out of the download: it uses the holdout patients and is outside the privacy guarantee' : 'it goes into the download');
     $('audit').disabled = state.running;
   },
   notice(m) {
@@ -759,6 +832,15 @@ const handlers = {
   },
   archive(m) {
     saveBlob(new Blob([m.bytes], { type: 'application/zip' }), 'result.zip');
+  },
+  'privacy-plan'(m) {
+    if (m.error) {
+      const box = $('privacy-plan');
+      box.hidden = false;
+      box.textContent = m.error;
+      box.classList.add('error');
+    } else if (m.plan) showPrivacyPlan(m.plan);
+    else $('privacy-plan').hidden = true;
   },
   error(m) {
     state.pendingStart = null; // a failed load must not start a run when the next one succeeds

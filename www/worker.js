@@ -1,6 +1,6 @@
 // The Web Worker that owns the wasm engine; the page only sends it messages, so the UI thread
 // never blocks. Protocol: see the `handlers` below; every reply has a `type`.
-import init, { Session, demoAttribution, sessionConfig } from '../pkg/anondistill.js';
+import init, { Session, demoAttribution, privacyPlan, sessionConfig } from '../pkg/anondistill.js';
 import { MAX_DEFAULT_WORKERS } from './defaults.js';
 
 const CHUNK = 2; // outer iterations between progress messages
@@ -145,7 +145,8 @@ async function startHelpers(backend, workers) {
   const cfg = JSON.parse(config);
   const nets = cfg.known_init ? 1 : cfg.nets_per_iteration;
   const count = Math.min((workers || 1) - 1, nets - 1);
-  if (backend === 'webgpu' || count < 1) return;
+  // A private run stays here: its patients are sampled, clipped and noised in one place.
+  if (backend === 'webgpu' || count < 1 || cfg.privacy) return;
   while (pool.length < count) newHelper();
   const chosen = pool.slice(0, count);
   const split = session.trainSplit();
@@ -229,7 +230,7 @@ async function runLoop(id) {
   while (running && id === runId) {
     const r = helpers.length ? await runShared(CHUNK) : await session.run(CHUNK);
     const elapsed = (performance.now() - startTime) / 1000;
-    post({ type: 'progress', reports: r.reports, iterations: r.iterations, total: r.total, elapsed, doneThisRun: r.iterations - doneBefore });
+    post({ type: 'progress', reports: r.reports, iterations: r.iterations, total: r.total, elapsed, doneThisRun: r.iterations - doneBefore, epsilonSpent: r.epsilon_spent });
     if (r.device_lost) {
       running = false;
       post({ type: 'device-lost', reason: 'error', message: r.stopped, iterations: r.iterations });
@@ -274,7 +275,7 @@ async function begin(backend, sessionFile, workers) {
   const chosen = await pickBackend(backend);
   const total = await session.start(chosen, sessionFile);
   await startHelpers(session.backend(), workers);
-  post({ type: 'started', backend: session.backend(), workers: helpers.length + 1, total, iterations: session.iterations(), resumed: !!sessionFile });
+  post({ type: 'started', backend: session.backend(), workers: helpers.length + 1, total, iterations: session.iterations(), resumed: !!sessionFile, privacy: session.privacy() });
   postSnapshot();
 }
 
@@ -334,6 +335,14 @@ const handlers = {
     const a = await session.audit();
     const buffers = a.gallery.flatMap((g) => [g.distilled, g.memberL2, g.memberSsim, g.holdoutL2, g.holdoutSsim].map((x) => x.buffer));
     post({ type: 'audit', ...a }, buffers);
+  },
+  // The privacy plan of a configuration on the loaded data's training patients, before a run.
+  async 'privacy-plan'({ config, patients, images, classes }) {
+    try {
+      post({ type: 'privacy-plan', plan: privacyPlan(JSON.stringify(config), patients, images, classes) });
+    } catch (e) {
+      post({ type: 'privacy-plan', error: e.message || String(e) });
+    }
   },
   async export() {
     const bytes = session.export();

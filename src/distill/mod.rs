@@ -208,7 +208,7 @@ impl<B: Backend> Distiller<B> {
         let mut rng_train = rng(config.seed, Stream::Training);
         let fixed_init = config.known_init.then(|| net.init::<B>(&mut rng_train, device));
         let private = match &config.privacy {
-            Some(settings) => Some(private::Private::new(settings, &config, train, norm)?),
+            Some(_) => Some(private::Private::new(&config, train, norm)?),
             None => None,
         };
         Ok(Self {

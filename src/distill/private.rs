@@ -1,25 +1,35 @@
 //! The differentially private outer iteration (`crate::privacy`): Poisson sampling of patients,
-//! each sampled patient's gradient with respect to the final inner weights of all the
-//! iteration's networks clipped jointly to C, Gaussian noise, and the exact vector–Jacobian
-//! product of that noisy sum back to the images, labels and learning rates, through the
-//! surrogate loss `(Σ_p w_p ℓ_p(θ_T) + σC⟨ξ, θ_T⟩) / (qN)` with `w_p = min(1, C/‖g_p‖)` from a
-//! detached pass. Everything after the noise is post-processing.
+//! each sampled patient's gradient g_p with respect to the final inner weights θ_T of all the
+//! iteration's networks clipped jointly to C, Gaussian noise: the vector
+//! `v = Σ_p min(1, C/‖g_p‖) g_p + σCξ`, formed explicitly (the mechanism's output). Then the
+//! exact vector–Jacobian product of `v/(qN)` back to the images, labels and learning rates,
+//! through the surrogate `⟨v, θ_T⟩/(qN)` with `v` a constant: post-processing. The real images
+//! never enter an autodiff graph; the per-patient pass is detached ([`patient_grads`]), and each
+//! network is unrolled once, with its (small) graph over the distilled images.
 
 use std::collections::BTreeMap;
 
-use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn_tensor::{backend::Backend, Tensor, TensorData};
 
-use super::{Distiller, MetaGradient, A};
-use crate::config::{Config, PrivacyConfig};
+use super::{Distiller, MetaGradient, Unrolled, A};
+use crate::config::Config;
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
-use crate::grad::group_grads;
-use crate::loss::soft_cross_entropy;
-use crate::privacy::{noise::SecretRng, PrivacyPlan, DEFAULT_ITERATIONS, PUBLIC_NORMALIZATION};
+use crate::grad::{patient_grads, PatientGrads};
+use crate::net::{Network, Params};
+use crate::privacy::{noise::SecretRng, PrivacyPlan, PUBLIC_NORMALIZATION};
 
-/// Per-image gradients of one parameter materialised at once at most (floats): the detached
-/// pass takes the sampled patients in chunks of about this many values of the largest parameter.
+/// Floats the detached pass holds per chunk of patients at most, roughly: it takes the sampled
+/// patients in chunks of whole patients sized by [`chunk_images`].
 const CHUNK_VALUES: usize = 4 << 20;
+
+/// Images per chunk: what [`PatientGrads`] keeps per image for every network (the
+/// convolutions' per-patient gradients, the dense layers' inputs and output gradients) within
+/// [`CHUNK_VALUES`].
+fn chunk_images(net: &Network, networks: usize) -> usize {
+    let per_image: usize = net.params().iter().map(|p| match p.shape.as_slice() { [i, o] => i + o, s => s.iter().product() }).sum();
+    (CHUNK_VALUES / (networks * per_image).max(1)).clamp(1, 1024)
+}
 
 /// A private run's plan, its training patients and its secret randomness.
 pub(super) struct Private {
@@ -31,7 +41,7 @@ pub(super) struct Private {
 
 impl Private {
     /// Calibrates the plan for `train`'s patients; refuses a normalisation other than the public one.
-    pub(super) fn new(settings: &PrivacyConfig, config: &Config, train: &Dataset, norm: Normalization) -> Result<Self> {
+    pub(super) fn new(config: &Config, train: &Dataset, norm: Normalization) -> Result<Self> {
         if norm != PUBLIC_NORMALIZATION {
             return Err(Error::Config("a private run normalises pixels with the fixed public constants (privacy::PUBLIC_NORMALIZATION), not with statistics of the training images".into()));
         }
@@ -40,26 +50,26 @@ impl Private {
             by_patient.entry(p).or_default().push(i);
         }
         let patients: Vec<Vec<usize>> = by_patient.into_values().collect();
-        let iterations = config.max_iterations.unwrap_or(DEFAULT_ITERATIONS);
-        let plan = PrivacyPlan::new(settings, config.batch_size, iterations, patients.len(), train.len())?;
+        let plan = PrivacyPlan::of(config, patients.len(), train.len())?.ok_or_else(|| Error::Config("privacy is off in this configuration".into()))?;
         Ok(Self { plan, patients, rng: SecretRng::from_os()? })
     }
 
-    /// One Poisson sample: the sampled patients' images in the training split, grouped in
-    /// chunks of whole patients of at most `chunk` images (a larger patient is a chunk alone).
-    fn sample(&mut self, chunk: usize) -> Vec<Vec<&[usize]>> {
+    /// One Poisson sample: the sampled patients' images (indices into the training split), the
+    /// patients ordered by their number of images (the order of a sum; it keeps the padding of
+    /// [`patient_grads`]'s Gram matrices small) and grouped in chunks of whole patients of at
+    /// most `chunk` images (a larger patient is a chunk alone).
+    fn sample(&mut self, chunk: usize) -> Vec<Vec<Vec<usize>>> {
         let q = self.plan.sample_rate;
-        let mut chunks: Vec<Vec<&[usize]>> = Vec::new();
+        let mut sampled: Vec<&Vec<usize>> = self.patients.iter().filter(|_| self.rng.sampled(q)).collect();
+        sampled.sort_by_key(|p| p.len());
+        let mut chunks: Vec<Vec<Vec<usize>>> = Vec::new();
         let mut size = chunk;
-        for p in &self.patients {
-            if !self.rng.sampled(q) {
-                continue;
-            }
+        for p in sampled {
             if size + p.len() > chunk {
                 chunks.push(Vec::new());
                 size = 0;
             }
-            chunks.last_mut().expect("a chunk").push(p);
+            chunks.last_mut().expect("a chunk").push(p.clone());
             size += p.len();
         }
         chunks
@@ -82,88 +92,71 @@ impl<B: Backend> Distiller<B> {
     }
 
     /// One private hyper-gradient (see the module documentation). Its loss is the plain mean
-    /// outer loss of the sampled images, for display only.
+    /// outer loss of the sampled images over the networks, for display only.
     pub(super) fn private_hypergradient(&mut self) -> MetaGradient<B> {
         let inits: Vec<_> = (0..self.networks_per_iteration()).map(|_| self.sample_init()).collect();
-        let largest = self.net.params().iter().map(|p| p.numel()).max().unwrap_or(1);
+        let chunk = chunk_images(&self.net, inits.len());
         let private = self.private.as_mut().expect("privacy is on");
-        let chunks: Vec<Vec<Vec<usize>>> = private.sample((CHUNK_VALUES / largest).clamp(1, 1024)).into_iter().map(|c| c.into_iter().map(<[usize]>::to_vec).collect()).collect();
+        let chunks = private.sample(chunk);
         let plan = private.plan.clone();
-        let device = self.device.clone();
+        let unrolled: Vec<Unrolled<B>> = inits.iter().map(|init| self.unroll(init)).collect();
+        let thetas: Vec<Params<B>> = unrolled.iter().map(|u| u.params.iter().map(|p| p.clone().inner()).collect()).collect();
+        let (sums, loss_sum, images) = self.clipped_sums(&thetas, &chunks, plan.clip);
 
-        // The sampled images in chunk order; each image's patient within its chunk (for the
-        // per-patient norms) and over all chunks (for the clipping weights).
-        let (mut batch, mut group, mut groups) = (Vec::new(), Vec::<i64>::new(), Vec::new());
-        for c in &chunks {
-            let first = group.last().map_or(0, |&g| g + 1);
-            let within: Vec<i64> = c.iter().enumerate().flat_map(|(g, images)| std::iter::repeat_n(g as i64, images.len())).collect();
-            group.extend(within.iter().map(|g| first + g));
-            batch.extend(c.iter().flatten());
-            let images = within.len();
-            groups.push((Tensor::<B, 1, Int>::from_data(TensorData::new(within, [images]), &device), c.len()));
-        }
-        let (real_x, real_y) = if batch.is_empty() { (None, None) } else { let (x, y) = self.real_batch(&batch); (Some(x), Some(y)) };
-
-        // Detached pass: each patient's squared gradient norm, summed over the networks.
-        let mut sq: Option<Tensor<B, 1>> = None;
-        if let (Some(x), Some(y)) = (&real_x, &real_y) {
-            for init in &inits {
-                let theta = self.final_weights(init);
-                let mut at = 0;
-                let mut parts = Vec::new();
-                for (within, patients) in &groups {
-                    let n = within.dims()[0];
-                    let (xc, yc) = (x.clone().narrow(0, at, n), y.clone().narrow(0, at, n));
-                    at += n;
-                    let norms = group_grads(&self.net, &theta, xc, yc, within.clone(), *patients).into_iter().map(|g| (g.clone() * g).sum_dim(1)).reduce(|a, b| a + b).expect("parameters");
-                    parts.push(norms.reshape([-1]));
-                }
-                let here = Tensor::cat(parts, 0);
-                sq = Some(match sq { Some(s) => s + here, None => here });
-            }
-        }
-        // Each image's clipping weight min(1, C/‖g_p‖): 1 for a zero gradient, 0 for one that is
-        // not finite (that patient is left out of the sum, which bounds its effect all the same).
-        let weights = sq.map(|sq| {
-            let w = sq.sqrt().recip().mul_scalar(plan.clip).clamp_max(1.0);
-            let w = w.clone().mask_fill(w.is_nan(), 0.0);
-            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(group.clone(), [group.len()]), &device);
-            w.select(0, idx)
-        });
-
-        // The surrogate, network by network: its gradient is the noisy clipped sum divided by qN,
-        // back-propagated; the networks' gradients are averaged, as without privacy.
+        // v = the clipped sum plus N(0, σ²C²) noise, network by network; the surrogate's
+        // gradient is v/(qN) back-propagated, and the networks' gradients are averaged as
+        // without privacy. σC, and no noise at all with σ = 0 (even with C = ∞, where the
+        // product is NaN).
         let k = inits.len() as f64;
         let scale = 1.0 / (plan.sample_rate * plan.patients as f64 * k);
-        // σC, and no noise at all with σ = 0 (even with C = ∞, where the product is NaN).
         let sd = if plan.noise_multiplier == 0.0 { 0.0 } else { plan.noise_multiplier * plan.clip };
-        let classes = self.net.classes();
+        let shown = if images == 0 { loss_sum } else { loss_sum.div_scalar(images as f64 * k) };
         let mut total: Option<MetaGradient<B>> = None;
-        for init in &inits {
-            let u = self.unroll(init);
-            let p = self.private.as_mut().expect("privacy is on");
-            let mut surrogate: Option<Tensor<A<B>, 1>> = None;
-            for theta in &u.params {
-                let n = theta.dims()[0];
-                let xi = Tensor::<A<B>, 1>::from_data(TensorData::new(p.rng.gaussians(n, 1.0), [n]), &device);
-                let term = (theta.clone() * xi).sum().mul_scalar(sd);
-                surrogate = Some(match surrogate { Some(s) => s + term, None => term });
-            }
-            let mut shown = Tensor::<B, 1>::zeros([1], &device);
-            if let (Some(x), Some(y), Some(w)) = (&real_x, &real_y, &weights) {
-                let n = x.dims()[0];
-                let logits = self.net.forward_ad(&u.params, Tensor::from_inner(x.clone()));
-                shown = soft_cross_entropy(logits.clone().inner(), y.clone());
-                let weighted = y.clone() * w.clone().reshape([n, 1]).expand([n, classes]);
-                let sum = soft_cross_entropy(logits, Tensor::from_inner(weighted)).mul_scalar(n as f64);
-                surrogate = surrogate.map(|s| s + sum);
-            }
-            let mut g = self.gradient_of(&u, surrogate.expect("parameters").mul_scalar(scale));
-            g.loss = shown;
+        for (u, sum) in unrolled.iter().zip(sums) {
+            let rng = &mut self.private.as_mut().expect("privacy is on").rng;
+            let surrogate = u
+                .params
+                .iter()
+                .zip(sum)
+                .map(|(theta, clipped)| {
+                    let n = theta.dims()[0];
+                    let noise = Tensor::<B, 1>::from_data(TensorData::new(rng.gaussians(n, sd), [n]), &self.device);
+                    let v = Tensor::<A<B>, 1>::from_inner(clipped + noise);
+                    (theta.clone() * v).sum()
+                })
+                .reduce(|a, b| a + b)
+                .expect("parameters");
+            let mut g = self.gradient_of(u, surrogate.mul_scalar(scale));
+            g.loss = shown.clone();
             total = Some(match total { Some(t) => t.plus(g), None => g });
         }
-        let mut total = total.expect("at least one network");
-        total.loss = total.loss.div_scalar(k);
-        total
+        total.expect("at least one network")
+    }
+
+    /// For each network (final weights `thetas`), Σ_p min(1, C/‖g_p‖) g_p per parameter, where
+    /// g_p is patient p's gradient at all the networks' final weights jointly; also the summed
+    /// loss of the sampled images (`[1]`, for display) and their number. A patient whose norm is
+    /// not finite gets weight 0 (left out of the sum, which bounds its effect all the same).
+    fn clipped_sums(&self, thetas: &[Params<B>], chunks: &[Vec<Vec<usize>>], clip: f64) -> (Vec<Params<B>>, Tensor<B, 1>, usize) {
+        let mut sums: Vec<Params<B>> = thetas.iter().map(|t| t.iter().map(|p| p.zeros_like()).collect()).collect();
+        let mut loss = Tensor::<B, 1>::zeros([1], &self.device);
+        let mut images = 0;
+        for chunk in chunks {
+            let batch: Vec<usize> = chunk.iter().flatten().copied().collect();
+            let bounds: Vec<usize> = std::iter::once(0).chain(chunk.iter().scan(0, |at, p| { *at += p.len(); Some(*at) })).collect();
+            let (x, y) = self.real_batch(&batch);
+            let grads: Vec<PatientGrads<B>> = thetas.iter().map(|theta| patient_grads(&self.net, theta, x.clone(), y.clone(), &bounds)).collect();
+            let sq = grads.iter().map(PatientGrads::total_sq_norms).reduce(|a, b| a + b).expect("a network");
+            let w = sq.sqrt().recip().mul_scalar(clip).clamp_max(1.0);
+            let w = w.clone().mask_fill(w.is_nan(), 0.0);
+            for (sum, g) in sums.iter_mut().zip(&grads) {
+                for (s, part) in sum.iter_mut().zip(g.weighted(w.clone())) {
+                    *s = s.clone() + part;
+                }
+                loss = loss + g.loss_sum.clone();
+            }
+            images += batch.len();
+        }
+        (sums, loss, images)
     }
 }

@@ -18,10 +18,11 @@ pub mod noise;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::PrivacyConfig;
+use crate::config::{Config, PrivacyConfig};
 
 use crate::data::Normalization;
 use crate::error::{Error, Result};
+use crate::net::Network;
 
 /// The pixel normalisation of a private run: fixed, public constants that map [0, 1] to
 /// [−1, 1], instead of the training pixels' mean and standard deviation.
@@ -68,17 +69,52 @@ impl PrivacyPlan {
         Ok(Self { target_epsilon: settings.epsilon, delta, clip: settings.clip, sample_rate, noise_multiplier, iterations, patients, unit })
     }
 
+    /// The plan of `config` (`None` without privacy) on `patients` training patients holding
+    /// `images` images: `max_iterations` iterations, or [`DEFAULT_ITERATIONS`].
+    pub fn of(config: &Config, patients: usize, images: usize) -> Result<Option<Self>> {
+        let Some(settings) = &config.privacy else { return Ok(None) };
+        Self::new(settings, config.batch_size, config.max_iterations.unwrap_or(DEFAULT_ITERATIONS), patients, images).map(Some)
+    }
+
     /// ε spent after `iterations` iterations.
     pub fn spent(&self, iterations: usize) -> f64 {
         accountant::epsilon(self.sample_rate, self.noise_multiplier, iterations, self.delta).0
     }
 
+    /// Patients an iteration samples on average, qN.
+    pub fn expected_batch(&self) -> f64 {
+        self.sample_rate * self.patients as f64
+    }
+
+    /// What the noise costs, in words, for the user to read before the run: the noise's norm
+    /// over the `dims` coordinates it is added to ([`noised_dims`]) against the largest norm
+    /// the clipped gradients of an average sample can have, qN·C (an upper bound: real
+    /// gradients partly cancel, so the comparison flatters the signal).
+    pub fn noise_in_words(&self, dims: usize) -> String {
+        let (expected, unit) = (self.expected_batch(), self.unit);
+        let noise = self.noise_multiplier * self.clip * (dims as f64).sqrt();
+        let signal = expected * self.clip;
+        let ratio = noise / signal;
+        let verdict = if ratio > 1.0 {
+            "a lot: the noise outweighs what the patients contribute, so expect a much less accurate result than without privacy (more patients, fewer iterations or a larger epsilon reduce it)"
+        } else if ratio > 0.25 {
+            "noticeable: expect a less accurate result than without privacy"
+        } else {
+            "moderate"
+        };
+        format!(
+            "each iteration adds Gaussian noise of standard deviation {:.3} to each of the {dims} coordinates it perturbs, a vector of norm about {noise:.0}, to the clipped gradients of {expected:.1} {unit}s on average, whose sum has norm at most {signal:.0}. That is {verdict}.",
+            self.noise_multiplier * self.clip
+        )
+    }
+
     /// The archive's record after `iterations_run` iterations.
     pub fn record(&self, iterations_run: usize) -> Privacy {
+        let epsilon = self.spent(iterations_run);
         Privacy {
             mechanism: "DP-SGD on the outer loss: Poisson sampling of patients, each patient's gradient with respect to the final inner weights of all networks of the iteration clipped jointly, Gaussian noise".into(),
             unit: self.unit.into(),
-            epsilon: self.spent(iterations_run),
+            epsilon,
             delta: self.delta,
             noise_multiplier: self.noise_multiplier,
             clip: self.clip,
@@ -87,13 +123,20 @@ impl PrivacyPlan {
             accountant: accountant::NAME.into(),
             covers: format!(
                 "The distilled images, labels and learning rates are ({:.3}, {:.1e})-differentially private with respect to adding or removing one of the {} training {}s. Not covered: the number of training patients (treated as public; it sets the sampling rate), the class names, and the evaluation and privacy audit, which use the test and holdout patients.",
-                self.spent(iterations_run),
+                epsilon,
                 self.delta,
                 self.patients,
                 self.unit
             ),
         }
     }
+}
+
+/// Coordinates the noise of one private iteration perturbs: the final weights of all the
+/// iteration's networks.
+pub fn noised_dims(config: &Config, classes: usize) -> Result<usize> {
+    let per_network: usize = Network::new(config, classes)?.params().iter().map(|p| p.numel()).sum();
+    Ok(per_network * if config.known_init { 1 } else { config.nets_per_iteration })
 }
 
 /// The manifest's `privacy` object.

@@ -87,6 +87,9 @@ impl Session {
         future_to_promise(async move {
             let mut engine = take_engine(&inner)?;
             let planned = on_engine!(&mut engine, d => async {
+                if d.privacy().is_some() {
+                    return Err(crate::Error::Config("a private run does not share its networks with helper workers: each iteration's patients are sampled, clipped and noised in one place".into()));
+                }
                 if d.iteration() >= d.total_iterations() {
                     return Ok(None);
                 }

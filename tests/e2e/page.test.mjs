@@ -403,6 +403,46 @@ test('WebGPU runs the same distillation as the CPU (SwiftShader adapter)', async
   }
 });
 
+test('a private run says what the noise costs before it starts, runs in one worker, counts epsilon and keeps the audit out of the archive', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 4, workers: 2 });
+    const privacy = page.locator('#settings [name=privacy]');
+    await privacy.selectOption('custom');
+    await page.locator('#settings [name=epsilon]').fill('-1');
+    await page.locator('#settings [name=epsilon]').dispatchEvent('change');
+    await waitText(page, '#privacy-plan', /epsilon = "-1" is not a positive number/);
+    await privacy.selectOption('4');
+    await waitText(page, '#privacy-plan', /noise multiplier sigma/);
+    const plan = await page.textContent('#privacy-plan');
+    // The demo: every patch its own patient, fewer than the batch, so every iteration samples
+    // all of them (rate 1) and the noise is large for so few: the page says so before the run.
+    assert.match(plan, /Differential privacy per image: epsilon 4 at delta 1\.0e-5 over 4 iterations\. Each iteration samples each of the \d+ training images with probability 1 /);
+    assert.match(plan, /What the noise costs: each iteration adds Gaussian noise of standard deviation [\d.]+ to each of the \d+ coordinates .* That is a lot: the noise outweighs/);
+    assert.match(plan, /Not covered: the number of training patients/);
+    await page.click('#start');
+    await waitText(page, '#run-status', /finished after 4 iterations/);
+    assert.equal(await page.getAttribute('#backend-label', 'data-workers'), '1', 'a private run stays in one worker');
+    const spent = await page.evaluate(() => window.anondistill.epsilonSpent);
+    assert.ok(spent > 3.5 && spent <= 4, `epsilon spent after the planned iterations: ${spent}`);
+    assert.match(await page.textContent('#privacy-spent'), /^Spent so far: epsilon [\d.]+ of 4\.$/);
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    const zip = ARTIFACTS + 'private.zip';
+    await download.saveAs(zip);
+    const names = JSON.parse(execFileSync('python3', ['-c', 'import json,sys,zipfile; print(json.dumps(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))', zip]));
+    assert.ok(!names.includes('audit.json') && names.includes('distilled.safetensors'), `archive: ${names}`);
+    const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', zip]));
+    assert.equal(manifest.privacy.unit, 'image');
+    assert.equal(manifest.privacy.iterations, 4);
+    assert.ok(Math.abs(manifest.privacy.epsilon - spent) < 1e-9, `manifest epsilon ${manifest.privacy.epsilon}, page ${spent}`);
+    assert.equal(manifest.holdout_counts.length, 0);
+    assert.equal(manifest.metrics, null);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('pause holds the run and resume finishes it (on the burn-ndarray fallback)', async () => {
   const browser = await launch({ webgpu: false });
   try {
