@@ -181,4 +181,21 @@ mod tests {
         assert!(record.covers.contains("300 training patients") && (record.epsilon - few.spent(300)).abs() < 1e-12);
         assert!(PrivacyPlan::new(&PrivacyConfig { clip: 0.0, ..Default::default() }, 64, 10, 100, 100).is_err());
     }
+
+    #[test]
+    fn the_noise_is_weighed_over_every_coordinate_it_perturbs() {
+        // LeNet for 10 classes: 156 + 2,416 + 48,120 + 10,164 + 850 weights, one set per network.
+        assert_eq!(noised_dims(&Config::default(), 10).unwrap(), 4 * 61_706);
+        assert_eq!(noised_dims(&Config { known_init: true, ..Config::default() }, 10).unwrap(), 61_706);
+        let config = Config { privacy: Some(PrivacyConfig::default()), max_iterations: Some(50), ..Config::default() };
+        let p = PrivacyPlan::of(&config, 10_000, 10_000).unwrap().unwrap();
+        assert_eq!((p.iterations, p.target_epsilon), (50, 8.0));
+        assert_eq!(PrivacyPlan::of(&Config::default(), 10_000, 10_000).unwrap(), None);
+        // σC√d against qN·C: 100 images a sample, σ = 1, C = 1.
+        let p = PrivacyPlan { noise_multiplier: 1.0, clip: 1.0, sample_rate: 0.01, patients: 10_000, ..p };
+        for (dims, verdict) in [(100, "That is moderate."), (10_000, "That is noticeable"), (40_000, "That is a lot")] {
+            let words = p.noise_in_words(dims);
+            assert!(words.contains(verdict) && words.contains(&format!("each of the {dims} coordinates")), "{dims}: {words}");
+        }
+    }
 }
