@@ -55,9 +55,7 @@ fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B,
             let db = bias_grad(dy.clone());
             let dym = dy.clone().reshape([n, out, ho * wo]);
             let dw = dym.matmul(cols.swap_dims(1, 2)).sum_dim(0).reshape([out, inp, k, k]);
-            // d input: the "full" convolution of the output gradient with the kernel flipped and
-            // its channel dimensions swapped, again as im2col.
-            let dx = need_dx.then(|| im2col_conv(dy, w.swap_dims(0, 1).flip([2, 3]), k - 1 - p).0);
+            let dx = need_dx.then(|| im2col_input_grad(dy, w, p));
             (dx, dw, db)
         }
         None => match ops {
@@ -69,6 +67,14 @@ fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B,
 
 /// Gradients of the stride-1 convolution of `x` by `w` with `padding`, given the output
 /// gradient `dy`, with burn's convolutions: (d input when `need_dx`, d weight, d bias).
+/// d input of a stride-1 convolution by `w` with `padding`, given the output gradient `dy`: the
+/// "full" convolution of `dy` with the kernel flipped and its channel dimensions swapped, as
+/// im2col.
+fn im2col_input_grad<B: Backend>(dy: Tensor<B, 4>, w: Tensor<B, 4>, padding: usize) -> Tensor<B, 4> {
+    let k = w.dims()[2];
+    im2col_conv(dy, w.swap_dims(0, 1).flip([2, 3]), k - 1 - padding).0
+}
+
 fn direct_conv_grads<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, dy: Tensor<B, 4>, padding: usize, need_dx: bool) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
     let db = bias_grad(dy.clone());
     // d weight: the input and the output gradient correlated over the batch, i.e. a convolution
@@ -388,18 +394,12 @@ pub fn patient_grads<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tens
             ((weight, Part::Dense(a.clone(), dz.clone())), (bias, Part::Bias(dz.clone())))
         },
         |cache, kernel, da, need_dx| {
-            let [out, inp, k, _] = kernel.dims();
-            let [_, _, ho, wo] = da.dims();
+            let out = kernel.dims()[0];
             let p = cache.padding;
             let gb = group_sum(da.clone().sum_dim(3).sum_dim(2).reshape([n, out]), bounds);
             // With im2col (the engine's choice on this backend), from the forward's columns.
-            let (dx, gw) = match cache.cols {
-                Some(cols) => {
-                    let each = da.clone().reshape([n, out, ho * wo]).matmul(cols.swap_dims(1, 2)).reshape([n, out * inp * k * k]);
-                    (need_dx.then(|| im2col_conv(da, kernel.swap_dims(0, 1).flip([2, 3]), k - 1 - p).0), group_sum(each, bounds))
-                }
-                None => (need_dx.then(|| (convs.input_grad)(da.clone(), kernel, p)), group_weight_grads(cache.x, da, p, bounds)),
-            };
+            let dx = need_dx.then(|| if im2col { im2col_input_grad(da.clone(), kernel, p) } else { (convs.input_grad)(da.clone(), kernel, p) });
+            let gw = group_weight_grads(cache.x, cache.cols, da, p, bounds);
             (dx, (sq(&gw), Part::Each(gw)), (sq(&gb), Part::Each(gb)))
         },
     );

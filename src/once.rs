@@ -131,19 +131,20 @@ fn conv_bias<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, b: Option<Tensor<B, 1
 
 /// The weight gradient of each group of consecutive images, `[groups, out·c·k·k]`: row g sums
 /// the own weight gradients of images `bounds[g]..bounds[g + 1]` (see
-/// [`kernels::group_weight_grads`]); elsewhere than flex, as im2col products added into their
-/// groups' rows. Not tracked.
-pub(crate) fn group_weight_grads<B: Backend>(x: Tensor<B, 4>, dy: Tensor<B, 4>, padding: usize, bounds: &[usize]) -> Tensor<B, 2> {
+/// [`kernels::group_weight_grads`]). From `cols`, the input's im2col columns `[n, c·k·k, ho·wo]`,
+/// where the forward pass made them; else on flex with the kernel, elsewhere from columns made
+/// here. Not tracked.
+pub(crate) fn group_weight_grads<B: Backend>(x: Tensor<B, 4>, cols: Option<Tensor<B, 3>>, dy: Tensor<B, 4>, padding: usize, bounds: &[usize]) -> Tensor<B, 2> {
     let ([n, c_in, h, w], [_, c_out, ho, wo]) = (x.dims(), dy.dims());
     let k = h + 2 * padding + 1 - ho;
     let groups = bounds.len() - 1;
-    if on_slices(&x) {
+    if cols.is_none() && on_slices(&x) {
         let s = ConvShape { n, c_in, c_out, h, w, k, padding };
         let device = x.device();
         let dw = with_values([x, dy], |[x, dy]| kernels::group_weight_grads(x, dy, s, bounds));
         return Tensor::from_data(TensorData::new(dw, [groups, c_out * c_in * k * k]), &device);
     }
-    let cols = crate::net::im2col(x, k, padding);
+    let cols = cols.unwrap_or_else(|| crate::net::im2col(x, k, padding));
     let each = dy.reshape([n, c_out, ho * wo]).matmul(cols.swap_dims(1, 2)).reshape([n, c_out * c_in * k * k]);
     group_sum(each, bounds)
 }
