@@ -10,6 +10,7 @@
 //! labels. The report ([`Audit`]) holds distances and statistics only, never an image; the
 //! indices of the nearest real images stay in memory for the page's local gallery.
 
+pub mod mechanism;
 mod render;
 mod similarity;
 mod stats;
