@@ -101,7 +101,7 @@ struct PrivacyArgs {
     /// delta (default 1/(10 × training patients), at most 1e-5).
     #[arg(long, value_name = "DELTA")]
     dp_delta: Option<f64>,
-    /// The clipping norm of each patient's gradient (default 1).
+    /// The clipping norm of each patient's gradient (default 10).
     #[arg(long, value_name = "C")]
     dp_clip: Option<f64>,
     /// Each patient's chance to be sampled in an iteration, instead of --batch-size / patients.

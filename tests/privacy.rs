@@ -170,7 +170,7 @@ fn a_private_archive_holds_only_what_the_guarantee_covers() {
     let bytes = pollster::block_on(export(&d, &prepared, &outcome, Some(e.clone()), None)).unwrap();
     let m = read_archive(&bytes).unwrap().manifest;
     let r = m.privacy.expect("a privacy record");
-    assert_eq!((r.iterations, r.unit.as_str(), r.clip, r.sample_rate), (3, "image", 1.0, 1.0));
+    assert_eq!((r.iterations, r.unit.as_str(), r.clip, r.sample_rate), (3, "image", 10.0, 1.0));
     assert!((r.epsilon - p.spent(3)).abs() < 1e-12 && r.noise_multiplier == p.noise_multiplier);
     assert!(r.covers.contains("Not covered") && r.accountant.contains("Balle"));
     assert_eq!(m.normalization, PUBLIC_NORMALIZATION);
