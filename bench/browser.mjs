@@ -5,7 +5,7 @@
 // with all). Prints a table of seconds per outer iteration and ratios to native ndarray on one
 // thread and to native flex (all threads, the command line's default).
 //
-//     bash scripts/build-web.sh && cargo build --release && node bench/browser.mjs [iterations] [nets] [only] [width] [workers]
+//     bash scripts/build-web.sh && cargo build --release && node bench/browser.mjs [iterations] [nets] [only] [width] [workers] [epsilon]
 //
 // `nets` is `nets_per_iteration` on every side (1 unless given: one meta-step per iteration, the
 // unit the other benchmarks time; the page's default is 4). `only` keeps the rows whose name
@@ -14,6 +14,9 @@
 // LeNet's width (`lenet_width`) on every side, 1 unless given. The page's CPU rows run in one
 // Web Worker; `workers` above 1 adds a row of the page's flex backend with that many workers
 // (the page's "CPU workers": helper workers computing an iteration's networks in parallel).
+// `epsilon` (1, 4 or 8, the page's choices) adds a row of the page's flex backend with that
+// privacy guarantee (issue 32; a private run keeps to one worker). `only` may list several
+// pieces of names separated by `|`.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { timeDemo } from '../tests/e2e/helpers.mjs';
@@ -23,6 +26,7 @@ const NETS = Number(process.argv[3] || 1);
 const ONLY = process.argv[4] || '';
 const WIDTH = Number(process.argv[5] || 1);
 const WORKERS = Number(process.argv[6] || 1);
+const EPSILON = process.argv[7] || '';
 // The page's image size (its default in www/index.html), given to the native runs as well.
 const SIZE = Number(/name="image_size"[^>]*value="(\d+)"/.exec(readFileSync('www/index.html', 'utf8'))[1]);
 
@@ -37,17 +41,18 @@ function nativeSeconds(backend, threads) {
   }
 }
 
-const wanted = (name) => name.includes(ONLY);
+const wanted = (name) => ONLY.split('|').some((piece) => name.includes(piece));
 const rows = [];
 for (const [name, backend, threads] of [['native ndarray, 1 thread', 'ndarray', 1], ['native ndarray, all threads', 'ndarray', 0], ['native flex, 1 thread', 'flex', 1], ['native flex, all threads', 'flex', 0]]) {
   if (wanted(name)) rows.push([name, nativeSeconds(backend, threads)]);
 }
 const names = { cpu: 'CPU (wasm, SIMD, 1 thread, flex)', ndarray: 'CPU (wasm, SIMD, 1 thread, ndarray)', webgpu: 'WebGPU' };
 if (WORKERS > 1) names.shared = `CPU (wasm, SIMD, flex, ${WORKERS} workers)`;
+if (EPSILON) names.private = `CPU (wasm, SIMD, 1 thread, flex), private, epsilon ${EPSILON}`;
 for (const b of Object.keys(names)) {
   if (!wanted(`page ${names[b]}`)) continue;
   const shared = b === 'shared';
-  const r = await timeDemo({ backend: shared ? 'cpu' : b, iterations: N, nets: NETS, width: WIDTH, workers: shared ? WORKERS : 1 });
+  const r = await timeDemo({ backend: shared || b === 'private' ? 'cpu' : b, iterations: N, nets: NETS, width: WIDTH, workers: shared ? WORKERS : 1, privacy: b === 'private' ? EPSILON : undefined });
   rows.push([`page ${names[b]} [${r.used}]`, r.steady, r.all]);
 }
 const find = (name) => (rows.find((r) => r[0] === name) || [null, NaN])[1];

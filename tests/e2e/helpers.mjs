@@ -51,7 +51,7 @@ export const waitText = (page, sel, re, timeout = 600000) =>
 
 /** Opens the page with the demo patches loaded, the backend picked and the iterations set (and
  *  the networks per iteration, LeNet's width and the CPU workers, when given). */
-export async function demoPage(browser, url, { backend, iterations, nets, width, workers }) {
+export async function demoPage(browser, url, { backend, iterations, nets, width, workers, privacy }) {
   const opened = await open(browser, url);
   const { page } = opened;
   await page.click('#demo-button');
@@ -61,17 +61,18 @@ export async function demoPage(browser, url, { backend, iterations, nets, width,
   if (nets) await setSetting(page, 'nets_per_iteration', nets);
   if (width) await setSetting(page, 'lenet_width', width);
   if (workers) await setSetting(page, 'workers', workers);
+  if (privacy) await page.selectOption('#settings [name=privacy]', String(privacy));
   return opened;
 }
 
 /** Runs the demo distillation in a fresh browser on the page served from `dist` (`dist/` when
  *  not given) until it ends; returns the backend it used and its seconds per outer iteration,
  *  over the whole run (`all`) and after the first chunk (`steady`). For the benchmarks. */
-export async function timeDemo({ backend, iterations, nets, width, workers, dist }) {
+export async function timeDemo({ backend, iterations, nets, width, workers, privacy, dist }) {
   const server = await serve(dist);
   const browser = await launch({ webgpu: backend === 'webgpu' });
   try {
-    const { page } = await demoPage(browser, server.url, { backend, iterations, nets, width, workers });
+    const { page } = await demoPage(browser, server.url, { backend, iterations, nets, width, workers, privacy });
     await page.click('#start');
     await waitText(page, '#run-status', new RegExp(`finished after ${iterations} iterations|stopped`), 1200000);
     const chunks = await page.evaluate(() => window.anondistill.chunks);
