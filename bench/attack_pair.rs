@@ -20,21 +20,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anondistill::{
     audit::Attack,
     config::{Config, PrivacyConfig},
-    data::{load_files, load_npz, Grouping, Loaded},
+    data::{load_files, load_npz, Grouping},
     demo::demo_files,
     distill::Distiller,
     eval::evaluate,
     pipeline::{run_audit, run_to_end, Prepared},
 };
 
+mod args;
+use args::{apply, arg};
+
 type B = burn_flex::Flex;
 
 const PNEUMONIA: &str = "../shared/data/pneumoniamnist/pneumoniamnist.npz";
-
-fn arg(name: &str) -> Option<String> {
-    let all: Vec<String> = std::env::args().collect();
-    all.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
-}
 
 /// The splits of `data` (an .npz with its own test split, or the demo split by patient).
 fn prepare(data: &str, config: &Config) -> Prepared {
@@ -42,12 +40,7 @@ fn prepare(data: &str, config: &Config) -> Prepared {
         return Prepared::from_loaded(load_files(demo_files(), config.image_size, &Grouping::default()).unwrap(), config).unwrap();
     }
     let bytes = std::fs::read(data).unwrap_or_else(|e| panic!("{data}: {e}"));
-    let splits = load_npz(&bytes, Some(config.image_size), &Grouping::default()).unwrap();
-    let train = Loaded { dataset: splits.train, skipped: Vec::new() };
-    match splits.test {
-        Some(test) => Prepared::with_test(train, Loaded { dataset: test, skipped: Vec::new() }, config).unwrap(),
-        None => Prepared::from_loaded(train, config).unwrap(),
-    }
+    Prepared::from_npz(load_npz(&bytes, Some(config.image_size), &Grouping::default()).unwrap(), config).unwrap()
 }
 
 /// "AUC [lo, hi]" of one attack, and its true-positive rate at 1% false positives.
@@ -61,12 +54,7 @@ fn main() {
     let iterations: usize = arg("--iterations").map_or(300, |s| s.parse().expect("--iterations N"));
     let epsilon: f64 = arg("--epsilon").map_or(8.0, |s| s.parse().expect("--epsilon E"));
     let set = arg("--set").unwrap_or_else(|| "steps=5 images_per_class_per_step=2".into());
-    let mut base = serde_json::to_value(Config { max_iterations: Some(iterations), ..Config::default() }).unwrap();
-    for kv in set.split_whitespace() {
-        let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{kv}: expected field=value"));
-        base[k] = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
-    }
-    let base: Config = serde_json::from_value(base).unwrap();
+    let base = apply(&Config { max_iterations: Some(iterations), ..Config::default() }, &set);
     let device = Default::default();
     println!("data {data}, {iterations} iterations, settings \"{set}\"\n");
     println!("| run | ε spent (δ) | balanced % (distilled) | attack on the distilled program: AUC [95%] | TPR at 1% FPR | attack on a random subset: AUC | members / holdout | s |");

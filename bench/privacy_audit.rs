@@ -16,14 +16,12 @@ use anondistill::{
     privacy::accountant::calibrate_sigma,
 };
 
+mod args;
+use args::arg;
+
 type B = burn_ndarray::NdArray;
 
 const DELTA: f64 = 1e-5;
-
-fn arg(name: &str) -> Option<String> {
-    let all: Vec<String> = std::env::args().collect();
-    all.windows(2).find(|w| w[0] == name).map(|w| w[1].clone())
-}
 
 fn main() {
     let runs: usize = arg("--runs").map_or(1000, |s| s.parse().expect("--runs N"));

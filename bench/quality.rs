@@ -57,6 +57,9 @@ use anondistill::{
 };
 use burn_tensor::backend::Backend;
 
+mod args;
+use args::{apply, arg, args, has_flag};
+
 const MNIST: &str = "../shared/data/mnist10k/mnist10k.npz";
 /// The official MNIST files (60,000 training and 10,000 test digits), the data the published
 /// anchors of rows 1–3 were measured on: rows 7–9.
@@ -160,39 +163,6 @@ fn idx_digits(images: &str, labels: &str) -> Dataset {
     let (n, size) = (word(&img, 1), word(&img, 2));
     assert!(word(&img, 3) == size && word(&lab, 1) == n && img.len() == 16 + n * size * size && lab.len() == 8 + n, "{images}, {labels}: sizes disagree");
     Dataset::new(size, img[16..].iter().map(|&p| p as f32 / 255.0).collect(), lab[8..].iter().map(|&l| l as usize).collect(), (0..10).map(|d| d.to_string()).collect())
-}
-
-fn arg(name: &str) -> Option<String> {
-    std::env::args().skip_while(|a| a != name).nth(1)
-}
-
-fn has_flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
-
-fn args(name: &str) -> Vec<String> {
-    let all: Vec<String> = std::env::args().collect();
-    all.windows(2).filter(|w| w[0] == name).map(|w| w[1].clone()).collect()
-}
-
-/// Applies `field=value` overrides (values in JSON, bare words taken as strings). A dotted
-/// field sets a member of an object field (`privacy.clip=0.1`, on a configuration whose
-/// `privacy` is set), so that `--tune` can list a nested value without JSON's commas.
-fn apply(config: &Config, overrides: &str) -> Config {
-    let mut v = serde_json::to_value(config).unwrap();
-    for kv in overrides.split_whitespace() {
-        let (k, val) = kv.split_once('=').unwrap_or_else(|| panic!("{kv}: expected field=value"));
-        let parsed = serde_json::from_str(val).unwrap_or_else(|_| serde_json::Value::String(val.into()));
-        let mut at = &mut v;
-        for part in k.split('.') {
-            assert!(at.is_object(), "{kv}: {part} is not within an object (is its parent set?)");
-            at = &mut at[part];
-        }
-        *at = parsed;
-    }
-    let c: Config = serde_json::from_value(v).unwrap_or_else(|e| panic!("{overrides}: {e}"));
-    c.validate().unwrap();
-    c
 }
 
 fn pct(a: &Accuracy) -> String {
