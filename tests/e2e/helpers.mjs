@@ -50,7 +50,8 @@ export const waitText = (page, sel, re, timeout = 600000) =>
   page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s).textContent), [sel, re.source], { timeout });
 
 /** Opens the page with the demo patches loaded, the backend picked and the iterations set (and
- *  the networks per iteration, LeNet's width and the CPU workers, when given). */
+ *  the networks per iteration, LeNet's width, the CPU workers and the privacy guarantee's
+ *  epsilon, when given). */
 export async function demoPage(browser, url, { backend, iterations, nets, width, workers, privacy }) {
   const opened = await open(browser, url);
   const { page } = opened;
