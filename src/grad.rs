@@ -65,8 +65,6 @@ fn conv_backward<B: Backend>(cache: ConvCache<B>, w: Tensor<B, 4>, dy: Tensor<B,
     }
 }
 
-/// Gradients of the stride-1 convolution of `x` by `w` with `padding`, given the output
-/// gradient `dy`, with burn's convolutions: (d input when `need_dx`, d weight, d bias).
 /// d input of a stride-1 convolution by `w` with `padding`, given the output gradient `dy`: the
 /// "full" convolution of `dy` with the kernel flipped and its channel dimensions swapped, as
 /// im2col.
@@ -75,6 +73,8 @@ fn im2col_input_grad<B: Backend>(dy: Tensor<B, 4>, w: Tensor<B, 4>, padding: usi
     im2col_conv(dy, w.swap_dims(0, 1).flip([2, 3]), k - 1 - padding).0
 }
 
+/// Gradients of the stride-1 convolution of `x` by `w` with `padding`, given the output
+/// gradient `dy`, with burn's convolutions: (d input when `need_dx`, d weight, d bias).
 fn direct_conv_grads<B: Backend>(x: Tensor<B, 4>, w: Tensor<B, 4>, dy: Tensor<B, 4>, padding: usize, need_dx: bool) -> (Option<Tensor<B, 4>>, Tensor<B, 4>, Tensor<B, 1>) {
     let db = bias_grad(dy.clone());
     // d weight: the input and the output gradient correlated over the batch, i.e. a convolution
