@@ -10,10 +10,9 @@
 use std::time::Instant;
 
 use anondistill::{
-    audit::mechanism::{threshold_bound, MechanismAudit},
+    audit::mechanism::{threshold_bound, Arms, MechanismAudit},
     data::{load_files, Grouping},
     demo::demo_files,
-    privacy::accountant::calibrate_sigma,
 };
 
 mod args;
@@ -34,10 +33,7 @@ fn main() {
     for epsilon in epsilons {
         let start = Instant::now();
         let audit = MechanismAudit::with_canary(&all, 20, epsilon, DELTA).unwrap();
-        let sigma = calibrate_sigma(epsilon, DELTA, 1.0, 1).unwrap();
-        let private = audit.epsilon_lower_bound::<B>(sigma, 1.0, runs).unwrap();
-        let no_noise = audit.epsilon_lower_bound::<B>(0.0, 1.0, runs).unwrap();
-        let no_clipping = audit.epsilon_lower_bound::<B>(sigma / 1e6, 1e6, runs).unwrap();
+        let Arms { sigma, private, no_noise, no_clipping } = audit.arms::<B>(runs).unwrap();
         println!(
             "| {epsilon} | {sigma:.3} | {private:.3} | {no_noise:.3} | {no_clipping:.3} | {} | {:.0} |",
             if private <= epsilon { "yes" } else { "**no**" },

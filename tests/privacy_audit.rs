@@ -7,10 +7,9 @@
 //! `bench_privacy_audit` runs the same with more runs and several ε.
 
 use anondistill::{
-    audit::mechanism::MechanismAudit,
+    audit::mechanism::{Arms, MechanismAudit},
     data::{load_files, Grouping},
     demo::demo_files,
-    privacy::accountant::calibrate_sigma,
 };
 use burn_ndarray::NdArray;
 
@@ -26,11 +25,7 @@ fn the_empirical_epsilon_stays_below_the_accountant_s_and_the_test_has_power() {
     let all = load_files(demo_files(), 8, &Grouping::default()).unwrap().dataset;
     let audit = MechanismAudit::with_canary(&all, 20, EPSILON, DELTA).unwrap();
     assert_eq!((audit.without.patient_counts().total, audit.with.patient_counts().total), (40, 41));
-    let sigma = calibrate_sigma(EPSILON, DELTA, 1.0, 1).unwrap();
-    let private = audit.epsilon_lower_bound::<B>(sigma, 1.0, RUNS).unwrap();
-    let no_noise = audit.epsilon_lower_bound::<B>(0.0, 1.0, RUNS).unwrap();
-    // Clipping off: the same absolute noise (σ · 1), a clipping norm no patient reaches.
-    let no_clipping = audit.epsilon_lower_bound::<B>(sigma / 1e6, 1e6, RUNS).unwrap();
+    let Arms { sigma, private, no_noise, no_clipping } = audit.arms::<B>(RUNS).unwrap();
     eprintln!("sigma {sigma:.3}: empirical epsilon lower bounds over {RUNS} runs a side: private {private:.3}, without noise {no_noise:.3}, without clipping {no_clipping:.3}; accountant {EPSILON}");
     assert!(private <= EPSILON, "the audit found epsilon >= {private} against the accountant's {EPSILON}");
     assert!(no_noise > EPSILON && no_clipping > EPSILON, "the test has no power: {no_noise}, {no_clipping}");

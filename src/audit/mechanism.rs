@@ -13,7 +13,20 @@ use crate::config::{Config, NetKind, PrivacyConfig};
 use crate::data::Dataset;
 use crate::distill::Distiller;
 use crate::error::{Error, Result};
-use crate::privacy::{noise::SecretRng, PrivacyPlan, PUBLIC_NORMALIZATION};
+use crate::privacy::{accountant::calibrate_sigma, noise::SecretRng, PrivacyPlan, PUBLIC_NORMALIZATION};
+
+/// The ε lower bounds of the audit's three arms.
+#[derive(Clone, Copy, Debug)]
+pub struct Arms {
+    /// The noise multiplier the accountant calibrates for the audit's one iteration.
+    pub sigma: f64,
+    /// With that noise and clipping at C.
+    pub private: f64,
+    /// Without noise.
+    pub no_noise: f64,
+    /// Without clipping: the same absolute noise (σ · C), a clipping norm no patient reaches.
+    pub no_clipping: f64,
+}
 
 /// Two neighbouring data sets and the tiny configuration the audit distils them with.
 #[derive(Clone, Debug)]
@@ -63,6 +76,20 @@ impl MechanismAudit {
         Ok(Self { config, without, with })
     }
 
+    /// The three arms at `runs` runs a side: the private one must stay below the accountant's
+    /// ε, the other two show whether the test has power.
+    pub fn arms<B: Backend>(&self, runs: usize) -> Result<Arms> {
+        let (epsilon, delta) = self.budget();
+        let clip = self.config.privacy.as_ref().expect("a private configuration").clip;
+        let sigma = calibrate_sigma(epsilon, delta, 1.0, 1)?;
+        Ok(Arms {
+            sigma,
+            private: self.epsilon_lower_bound::<B>(sigma, clip, runs)?,
+            no_noise: self.epsilon_lower_bound::<B>(0.0, clip, runs)?,
+            no_clipping: self.epsilon_lower_bound::<B>(sigma * clip / 1e6, 1e6, runs)?,
+        })
+    }
+
     /// The accountant's (ε, δ).
     fn budget(&self) -> (f64, f64) {
         let p = self.config.privacy.as_ref().expect("a private configuration");
@@ -84,7 +111,7 @@ impl MechanismAudit {
     /// The ε lower bound from `runs` runs on each side with noise of standard deviation
     /// `noise_multiplier × clip`: the test "the canary is there" on the release's projection on
     /// the direction the canary moves it without noise, at the threshold half-way.
-    pub fn epsilon_lower_bound<B: Backend>(&self, noise_multiplier: f64, clip: f64, runs: usize) -> Result<f64> {
+    fn epsilon_lower_bound<B: Backend>(&self, noise_multiplier: f64, clip: f64, runs: usize) -> Result<f64> {
         let clean = |d: &Dataset| self.release::<B>(d, 0.0, clip, SecretRng::known(0));
         let (c0, c1) = (clean(&self.without)?, clean(&self.with)?);
         let direction: Vec<f64> = c1.iter().zip(&c0).map(|(a, b)| a - b).collect();
