@@ -116,6 +116,11 @@ impl Network {
         &self.params
     }
 
+    /// The number of weights, over all parameters.
+    pub fn weights(&self) -> usize {
+        self.params.iter().map(|p| p.numel()).sum()
+    }
+
     /// The architecture.
     pub fn kind(&self) -> NetKind {
         self.kind

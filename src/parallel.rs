@@ -4,10 +4,18 @@
 //! weights ([`Distiller::remote_gradient`]); the main distiller takes their mean in the plan's
 //! order and the Adam step ([`Distiller::apply`]). Every copy is exact, so the result is bit for
 //! bit that of [`Distiller::step`] on one worker.
+//!
+//! A private iteration is shared the same way, in more steps (see `distill::private`): the main
+//! distiller begins a round ([`Distiller::begin_round`], [`host_private_plan`]); each helper
+//! unrolls its networks ([`Distiller::remote_share`]) and, chunk of patients by chunk, reports
+//! their squared norms ([`Distiller::remote_norms`]) and gets back the clipping weights that the
+//! main distiller computes from every network's norms ([`Distiller::remote_weights`]); last, it
+//! back-propagates its networks' clipped sums plus the noise the main distiller drew
+//! ([`Distiller::remote_private_gradients`]), and the main distiller adds the parts up.
 
 use burn_tensor::{backend::Backend, Tensor, TensorData};
 
-use crate::distill::{read_f32, DistilledTensors, Distiller, MetaGradient, Plan};
+use crate::distill::{read_f32, Chunk, ChunkNorms, DistilledTensors, Distiller, MetaGradient, Plan, PrivatePlan};
 use crate::error::{Error, Result};
 use crate::net::Params;
 
@@ -44,17 +52,56 @@ pub struct HostPlan {
     pub batch: Vec<usize>,
 }
 
-/// Reads a plan back to the host.
-pub async fn host_plan<B: Backend>(plan: &Plan<B>) -> Result<HostPlan> {
-    let mut inits = Vec::with_capacity(plan.inits.len());
-    for params in &plan.inits {
+/// A private iteration's [`PrivatePlan`] on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostPrivatePlan {
+    /// One flat weight vector per network, in the plan's order.
+    pub inits: Vec<Vec<f32>>,
+    /// The sampled patients, in chunks.
+    pub chunks: Vec<Chunk>,
+    /// The surrogate's factor 1/(qNK).
+    pub scale: f64,
+}
+
+/// [`ChunkNorms`] on the host: per network, each patient's squared norm and the summed loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostNorms {
+    /// Per network, `[patients]`.
+    pub sq: Vec<Vec<f32>>,
+    /// Per network.
+    pub loss: Vec<f32>,
+}
+
+async fn host_inits<B: Backend>(inits: &[Params<B>]) -> Result<Vec<Vec<f32>>> {
+    let mut flat_inits = Vec::with_capacity(inits.len());
+    for params in inits {
         let mut flat = Vec::new();
         for p in params {
             flat.extend(read_f32(p.clone()).await?);
         }
-        inits.push(flat);
+        flat_inits.push(flat);
     }
-    Ok(HostPlan { inits, batch: plan.batch.clone() })
+    Ok(flat_inits)
+}
+
+/// Reads a plan back to the host.
+pub async fn host_plan<B: Backend>(plan: &Plan<B>) -> Result<HostPlan> {
+    Ok(HostPlan { inits: host_inits(&plan.inits).await?, batch: plan.batch.clone() })
+}
+
+/// Reads a private iteration's plan back to the host.
+pub async fn host_private_plan<B: Backend>(plan: &PrivatePlan<B>) -> Result<HostPrivatePlan> {
+    Ok(HostPrivatePlan { inits: host_inits(&plan.inits).await?, chunks: plan.chunks.clone(), scale: plan.scale })
+}
+
+/// Reads a chunk's norms back to the host.
+pub async fn host_norms<B: Backend>(n: ChunkNorms<B>) -> Result<HostNorms> {
+    let mut host = HostNorms { sq: Vec::with_capacity(n.sq.len()), loss: Vec::with_capacity(n.loss.len()) };
+    for (sq, loss) in n.sq.into_iter().zip(n.loss) {
+        host.sq.push(read_f32(sq).await?);
+        host.loss.push(read_f32(loss).await?[0]);
+    }
+    Ok(host)
 }
 
 /// Reads a meta-gradient back to the host.
@@ -89,7 +136,7 @@ impl<B: Backend> Distiller<B> {
     /// Network weights from their flat host copy.
     pub fn params_from_host(&self, values: &[f32]) -> Result<Params<B>> {
         let specs = self.network().params();
-        let want: usize = specs.iter().map(|p| p.numel()).sum();
+        let want = self.network().weights();
         if values.len() != want {
             return Err(Error::Worker(format!("network weights: {} values where {want} were expected", values.len())));
         }
@@ -114,13 +161,8 @@ impl<B: Backend> Distiller<B> {
         })
     }
 
-    /// The meta-gradient of one network of another distiller's plan (same configuration, same
-    /// training split): the distilled data `state`, the network's weights `init`, the minibatch
-    /// `batch`. Replaces this distiller's own distilled data with `state`.
-    pub async fn remote_gradient(&mut self, state: &HostState, init: &[f32], batch: &[usize]) -> Result<HostGradient> {
-        if let Some(&i) = batch.iter().find(|&&i| i >= self.train_len()) {
-            return Err(Error::Worker(format!("batch index {i} is outside the {} training images", self.train_len())));
-        }
+    /// Replaces this distiller's distilled data with another distiller's host copy.
+    fn set_host_state(&mut self, state: &HostState) -> Result<()> {
         let (s, dev) = (self.state(), self.device());
         let next = DistilledTensors {
             images: tensor(&state.images, s.images.dims(), "images", dev)?,
@@ -128,16 +170,66 @@ impl<B: Backend> Distiller<B> {
             raw_lrs: tensor(&state.raw_lrs, s.raw_lrs.dims(), "learning rates", dev)?,
         };
         self.set_state(next);
+        Ok(())
+    }
+
+    /// The meta-gradient of one network of another distiller's plan (same configuration, same
+    /// training split): the distilled data `state`, the network's weights `init`, the minibatch
+    /// `batch`. Replaces this distiller's own distilled data with `state`.
+    pub async fn remote_gradient(&mut self, state: &HostState, init: &[f32], batch: &[usize]) -> Result<HostGradient> {
+        if let Some(&i) = batch.iter().find(|&&i| i >= self.train_len()) {
+            return Err(Error::Worker(format!("batch index {i} is outside the {} training images", self.train_len())));
+        }
+        self.set_host_state(state)?;
         let init = self.params_from_host(init)?;
         host_gradient(self.meta_gradient(&init, batch)).await
+    }
+
+    /// A helper's share of another distiller's private round: the distilled data `state` and
+    /// the weights `inits` of its networks (see [`Distiller::begin_share`]).
+    pub fn remote_share(&mut self, state: &HostState, inits: &[Vec<f32>]) -> Result<()> {
+        self.set_host_state(state)?;
+        let inits = inits.iter().map(|i| self.params_from_host(i)).collect::<Result<Vec<_>>>()?;
+        self.begin_share(&inits)
+    }
+
+    /// A helper's norms of a chunk of the round (see [`Distiller::helper_norms`]).
+    pub async fn remote_norms(&mut self, chunk: &Chunk) -> Result<HostNorms> {
+        host_norms(self.helper_norms(chunk)?).await
+    }
+
+    /// A helper's weighted sums of the chunk (see [`Distiller::helper_weights`]).
+    pub fn remote_weights(&mut self, w: &[f32]) -> Result<()> {
+        let w = Tensor::from_data(TensorData::new(w.to_vec(), [w.len()]), self.device());
+        self.helper_weights(w)
+    }
+
+    /// A helper's networks' part of the round's hyper-gradient (see
+    /// [`Distiller::helper_gradients`]).
+    pub async fn remote_private_gradients(&mut self, noise: &[Vec<f32>], scale: f64) -> Result<Vec<HostGradient>> {
+        let mut host = Vec::new();
+        for g in self.helper_gradients(noise, scale)? {
+            host.push(host_gradient(g).await?);
+        }
+        Ok(host)
+    }
+
+    /// The helpers' norms of a chunk as the main distiller's tensors.
+    pub fn norms_from_host(&self, n: &HostNorms) -> Result<ChunkNorms<B>> {
+        let dev = self.device();
+        Ok(ChunkNorms {
+            sq: n.sq.iter().map(|v| tensor(v, [v.len()], "norms", dev)).collect::<Result<_>>()?,
+            loss: n.loss.iter().map(|&l| tensor(&[l], [1], "loss", dev)).collect::<Result<_>>()?,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, PrivacyConfig};
     use crate::data::tests::toy;
+    use crate::privacy::{noise::SecretRng, PUBLIC_NORMALIZATION};
     use crate::data::Normalization;
     use burn_ndarray::NdArray;
 
@@ -173,6 +265,49 @@ mod tests {
             let report = pollster::block_on(main.apply(MetaGradient::mean(grads))).unwrap();
             assert_eq!(report, expected);
         }
+        let (a, b) = (pollster::block_on(one.host_state()).unwrap(), pollster::block_on(main.host_state()).unwrap());
+        assert!(a == b, "the distilled data differ");
+    }
+
+    /// A private iteration shared with a helper through host copies, the helper's networks' norms
+    /// and parts coming back as the page's helper workers send them, ends where three one-worker
+    /// private steps end, given the same secret randomness.
+    #[test]
+    fn sharing_a_private_iteration_changes_nothing() {
+        let mut data = toy(2, 40, 28);
+        data.patients = (0..data.len()).map(|i| i / 2).collect();
+        let privacy = PrivacyConfig { epsilon: 8.0, sample_rate: Some(0.5), ..Default::default() };
+        let config = Config { privacy: Some(privacy), ..config() };
+        let dev = Default::default();
+        let new = |seed| {
+            let mut d = Distiller::<B>::new(Config { seed, ..config.clone() }, &data, PUBLIC_NORMALIZATION, &dev).unwrap();
+            let plan = d.privacy().unwrap().clone();
+            d.override_privacy(plan, SecretRng::known(5)).unwrap();
+            d.limit_chunks(100_000);
+            d
+        };
+        let (mut one, mut main, mut helper) = (new(0), new(0), new(99));
+        let mut most_chunks = 0;
+        for _ in 0..3 {
+            let expected = pollster::block_on(one.step()).unwrap();
+            let plan = pollster::block_on(host_private_plan(&main.begin_round(2).unwrap())).unwrap();
+            let theirs = |all: &[Vec<f32>]| -> Vec<Vec<f32>> { all.iter().skip(1).step_by(2).cloned().collect() };
+            most_chunks = most_chunks.max(plan.chunks.len());
+            helper.remote_share(&pollster::block_on(main.host_state()).unwrap(), &theirs(&plan.inits)).unwrap();
+            for chunk in &plan.chunks {
+                main.round_norms().unwrap();
+                let n = pollster::block_on(helper.remote_norms(chunk)).unwrap();
+                let w = main.round_weights(vec![main.norms_from_host(&n).unwrap()]).unwrap();
+                helper.remote_weights(&pollster::block_on(read_f32(w)).unwrap()).unwrap();
+            }
+            let noise = main.round_noise().unwrap();
+            main.round_gradients().unwrap();
+            let parts = pollster::block_on(helper.remote_private_gradients(&theirs(&noise), plan.scale)).unwrap();
+            let parts = parts.iter().map(|g| main.gradient_from_host(g).unwrap()).collect();
+            let g = main.round_result(vec![parts]).unwrap();
+            assert_eq!(pollster::block_on(main.apply(g)).unwrap(), expected);
+        }
+        assert!(most_chunks > 1, "the patients came in one chunk only: the test does not cover the loop");
         let (a, b) = (pollster::block_on(one.host_state()).unwrap(), pollster::block_on(main.host_state()).unwrap());
         assert!(a == b, "the distilled data differ");
     }

@@ -79,6 +79,8 @@ fn without_noise_or_clipping_the_private_hypergradient_is_the_plain_one() {
     let all: Vec<usize> = (0..prepared.train.len()).collect();
     let want = MetaGradient::mean(inits.iter().map(|i| twin.meta_gradient(i, &all)).collect());
     assert_close(&got, &want, "sigma 0, C infinite, q 1");
+    let (shown, plain) = (got.loss.clone().into_scalar(), want.loss.clone().into_scalar());
+    assert!((shown - plain).abs() <= 1e-4 * plain.abs(), "the loss shown is {shown}, the plain mean loss {plain}");
     // A planted fault is seen: the mean of one network is not the mean of two.
     let one = MetaGradient::mean(vec![twin.meta_gradient(&inits[0], &all)]);
     let (a, b) = (values(got.images.clone()), values(one.images));

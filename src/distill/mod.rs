@@ -4,6 +4,8 @@
 
 mod private;
 
+pub use private::{Chunk, ChunkNorms, PrivatePlan};
+
 use burn_autodiff::Autodiff;
 use burn_tensor::{activation::softplus, backend::Backend, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
@@ -153,7 +155,7 @@ pub struct Distiller<B: Backend> {
     order: Vec<usize>,
     iteration: usize,
     /// Differential privacy's plan, patients and secret randomness, when it is on.
-    private: Option<private::Private>,
+    private: Option<private::Private<B>>,
 }
 
 impl<B: Backend> Distiller<B> {

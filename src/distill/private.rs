@@ -6,6 +6,13 @@
 //! through the surrogate `⟨v, θ_T⟩/(qN)` with `v` a constant: post-processing. The real images
 //! never enter an autodiff graph; the per-patient pass is detached ([`patient_grads`]), and each
 //! network is unrolled once, with its (small) graph over the distilled images.
+//!
+//! The iteration is a [`Round`] of steps, so that its networks can be shared among workers (the
+//! page's helper Web Workers, `crate::parallel`): each worker unrolls its networks (a [`Share`])
+//! and reports its patients' squared norms chunk by chunk; this distiller adds them up over all
+//! the networks, in their order, and hands back each patient's clipping weight; at the end it
+//! draws all the noise, and each worker back-propagates its networks' part. With one worker the
+//! same steps run here, so a shared iteration is bit for bit the one-worker one.
 
 use std::collections::BTreeMap;
 
@@ -26,20 +33,26 @@ const CHUNK_VALUES: usize = 4 << 20;
 /// Images per chunk: what [`PatientGrads`] keeps per image for every network (the
 /// convolutions' per-patient gradients, the dense layers' inputs and output gradients) within
 /// [`CHUNK_VALUES`].
-fn chunk_images(net: &Network, networks: usize) -> usize {
+fn chunk_images(net: &Network, networks: usize, values: usize) -> usize {
     let per_image: usize = net.params().iter().map(|p| match p.shape.as_slice() { [i, o] => i + o, s => s.iter().product() }).sum();
-    (CHUNK_VALUES / (networks * per_image).max(1)).clamp(1, 1024)
+    (values / (networks * per_image).max(1)).clamp(1, 1024)
 }
 
 /// A private run's plan, its training patients and its secret randomness.
-pub(super) struct Private {
+pub(super) struct Private<B: Backend> {
     pub(super) plan: PrivacyPlan,
     /// Each training patient's images (indices into the training split), in patient-id order.
     patients: Vec<Vec<usize>>,
     rng: SecretRng,
+    /// The iteration in progress, when this distiller coordinates one.
+    round: Option<Round<B>>,
+    /// The networks this distiller computes for another one's iteration (a helper's).
+    share: Option<Share<B>>,
+    /// [`CHUNK_VALUES`], smaller in tests that need several chunks of few patients.
+    chunk_values: usize,
 }
 
-impl Private {
+impl<B: Backend> Private<B> {
     /// Calibrates the plan for `train`'s patients; refuses a normalisation other than the public one.
     pub(super) fn new(config: &Config, train: &Dataset, norm: Normalization) -> Result<Self> {
         if norm != PUBLIC_NORMALIZATION {
@@ -51,29 +64,118 @@ impl Private {
         }
         let patients: Vec<Vec<usize>> = by_patient.into_values().collect();
         let plan = PrivacyPlan::of(config, patients.len(), train.len())?.ok_or_else(|| Error::Config("privacy is off in this configuration".into()))?;
-        Ok(Self { plan, patients, rng: SecretRng::from_os()? })
+        Ok(Self { plan, patients, rng: SecretRng::from_os()?, round: None, share: None, chunk_values: CHUNK_VALUES })
     }
 
-    /// One Poisson sample: the sampled patients' images (indices into the training split), the
-    /// patients ordered by their number of images (the order of a sum; it keeps the padding of
-    /// [`patient_grads`]'s Gram matrices small) and grouped in chunks of whole patients of at
-    /// most `chunk` images (a larger patient is a chunk alone).
-    fn sample(&mut self, chunk: usize) -> Vec<Vec<Vec<usize>>> {
+    /// One Poisson sample: the sampled patients ordered by their number of images (the order of a
+    /// sum; it keeps the padding of [`patient_grads`]'s Gram matrices small), in chunks of whole
+    /// patients of at most `chunk` images (a larger patient is a chunk alone).
+    fn sample(&mut self, chunk: usize) -> Vec<Chunk> {
         let q = self.plan.sample_rate;
         let mut sampled: Vec<&Vec<usize>> = self.patients.iter().filter(|_| self.rng.sampled(q)).collect();
         sampled.sort_by_key(|p| p.len());
-        let mut chunks: Vec<Vec<Vec<usize>>> = Vec::new();
-        let mut size = chunk;
+        let mut chunks: Vec<Chunk> = Vec::new();
         for p in sampled {
-            if size + p.len() > chunk {
-                chunks.push(Vec::new());
-                size = 0;
+            match chunks.last_mut() {
+                Some(c) if c.batch.len() + p.len() <= chunk => c.push(p),
+                _ => {
+                    let mut c = Chunk { batch: Vec::new(), bounds: vec![0] };
+                    c.push(p);
+                    chunks.push(c);
+                }
             }
-            chunks.last_mut().expect("a chunk").push(p.clone());
-            size += p.len();
         }
         chunks
     }
+}
+
+/// Some sampled patients, whole: their images (indices into the training split), patient after
+/// patient, and where each patient's images start and end (`bounds`, `0 = b_0 < … < b_P`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Chunk {
+    /// The images.
+    pub batch: Vec<usize>,
+    /// Patient p is `batch[bounds[p]..bounds[p + 1]]`.
+    pub bounds: Vec<usize>,
+}
+
+impl Chunk {
+    /// Patients in the chunk.
+    pub fn patients(&self) -> usize {
+        self.bounds.len().saturating_sub(1)
+    }
+
+    /// Refuses a chunk that is not whole patients of a training split of `train_len` images.
+    pub fn check(&self, train_len: usize) -> Result<()> {
+        if let Some(&i) = self.batch.iter().find(|&&i| i >= train_len) {
+            return Err(Error::Worker(format!("chunk index {i} is outside the {train_len} training images")));
+        }
+        if self.bounds.first() != Some(&0) || self.bounds.last() != Some(&self.batch.len()) || self.bounds.windows(2).any(|b| b[0] >= b[1]) {
+            return Err(Error::Worker(format!("chunk bounds {:?} do not split {} images into patients", self.bounds, self.batch.len())));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, patient: &[usize]) {
+        self.batch.extend_from_slice(patient);
+        self.bounds.push(self.batch.len());
+    }
+}
+
+/// A private iteration's draw: each network's initial weights, and the sampled patients.
+pub struct PrivatePlan<B: Backend> {
+    /// One set of initial weights per network.
+    pub inits: Vec<Params<B>>,
+    /// The sampled patients, in chunks.
+    pub chunks: Vec<Chunk>,
+    /// The factor 1/(qNK) of the surrogate (K networks).
+    pub scale: f64,
+}
+
+/// What a share of the networks reports on a chunk, network by network: each patient's squared
+/// norm `[patients]`, and the chunk's summed loss `[1]` (for display).
+pub struct ChunkNorms<B: Backend> {
+    /// Per network.
+    pub sq: Vec<Tensor<B, 1>>,
+    /// Per network.
+    pub loss: Vec<Tensor<B, 1>>,
+}
+
+/// Some of an iteration's networks as one worker computes them: unrolled, their final weights,
+/// the clipped sums so far, and the per-patient gradients of the chunk whose weights are awaited.
+pub struct Share<B: Backend> {
+    unrolled: Vec<Unrolled<B>>,
+    thetas: Vec<Params<B>>,
+    sums: Vec<Params<B>>,
+    held: Option<(usize, Vec<PatientGrads<B>>)>,
+}
+
+/// A private iteration in progress, its networks shared among `workers` workers: network j is
+/// computed by worker j mod workers, 0 being this distiller. Its steps, in order:
+/// [`Distiller::begin_round`]; for each chunk [`Distiller::round_norms`] then
+/// [`Distiller::round_weights`]; [`Distiller::round_noise`]; [`Distiller::round_gradients`];
+/// [`Distiller::round_result`].
+struct Round<B: Backend> {
+    workers: usize,
+    networks: usize,
+    chunks: Vec<Chunk>,
+    scale: f64,
+    /// This distiller's networks, until their gradients are taken.
+    share: Option<Share<B>>,
+    /// Chunks whose weights are known.
+    done: usize,
+    /// This distiller's norms of chunk `done`, once computed.
+    norms: Option<ChunkNorms<B>>,
+    /// Σ of the sampled images' losses over the networks, and their number.
+    loss: Tensor<B, 1>,
+    images: usize,
+    /// This distiller's networks' noise, once drawn; then their gradients.
+    noise: Option<Vec<Vec<f32>>>,
+    grads: Option<Vec<MetaGradient<B>>>,
+}
+
+fn out_of_order(what: &str) -> Error {
+    Error::Worker(format!("a private iteration's steps came out of order: {what}"))
 }
 
 impl<B: Backend> Distiller<B> {
@@ -85,78 +187,260 @@ impl<B: Backend> Distiller<B> {
     /// Replaces the privacy plan and its randomness: for tests, which need σ = 0, C = ∞ or
     /// known noise. The archive records the ε of the plan that ran, whatever it is.
     pub fn override_privacy(&mut self, plan: PrivacyPlan, rng: SecretRng) -> Result<()> {
-        let p = self.private.as_mut().ok_or_else(|| Error::Config("privacy is off in this run".into()))?;
+        let p = self.private_mut()?;
         p.plan = plan;
         p.rng = rng;
         Ok(())
     }
 
-    /// One private hyper-gradient (see the module documentation). Its loss is the plain mean
-    /// outer loss of the sampled images over the networks, for display only.
-    pub(super) fn private_hypergradient(&mut self) -> MetaGradient<B> {
-        let inits: Vec<_> = (0..self.networks_per_iteration()).map(|_| self.sample_init()).collect();
-        let chunk = chunk_images(&self.net, inits.len());
-        let private = self.private.as_mut().expect("privacy is on");
-        let chunks = private.sample(chunk);
-        let plan = private.plan.clone();
-        let unrolled: Vec<Unrolled<B>> = inits.iter().map(|init| self.unroll(init)).collect();
-        let thetas: Vec<Params<B>> = unrolled.iter().map(|u| u.params.iter().map(|p| p.clone().inner()).collect()).collect();
-        let (sums, loss_sum, images) = self.clipped_sums(&thetas, &chunks, plan.clip);
-
-        // v = the clipped sum plus N(0, σ²C²) noise, network by network; the surrogate's
-        // gradient is v/(qN) back-propagated, and the networks' gradients are averaged as
-        // without privacy. σC, and no noise at all with σ = 0 (even with C = ∞, where the
-        // product is NaN).
-        let k = inits.len() as f64;
-        let scale = 1.0 / (plan.sample_rate * plan.patients as f64 * k);
-        let sd = if plan.noise_multiplier == 0.0 { 0.0 } else { plan.noise_multiplier * plan.clip };
-        let shown = if images == 0 { loss_sum } else { loss_sum.div_scalar(images as f64 * k) };
-        let mut total: Option<MetaGradient<B>> = None;
-        for (u, sum) in unrolled.iter().zip(sums) {
-            let rng = &mut self.private.as_mut().expect("privacy is on").rng;
-            let surrogate = u
-                .params
-                .iter()
-                .zip(sum)
-                .map(|(theta, clipped)| {
-                    let n = theta.dims()[0];
-                    let noise = Tensor::<B, 1>::from_data(TensorData::new(rng.gaussians(n, sd), [n]), &self.device);
-                    let v = Tensor::<A<B>, 1>::from_inner(clipped + noise);
-                    (theta.clone() * v).sum()
-                })
-                .reduce(|a, b| a + b)
-                .expect("parameters");
-            let mut g = self.gradient_of(u, surrogate.mul_scalar(scale));
-            g.loss = shown.clone();
-            total = Some(match total { Some(t) => t.plus(g), None => g });
-        }
-        total.expect("at least one network")
+    /// Makes the chunks of patients hold about `values` floats instead of [`CHUNK_VALUES`].
+    #[cfg(test)]
+    pub(crate) fn limit_chunks(&mut self, values: usize) {
+        self.private_mut().expect("privacy is on").chunk_values = values;
     }
 
-    /// For each network (final weights `thetas`), Σ_p min(1, C/‖g_p‖) g_p per parameter, where
-    /// g_p is patient p's gradient at all the networks' final weights jointly; also the summed
-    /// loss of the sampled images (`[1]`, for display) and their number. A patient whose norm is
-    /// not finite gets weight 0 (left out of the sum, which bounds its effect all the same).
-    fn clipped_sums(&self, thetas: &[Params<B>], chunks: &[Vec<Vec<usize>>], clip: f64) -> (Vec<Params<B>>, Tensor<B, 1>, usize) {
-        let mut sums: Vec<Params<B>> = thetas.iter().map(|t| t.iter().map(|p| p.zeros_like()).collect()).collect();
-        let mut loss = Tensor::<B, 1>::zeros([1], &self.device);
-        let mut images = 0;
-        for chunk in chunks {
-            let batch: Vec<usize> = chunk.iter().flatten().copied().collect();
-            let bounds: Vec<usize> = std::iter::once(0).chain(chunk.iter().scan(0, |at, p| { *at += p.len(); Some(*at) })).collect();
-            let (x, y) = self.real_batch(&batch);
-            let grads: Vec<PatientGrads<B>> = thetas.iter().map(|theta| patient_grads(&self.net, theta, x.clone(), y.clone(), &bounds)).collect();
-            let sq = grads.iter().map(PatientGrads::total_sq_norms).reduce(|a, b| a + b).expect("a network");
-            let w = sq.sqrt().recip().mul_scalar(clip).clamp_max(1.0);
-            let w = w.clone().mask_fill(w.is_nan(), 0.0);
-            for (sum, g) in sums.iter_mut().zip(&grads) {
-                for (s, part) in sum.iter_mut().zip(g.weighted(w.clone())) {
-                    *s = s.clone() + part;
-                }
-                loss = loss + g.loss_sum.clone();
-            }
-            images += batch.len();
+    fn private_mut(&mut self) -> Result<&mut Private<B>> {
+        self.private.as_mut().ok_or_else(|| Error::Config("privacy is off in this run".into()))
+    }
+
+    /// One private hyper-gradient (see the module documentation), all its networks computed
+    /// here. Its loss is the mean outer loss of the sampled images over the networks, for display.
+    pub(super) fn private_hypergradient(&mut self) -> MetaGradient<B> {
+        let chunks = self.begin_round(1).expect("privacy is on").chunks.len();
+        for _ in 0..chunks {
+            self.round_norms().expect("in order");
+            self.round_weights(Vec::new()).expect("in order");
         }
-        (sums, loss, images)
+        self.round_noise().expect("in order");
+        self.round_gradients().expect("in order");
+        self.round_result(Vec::new()).expect("in order")
+    }
+
+    /// Starts a private iteration shared among `workers` workers (a round left unfinished is
+    /// dropped: nothing of it was released): draws its networks and samples its patients, and
+    /// unrolls this distiller's networks. The plan is for the helpers.
+    pub fn begin_round(&mut self, workers: usize) -> Result<PrivatePlan<B>> {
+        let workers = workers.max(1);
+        let inits: Vec<Params<B>> = (0..self.networks_per_iteration()).map(|_| self.sample_init()).collect();
+        let values = self.private_mut()?.chunk_values;
+        let chunk = chunk_images(&self.net, inits.len(), values);
+        let private = self.private_mut()?;
+        private.round = None;
+        let chunks = private.sample(chunk);
+        let scale = 1.0 / (private.plan.sample_rate * private.plan.patients as f64 * inits.len() as f64);
+        let own: Vec<Params<B>> = inits.iter().step_by(workers).cloned().collect();
+        let share = self.share(&own);
+        let round = Round { workers, networks: inits.len(), chunks: chunks.clone(), scale, share: Some(share), done: 0, norms: None, loss: Tensor::zeros([1], &self.device), images: 0, noise: None, grads: None };
+        self.private_mut()?.round = Some(round);
+        Ok(PrivatePlan { inits, chunks, scale })
+    }
+
+    fn round_mut(&mut self) -> Result<&mut Round<B>> {
+        self.private_mut()?.round.as_mut().ok_or_else(|| out_of_order("no iteration was begun"))
+    }
+
+    /// This distiller's norms of the round's next chunk.
+    pub fn round_norms(&mut self) -> Result<()> {
+        let mut round = self.private_mut()?.round.take().ok_or_else(|| out_of_order("no iteration was begun"))?;
+        let result = match (round.chunks.get(round.done), round.share.as_mut()) {
+            (Some(chunk), Some(share)) if round.norms.is_none() => Ok(self.share_norms(share, chunk)),
+            _ => Err(out_of_order("norms of no chunk")),
+        };
+        let ok = result.map(|n| round.norms = Some(n));
+        self.private_mut()?.round = Some(round);
+        ok
+    }
+
+    /// The clipping weight of each patient of the round's chunk, `[patients]`: from the squared
+    /// norms of every network, this distiller's and `others'` (each helper's, helper after
+    /// helper, its networks in their order), added up in the networks' order. Forms this
+    /// distiller's weighted sums too.
+    pub fn round_weights(&mut self, others: Vec<ChunkNorms<B>>) -> Result<Tensor<B, 1>> {
+        let clip = self.private_mut()?.plan.clip;
+        let round = self.round_mut()?;
+        let own = round.norms.take().ok_or_else(|| out_of_order("weights before norms"))?;
+        if others.len() != round.workers - 1 {
+            return Err(Error::Worker(format!("norms from {} helpers where {} were expected", others.len(), round.workers - 1)));
+        }
+        let mut by_worker: Vec<ChunkNorms<B>> = std::iter::once(own).chain(others).collect();
+        let mut sq: Option<Tensor<B, 1>> = None;
+        for j in 0..round.networks {
+            let (w, k) = (j % round.workers, j / round.workers);
+            let n = &mut by_worker[w];
+            let (s, l) = (n.sq.get(k).cloned(), n.loss.get(k).cloned());
+            let patients = round.chunks[round.done].patients();
+            let (Some(s), Some(l)) = (s, l) else {
+                return Err(Error::Worker(format!("worker {w} sent no norms for network {j}")));
+            };
+            if s.dims() != [patients] || l.dims() != [1] {
+                return Err(Error::Worker(format!("worker {w} sent norms of {:?} patients for network {j}, where the chunk has {patients}", s.dims())));
+            }
+            sq = Some(match sq { Some(t) => t + s, None => s });
+            round.loss = round.loss.clone() + l;
+        }
+        let w = sq.expect("a network").sqrt().recip().mul_scalar(clip).clamp_max(1.0);
+        let w = w.clone().mask_fill(w.is_nan(), 0.0);
+        round.images += round.chunks[round.done].batch.len();
+        round.done += 1;
+        round.share.as_mut().ok_or_else(|| out_of_order("weights after the gradients"))?.add(w.clone());
+        Ok(w)
+    }
+
+    /// Draws the round's noise, N(0, σ²C²) for every parameter of every network, network after
+    /// network (none with σ = 0, even with C = ∞); keeps this distiller's and returns all of it
+    /// (each network's flat over its parameters), for the helpers.
+    pub fn round_noise(&mut self) -> Result<Vec<Vec<f32>>> {
+        let dims = self.net.weights();
+        let private = self.private_mut()?;
+        let plan = &private.plan;
+        let sd = if plan.noise_multiplier == 0.0 { 0.0 } else { plan.noise_multiplier * plan.clip };
+        let round = private.round.as_ref().ok_or_else(|| out_of_order("no iteration was begun"))?;
+        if round.done < round.chunks.len() || round.noise.is_some() {
+            return Err(out_of_order("noise before every chunk's weights, or twice"));
+        }
+        let (networks, workers) = (round.networks, round.workers);
+        let noise: Vec<Vec<f32>> = (0..networks).map(|_| private.rng.gaussians(dims, sd)).collect();
+        let own = noise.iter().step_by(workers).cloned().collect();
+        self.round_mut()?.noise = Some(own);
+        Ok(noise)
+    }
+
+    /// This distiller's networks' part of the round's hyper-gradient.
+    pub fn round_gradients(&mut self) -> Result<()> {
+        let mut round = self.private_mut()?.round.take().ok_or_else(|| out_of_order("no iteration was begun"))?;
+        let result = match (round.noise.take(), round.share.take()) {
+            (Some(noise), Some(share)) => Ok(self.share_gradients(share, &noise, round.scale)),
+            _ => Err(out_of_order("gradients before the noise, or twice")),
+        };
+        let ok = result.map(|g| round.grads = Some(g));
+        self.private_mut()?.round = Some(round);
+        ok
+    }
+
+    /// Ends the round: its hyper-gradient, the sum of every network's part, this distiller's and
+    /// `others'` (each helper's, helper after helper), in the networks' order; its loss is the
+    /// sampled images' mean loss over the networks.
+    pub fn round_result(&mut self, others: Vec<Vec<MetaGradient<B>>>) -> Result<MetaGradient<B>> {
+        let round = self.private_mut()?.round.take().ok_or_else(|| out_of_order("no iteration was begun"))?;
+        let own = round.grads.ok_or_else(|| out_of_order("the result before the gradients"))?;
+        if others.len() != round.workers - 1 {
+            return Err(Error::Worker(format!("gradients from {} helpers where {} were expected", others.len(), round.workers - 1)));
+        }
+        let mut by_worker: Vec<std::vec::IntoIter<MetaGradient<B>>> = std::iter::once(own).chain(others).map(Vec::into_iter).collect();
+        let mut total: Option<MetaGradient<B>> = None;
+        for j in 0..round.networks {
+            let w = j % round.workers;
+            let g = by_worker[w].next().ok_or_else(|| Error::Worker(format!("worker {w} sent no gradient for network {j}")))?;
+            total = Some(match total { Some(t) => t.plus(g), None => g });
+        }
+        let mut total = total.expect("a network");
+        let per = round.images.max(1) as f64 * round.networks as f64;
+        total.loss = if round.images == 0 { round.loss } else { round.loss.div_scalar(per) };
+        Ok(total)
+    }
+
+    /// A helper's part of another distiller's round: unrolls the networks `inits` from the
+    /// distilled data as they are now (a share left unfinished is dropped).
+    pub fn begin_share(&mut self, inits: &[Params<B>]) -> Result<()> {
+        self.private_mut()?.share = None;
+        let share = self.share(inits);
+        self.private_mut()?.share = Some(share);
+        Ok(())
+    }
+
+    fn helper_share(&mut self) -> Result<Share<B>> {
+        self.private_mut()?.share.take().ok_or_else(|| out_of_order("the helper has no networks"))
+    }
+
+    /// A helper's norms of `chunk` (see [`Distiller::round_weights`]).
+    pub fn helper_norms(&mut self, chunk: &Chunk) -> Result<ChunkNorms<B>> {
+        chunk.check(self.train_len)?;
+        let mut share = self.helper_share()?;
+        let norms = if share.held.is_some() { Err(out_of_order("norms of a chunk before the last one's weights")) } else { Ok(self.share_norms(&mut share, chunk)) };
+        self.private_mut()?.share = Some(share);
+        norms
+    }
+
+    /// A helper's weighted sums of the chunk whose norms it gave, with the weights `w`.
+    pub fn helper_weights(&mut self, w: Tensor<B, 1>) -> Result<()> {
+        let share = self.private_mut()?.share.as_mut().ok_or_else(|| out_of_order("the helper has no networks"))?;
+        match &share.held {
+            None => return Err(out_of_order("weights before norms")),
+            Some((patients, _)) if w.dims() != [*patients] => {
+                return Err(Error::Worker(format!("{:?} weights for a chunk of {patients} patients", w.dims())));
+            }
+            Some(_) => share.add(w),
+        }
+        Ok(())
+    }
+
+    /// A helper's networks' part of the hyper-gradient, given their noise and the factor 1/(qNK).
+    pub fn helper_gradients(&mut self, noise: &[Vec<f32>], scale: f64) -> Result<Vec<MetaGradient<B>>> {
+        let dims = self.net.weights();
+        let share = self.helper_share()?;
+        if share.held.is_some() {
+            return Err(out_of_order("gradients before the last chunk's weights"));
+        }
+        if noise.len() != share.unrolled.len() || noise.iter().any(|z| z.len() != dims) {
+            return Err(Error::Worker(format!("noise for {} networks where the helper has {} of {dims} weights each", noise.len(), share.unrolled.len())));
+        }
+        Ok(self.share_gradients(share, noise, scale))
+    }
+
+    /// `inits` unrolled on the distilled data.
+    fn share(&self, inits: &[Params<B>]) -> Share<B> {
+        let unrolled: Vec<Unrolled<B>> = inits.iter().map(|init| self.unroll(init)).collect();
+        let thetas: Vec<Params<B>> = unrolled.iter().map(|u| u.params.iter().map(|p| p.clone().inner()).collect()).collect();
+        let sums = thetas.iter().map(|t| t.iter().map(|p| p.zeros_like()).collect()).collect();
+        Share { unrolled, thetas, sums, held: None }
+    }
+
+    /// Each patient's gradient of `chunk` at each of the share's final weights (detached),
+    /// kept for [`Share::add`]; their squared norms and losses.
+    fn share_norms(&self, share: &mut Share<B>, chunk: &Chunk) -> ChunkNorms<B> {
+        let (x, y) = self.real_batch(&chunk.batch);
+        let grads: Vec<PatientGrads<B>> = share.thetas.iter().map(|theta| patient_grads(&self.net, theta, x.clone(), y.clone(), &chunk.bounds)).collect();
+        let norms = ChunkNorms { sq: grads.iter().map(PatientGrads::total_sq_norms).collect(), loss: grads.iter().map(|g| g.loss_sum.clone()).collect() };
+        share.held = Some((chunk.patients(), grads));
+        norms
+    }
+
+    /// Each network's part: v = its clipped sum plus its `noise`, and the exact gradient of the
+    /// surrogate `scale·⟨v, θ_T⟩` with respect to the learnable tensors.
+    fn share_gradients(&self, share: Share<B>, noise: &[Vec<f32>], scale: f64) -> Vec<MetaGradient<B>> {
+        share
+            .unrolled
+            .iter()
+            .zip(share.sums)
+            .zip(noise)
+            .map(|((u, sum), noise)| {
+                let mut at = 0;
+                let surrogate = u
+                    .params
+                    .iter()
+                    .zip(sum)
+                    .map(|(theta, clipped)| {
+                        let n = theta.dims()[0];
+                        let z = Tensor::<B, 1>::from_data(TensorData::new(noise[at..at + n].to_vec(), [n]), &self.device);
+                        at += n;
+                        (theta.clone() * Tensor::<A<B>, 1>::from_inner(clipped + z)).sum()
+                    })
+                    .reduce(|a, b| a + b)
+                    .expect("parameters");
+                self.gradient_of(u, surrogate.mul_scalar(scale))
+            })
+            .collect()
+    }
+}
+
+impl<B: Backend> Share<B> {
+    /// Adds Σ_p w_p g_p of the held chunk to each network's sums.
+    fn add(&mut self, w: Tensor<B, 1>) {
+        let (_, held) = self.held.take().expect("a chunk's gradients");
+        for (sum, g) in self.sums.iter_mut().zip(&held) {
+            for (s, part) in sum.iter_mut().zip(g.weighted(w.clone())) {
+                *s = s.clone() + part;
+            }
+        }
     }
 }

@@ -135,7 +135,7 @@ impl PrivacyPlan {
 /// Coordinates the noise of one private iteration perturbs: the final weights of all the
 /// iteration's networks.
 pub fn noised_dims(config: &Config, classes: usize) -> Result<usize> {
-    let per_network: usize = Network::new(config, classes)?.params().iter().map(|p| p.numel()).sum();
+    let per_network = Network::new(config, classes)?.weights();
     Ok(per_network * if config.known_init { 1 } else { config.nets_per_iteration })
 }
 
