@@ -15,8 +15,8 @@
 // Web Worker; `workers` above 1 adds a row of the page's flex backend with that many workers
 // (the page's "CPU workers": helper workers computing an iteration's networks in parallel).
 // `epsilon` (1, 4 or 8, the page's choices) adds a row of the page's flex backend with that
-// privacy guarantee (issue 32; a private run keeps to one worker). `only` may list several
-// pieces of names separated by `|`.
+// privacy guarantee (issue 32), in `workers` workers. `only` may list several pieces of names
+// separated by `|`.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { timeDemo } from '../tests/e2e/helpers.mjs';
@@ -48,11 +48,11 @@ for (const [name, backend, threads] of [['native ndarray, 1 thread', 'ndarray', 
 }
 const names = { cpu: 'CPU (wasm, SIMD, 1 thread, flex)', ndarray: 'CPU (wasm, SIMD, 1 thread, ndarray)', webgpu: 'WebGPU' };
 if (WORKERS > 1) names.shared = `CPU (wasm, SIMD, flex, ${WORKERS} workers)`;
-if (EPSILON) names.private = `CPU (wasm, SIMD, 1 thread, flex), private, epsilon ${EPSILON}`;
+if (EPSILON) names.private = `CPU (wasm, SIMD, flex, ${WORKERS} worker${WORKERS > 1 ? 's' : ''}), private, epsilon ${EPSILON}`;
 for (const b of Object.keys(names)) {
   if (!wanted(`page ${names[b]}`)) continue;
   const shared = b === 'shared';
-  const r = await timeDemo({ backend: shared || b === 'private' ? 'cpu' : b, iterations: N, nets: NETS, width: WIDTH, workers: shared ? WORKERS : 1, privacy: b === 'private' ? EPSILON : undefined });
+  const r = await timeDemo({ backend: shared || b === 'private' ? 'cpu' : b, iterations: N, nets: NETS, width: WIDTH, workers: shared || b === 'private' ? WORKERS : 1, privacy: b === 'private' ? EPSILON : undefined });
   rows.push([`page ${names[b]} [${r.used}]`, r.steady, r.all]);
 }
 const find = (name) => (rows.find((r) => r[0] === name) || [null, NaN])[1];

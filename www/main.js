@@ -305,7 +305,7 @@ function showPrivacyPlan(plan, spent) {
       `clips each ${unit}'s gradient to norm ${num(plan.clip)} and adds Gaussian noise with noise multiplier sigma ${num(plan.noise_multiplier)}.`,
     `What the noise costs: ${plan.in_words}`,
     plan.covers,
-    'A private run uses one worker, and the archive leaves out the privacy audit and the baselines trained on members: they are outside the guarantee.',
+    'The archive leaves out the privacy audit and the baselines trained on members: they are outside the guarantee.',
   ];
   if (spent !== undefined) lines.push(`Spent so far: epsilon ${num(spent)} of ${num(plan.epsilon)}.`);
   box.replaceChildren(...lines.map((t, i) => Object.assign(document.createElement('p'), { textContent: t, id: i === 4 ? 'privacy-spent' : '' })));

@@ -145,8 +145,7 @@ async function startHelpers(backend, workers) {
   const cfg = JSON.parse(config);
   const nets = cfg.known_init ? 1 : cfg.nets_per_iteration;
   const count = Math.min((workers || 1) - 1, nets - 1);
-  // A private run stays here: its patients are sampled, clipped and noised in one place.
-  if (backend === 'webgpu' || count < 1 || cfg.privacy) return;
+  if (backend === 'webgpu' || count < 1) return;
   while (pool.length < count) newHelper();
   const chosen = pool.slice(0, count);
   const split = session.trainSplit();
@@ -174,10 +173,81 @@ function helperGradient(h, plan, j) {
   return h.call({ type: 'gradient', images: plan.images, labels: plan.labels, rawLrs: plan.rawLrs, init, batch: plan.batch }).then((m) => m.gradient);
 }
 
+// Helper k's share of a list with one entry per network (network j goes to worker j mod
+// workers, 0 being this one).
+const shareOf = (all, k, workers) => all.filter((_, j) => j % workers === k + 1);
+
+// One private iteration shared with the helpers (src/web/workers/private.rs): they unroll their
+// networks and report their patients' norms chunk by chunk, this worker turns every network's
+// norms into clipping weights and draws the noise, each worker back-propagates its networks, and
+// this one takes the step. Resolves to false when the run is done or its step failed. Awaits the
+// helpers with the same deadlines as `runShared`; a helper's failure rejects with `fromHelper`.
+async function privateIteration() {
+  const workers = helpers.length + 1;
+  const plan = await session.privatePlan(workers);
+  if (!plan) return false;
+  // Sends each helper `msg(k)`; its reply also waits for the share's, so that a failed share is
+  // what a failure reports, and every rejection is awaited somewhere.
+  let shared = null;
+  const ask = (msg) => helpers.map((h, k) => {
+    const reply = h.call(msg(k)).catch((e) => { e.fromHelper = true; throw e; });
+    if (!shared) return reply;
+    reply.catch(() => {}); // reported through the chain
+    return shared[k].then(() => reply);
+  });
+  const answers = async (pending, t0) => {
+    const cancel = deadline(helpers, Math.max(helperWait.minMs, helperWait.factor * (performance.now() - t0)));
+    try {
+      return await Promise.all(pending);
+    } finally {
+      cancel();
+    }
+  };
+  shared = ask((k) => {
+    const inits = shareOf(plan.inits, k, workers);
+    if (breakNextHelperCall) inits[0] = inits[0].subarray(1);
+    breakNextHelperCall = false;
+    if (silenceNextHelper) helpers[k].worker.terminate(); // no reply and no error event, ever
+    silenceNextHelper = false;
+    return { type: 'share', images: plan.images, labels: plan.labels, rawLrs: plan.rawLrs, inits };
+  });
+  for (const chunk of plan.chunks) {
+    const norms = ask(() => ({ type: 'norms', batch: chunk.batch, bounds: chunk.bounds }));
+    const t0 = performance.now();
+    session.privateNorms();
+    const w = await session.privateWeights((await answers(norms, t0)).map((m) => m.norms));
+    await answers(ask(() => ({ type: 'weights', w })), performance.now());
+  }
+  const noise = session.privateNoise();
+  const parts = ask((k) => ({ type: 'private-gradients', noise: shareOf(noise, k, workers), scale: plan.scale }));
+  const t0 = performance.now();
+  session.privateGradients();
+  return session.privateApply((await answers(parts, t0)).map((m) => m.parts));
+}
+
+// Up to `n` private iterations shared with the helpers; resolves as `runShared`. A helper that
+// fails or stays silent ends the sharing: its iteration is dropped unfinished (nothing of it is
+// released, and it does not count), and the run carries on in this worker.
+async function runPrivateShared(n) {
+  for (let k = 0; k < n; k++) {
+    try {
+      if (!(await privateIteration())) break;
+    } catch (e) {
+      if (!e.fromHelper) throw e;
+      post({ type: 'notice', message: `${e.message}; carrying on in one worker` });
+      [...helpers].filter((h) => h.broken).forEach(dropHelper);
+      stopHelpers();
+      break;
+    }
+  }
+  return session.endChunk();
+}
+
 // Up to `n` iterations with the networks spread over this worker and the helpers; resolves to
 // what `session.run(n)` resolves to. A helper that fails, or stays silent past its deadline, is
 // dropped and its networks are computed here.
 async function runShared(n) {
+  if (session.privacy()) return runPrivateShared(n);
   for (let k = 0; k < n; k++) {
     const plan = await session.plan();
     if (!plan) break;

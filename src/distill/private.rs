@@ -160,7 +160,9 @@ struct Round<B: Backend> {
     networks: usize,
     chunks: Vec<Chunk>,
     scale: f64,
-    /// This distiller's networks, until their gradients are taken.
+    /// This distiller's networks' initial weights; unrolled when first needed, so that the
+    /// helpers unroll theirs meanwhile; until their gradients are taken.
+    own: Vec<Params<B>>,
     share: Option<Share<B>>,
     /// Chunks whose weights are known.
     done: usize,
@@ -229,8 +231,7 @@ impl<B: Backend> Distiller<B> {
         let chunks = private.sample(chunk);
         let scale = 1.0 / (private.plan.sample_rate * private.plan.patients as f64 * inits.len() as f64);
         let own: Vec<Params<B>> = inits.iter().step_by(workers).cloned().collect();
-        let share = self.share(&own);
-        let round = Round { workers, networks: inits.len(), chunks: chunks.clone(), scale, share: Some(share), done: 0, norms: None, loss: Tensor::zeros([1], &self.device), images: 0, noise: None, grads: None };
+        let round = Round { workers, networks: inits.len(), chunks: chunks.clone(), scale, own, share: None, done: 0, norms: None, loss: Tensor::zeros([1], &self.device), images: 0, noise: None, grads: None };
         self.private_mut()?.round = Some(round);
         Ok(PrivatePlan { inits, chunks, scale })
     }
@@ -242,8 +243,11 @@ impl<B: Backend> Distiller<B> {
     /// This distiller's norms of the round's next chunk.
     pub fn round_norms(&mut self) -> Result<()> {
         let mut round = self.private_mut()?.round.take().ok_or_else(|| out_of_order("no iteration was begun"))?;
-        let result = match (round.chunks.get(round.done), round.share.as_mut()) {
-            (Some(chunk), Some(share)) if round.norms.is_none() => Ok(self.share_norms(share, chunk)),
+        let result = match round.chunks.get(round.done) {
+            Some(chunk) if round.norms.is_none() => {
+                let share = round.share.get_or_insert_with(|| self.share(&round.own));
+                Ok(self.share_norms(share, chunk))
+            }
             _ => Err(out_of_order("norms of no chunk")),
         };
         let ok = result.map(|n| round.norms = Some(n));
@@ -308,9 +312,12 @@ impl<B: Backend> Distiller<B> {
     /// This distiller's networks' part of the round's hyper-gradient.
     pub fn round_gradients(&mut self) -> Result<()> {
         let mut round = self.private_mut()?.round.take().ok_or_else(|| out_of_order("no iteration was begun"))?;
-        let result = match (round.noise.take(), round.share.take()) {
-            (Some(noise), Some(share)) => Ok(self.share_gradients(share, &noise, round.scale)),
-            _ => Err(out_of_order("gradients before the noise, or twice")),
+        let result = match round.noise.take() {
+            Some(noise) => {
+                let share = round.share.take().unwrap_or_else(|| self.share(&round.own));
+                Ok(self.share_gradients(share, &noise, round.scale))
+            }
+            None => Err(out_of_order("gradients before the noise, or twice")),
         };
         let ok = result.map(|g| round.grads = Some(g));
         self.private_mut()?.round = Some(round);

@@ -28,11 +28,11 @@ pub(super) struct Pending {
     error: Option<crate::Error>,
 }
 
-fn set(o: &Object, key: &str, value: JsValue) -> Result<(), JsValue> {
+pub(super) fn set(o: &Object, key: &str, value: JsValue) -> Result<(), JsValue> {
     Reflect::set(o, &key.into(), &value).map(|_| ())
 }
 
-fn floats(o: &JsValue, key: &str) -> Result<Vec<f32>, JsValue> {
+pub(super) fn floats(o: &JsValue, key: &str) -> Result<Vec<f32>, JsValue> {
     let v = Reflect::get(o, &key.into())?;
     if !v.is_instance_of::<Float32Array>() {
         return Err(js_err(format!("gradient field {key} is not a Float32Array")));
@@ -40,7 +40,7 @@ fn floats(o: &JsValue, key: &str) -> Result<Vec<f32>, JsValue> {
     Ok(Float32Array::from(v).to_vec())
 }
 
-fn gradient_to_js(g: &HostGradient) -> Result<JsValue, JsValue> {
+pub(super) fn gradient_to_js(g: &HostGradient) -> Result<JsValue, JsValue> {
     let o = Object::new();
     set(&o, "loss", g.loss.into())?;
     set(&o, "images", Float32Array::from(&g.images[..]).into())?;
@@ -49,7 +49,18 @@ fn gradient_to_js(g: &HostGradient) -> Result<JsValue, JsValue> {
     Ok(o.into())
 }
 
-fn gradient_from_js(v: &JsValue) -> Result<HostGradient, JsValue> {
+/// The distilled data and the networks' weights of a planned iteration: `{images, labels,
+/// rawLrs, inits}`.
+pub(super) fn planned_to_js(state: &HostState, inits: &[Vec<f32>]) -> Result<Object, JsValue> {
+    let o = Object::new();
+    set(&o, "images", Float32Array::from(&state.images[..]).into())?;
+    set(&o, "labels", Float32Array::from(&state.labels[..]).into())?;
+    set(&o, "rawLrs", Float32Array::from(&state.raw_lrs[..]).into())?;
+    set(&o, "inits", inits.iter().map(|w| JsValue::from(Float32Array::from(&w[..]))).collect::<Array>().into())?;
+    Ok(o)
+}
+
+pub(super) fn gradient_from_js(v: &JsValue) -> Result<HostGradient, JsValue> {
     let loss = Reflect::get(v, &"loss".into())?.as_f64().ok_or_else(|| js_err("gradient without a loss"))? as f32;
     Ok(HostGradient { loss, images: floats(v, "images")?, labels: floats(v, "labels")?, raw_lrs: floats(v, "rawLrs")? })
 }
@@ -63,7 +74,7 @@ impl Session {
     }
 
     /// The training split the distillation reads, for the helpers: `{size, pixels, labels,
-    /// classes, mean, std}` (pixels in [0, 1], image after image).
+    /// patients, classes, mean, std}` (pixels in [0, 1], image after image).
     #[wasm_bindgen(js_name = trainSplit)]
     pub fn train_split(&self) -> Result<JsValue, JsValue> {
         let s = self.inner.borrow();
@@ -73,6 +84,8 @@ impl Session {
         set(&o, "pixels", Float32Array::from(&t.pixels[..]).into())?;
         let labels: Vec<u32> = t.labels.iter().map(|&c| c as u32).collect();
         set(&o, "labels", Uint32Array::from(&labels[..]).into())?;
+        let patients: Vec<u32> = t.patients.iter().map(|&p| p as u32).collect();
+        set(&o, "patients", Uint32Array::from(&patients[..]).into())?;
         set(&o, "classes", t.classes.iter().map(JsValue::from).collect::<Array>().into())?;
         set(&o, "mean", norm.mean.into())?;
         set(&o, "std", norm.std.into())?;
@@ -88,7 +101,7 @@ impl Session {
             let mut engine = take_engine(&inner)?;
             let planned = on_engine!(&mut engine, d => async {
                 if d.privacy().is_some() {
-                    return Err(crate::Error::Config("a private run does not share its networks with helper workers: each iteration's patients are sampled, clipped and noised in one place".into()));
+                    return Err(crate::Error::Config("a private run shares its iterations through privatePlan".into()));
                 }
                 if d.iteration() >= d.total_iterations() {
                     return Ok(None);
@@ -99,11 +112,7 @@ impl Session {
             let mut s = inner.borrow_mut();
             s.engine = Some(engine);
             let Some((plan, state)) = planned.map_err(js_err)? else { return Ok(JsValue::NULL) };
-            let o = Object::new();
-            set(&o, "images", Float32Array::from(&state.images[..]).into())?;
-            set(&o, "labels", Float32Array::from(&state.labels[..]).into())?;
-            set(&o, "rawLrs", Float32Array::from(&state.raw_lrs[..]).into())?;
-            set(&o, "inits", plan.inits.iter().map(|w| JsValue::from(Float32Array::from(&w[..]))).collect::<Array>().into())?;
+            let o = planned_to_js(&state, &plan.inits)?;
             let batch: Vec<u32> = plan.batch.iter().map(|&i| i as u32).collect();
             set(&o, "batch", Uint32Array::from(&batch[..]).into())?;
             s.parallel.plan = Some(plan);
@@ -149,19 +158,7 @@ impl Session {
                 let grads = host.iter().map(|g| d.gradient_from_host(g)).collect::<crate::Result<Vec<_>>>()?;
                 d.apply(MetaGradient::mean(grads)).await
             }.await);
-            let mut s = inner.borrow_mut();
-            s.engine = Some(engine);
-            Ok(match step {
-                Ok(report) => {
-                    s.parallel.reports.push(report);
-                    true
-                }
-                Err(e) => {
-                    s.parallel.error = Some(e);
-                    false
-                }
-            }
-            .into())
+            Ok(record_step(&inner, engine, step))
         })
     }
 
@@ -183,16 +180,43 @@ impl Session {
     }
 }
 
-enum HelperEngine {
+/// Gives the engine back and keeps the outcome of a planned iteration's Adam step; `true` if it
+/// was taken, `false` if it failed (a divergence: [`Session::end_chunk`] says why).
+pub(super) fn record_step(inner: &Rc<RefCell<super::Inner>>, engine: Engine, step: crate::Result<StepReport>) -> JsValue {
+    let mut s = inner.borrow_mut();
+    s.engine = Some(engine);
+    match step {
+        Ok(report) => {
+            s.parallel.reports.push(report);
+            true
+        }
+        Err(e) => {
+            s.parallel.error = Some(e);
+            false
+        }
+    }
+    .into()
+}
+
+pub(super) enum HelperEngine {
     Cpu(Distiller<Flex>),
     Ndarray(Distiller<NdArray>),
+}
+
+macro_rules! on_helper {
+    ($engine:expr, $d:ident => $body:expr) => {
+        match $engine {
+            HelperEngine::Cpu($d) => $body,
+            HelperEngine::Ndarray($d) => $body,
+        }
+    };
 }
 
 /// A helper worker's engine: the session's settings and training split on one CPU backend,
 /// computing the meta-gradients of the networks it is handed.
 #[wasm_bindgen]
 pub struct Helper {
-    engine: Rc<RefCell<Option<HelperEngine>>>,
+    pub(super) engine: Rc<RefCell<Option<HelperEngine>>>,
 }
 
 #[wasm_bindgen]
@@ -201,10 +225,14 @@ impl Helper {
     /// (JSON) and its training split (as [`Session::train_split`] gives it).
     #[wasm_bindgen(constructor)]
     #[allow(clippy::too_many_arguments)]
-    pub fn new(backend: &str, config_json: &str, size: usize, pixels: Vec<f32>, labels: Vec<u32>, classes: Vec<String>, mean: f32, std: f32) -> Result<Helper, JsValue> {
+    pub fn new(backend: &str, config_json: &str, size: usize, pixels: Vec<f32>, labels: Vec<u32>, patients: Vec<u32>, classes: Vec<String>, mean: f32, std: f32) -> Result<Helper, JsValue> {
         console_error_panic_hook::set_once();
         let config: Config = serde_json::from_str(config_json).map_err(|e| js_err(format!("invalid configuration: {e}")))?;
-        let train = Dataset::new(size, pixels, labels.into_iter().map(|c| c as usize).collect(), classes);
+        if patients.len() != labels.len() {
+            return Err(js_err(format!("{} patient ids for {} images", patients.len(), labels.len())));
+        }
+        let mut train = Dataset::new(size, pixels, labels.into_iter().map(|c| c as usize).collect(), classes);
+        train.patients = patients.into_iter().map(|p| p as usize).collect();
         let norm = Normalization { mean, std };
         let engine = match backend {
             "cpu" => HelperEngine::Cpu(Distiller::new(config, &train, norm, &Default::default()).map_err(js_err)?),
@@ -223,12 +251,12 @@ impl Helper {
             let mut engine = cell.borrow_mut().take().ok_or_else(|| js_err("the helper is busy"))?;
             let state = HostState { images, labels, raw_lrs };
             let batch: Vec<usize> = batch.into_iter().map(|i| i as usize).collect();
-            let g = match &mut engine {
-                HelperEngine::Cpu(d) => d.remote_gradient(&state, &init, &batch).await,
-                HelperEngine::Ndarray(d) => d.remote_gradient(&state, &init, &batch).await,
-            };
+            let g = on_helper!(&mut engine, d => d.remote_gradient(&state, &init, &batch).await);
             *cell.borrow_mut() = Some(engine);
             gradient_to_js(&g.map_err(js_err)?)
         })
     }
 }
+
+// After `on_helper!`, which it uses.
+mod private;

@@ -403,10 +403,10 @@ test('WebGPU runs the same distillation as the CPU (SwiftShader adapter)', async
   }
 });
 
-test('a private run says what the noise costs before it starts, runs in one worker, counts epsilon and keeps the audit out of the archive', async () => {
+test('a private run says what the noise costs before it starts, shares its iterations with a helper until it fails, counts epsilon and keeps the audit out of the archive', async () => {
   const browser = await launch({ webgpu: false });
   try {
-    const { page } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 4, workers: 2 });
+    const { page } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 6, workers: 2 });
     const privacy = page.locator('#settings [name=privacy]');
     await privacy.selectOption('custom');
     await page.locator('#settings [name=epsilon]').fill('-1');
@@ -417,12 +417,18 @@ test('a private run says what the noise costs before it starts, runs in one work
     const plan = await page.textContent('#privacy-plan');
     // The demo: every patch its own patient, fewer than the batch, so every iteration samples
     // all of them (rate 1) and the noise is large for so few: the page says so before the run.
-    assert.match(plan, /Differential privacy per image: epsilon 4 at delta 1\.0e-5 over 4 iterations\. Each iteration samples each of the \d+ training images with probability 1 /);
+    assert.match(plan, /Differential privacy per image: epsilon 4 at delta 1\.0e-5 over 6 iterations\. Each iteration samples each of the \d+ training images with probability 1 /);
     assert.match(plan, /What the noise costs: each iteration adds Gaussian noise of standard deviation [\d.]+ to each of the \d+ coordinates .* That is a lot: the noise outweighs/);
     assert.match(plan, /Not covered: the number of training patients/);
     await page.click('#start');
-    await waitText(page, '#run-status', /finished after 4 iterations/);
-    assert.equal(await page.getAttribute('#backend-label', 'data-workers'), '1', 'a private run stays in one worker');
+    // Shared with a helper for two iterations at least; then the helper fails, its iteration is
+    // dropped and the run carries on in this worker to the planned end.
+    await page.waitForFunction(() => window.anondistill.checkpoint && window.anondistill.checkpoint.iterations >= 2, null, { timeout: 600000 });
+    assert.equal(await page.getAttribute('#backend-label', 'data-workers'), '2', 'a private run shares its iterations');
+    await page.evaluate(() => window.anondistill.worker.postMessage({ type: 'fail-helper' }));
+    await waitText(page, '#notice', /a helper worker failed: a worker was handed data that do not fit this run: network weights: \d+ values where \d+ were expected; carrying on in one worker/, 120000);
+    await waitText(page, '#run-status', /finished after 6 iterations/);
+    assert.equal(await page.evaluate(() => window.anondistill.losses.filter(Number.isFinite).length), 6, 'six iterations, each with a finite loss');
     const spent = await page.evaluate(() => window.anondistill.epsilonSpent);
     assert.ok(spent > 3.5 && spent <= 4, `epsilon spent after the planned iterations: ${spent}`);
     assert.match(await page.textContent('#privacy-spent'), /^Spent so far: epsilon [\d.]+ of 4\.$/);
@@ -434,7 +440,7 @@ test('a private run says what the noise costs before it starts, runs in one work
     assert.ok(!names.includes('audit.json') && names.includes('distilled.safetensors'), `archive: ${names}`);
     const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', zip]));
     assert.equal(manifest.privacy.unit, 'image');
-    assert.equal(manifest.privacy.iterations, 4);
+    assert.equal(manifest.privacy.iterations, 6);
     assert.ok(Math.abs(manifest.privacy.epsilon - spent) < 1e-9, `manifest epsilon ${manifest.privacy.epsilon}, page ${spent}`);
     assert.equal(manifest.holdout_counts.length, 0);
     assert.equal(manifest.metrics, null);
