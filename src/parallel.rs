@@ -271,7 +271,8 @@ mod tests {
 
     /// A private iteration shared with a helper through host copies, the helper's networks' norms
     /// and parts coming back as the page's helper workers send them, ends where three one-worker
-    /// private steps end, given the same secret randomness.
+    /// private steps end, given the same secret randomness; and so does a fourth whose helper
+    /// fails midway, finished by the main distiller alone.
     #[test]
     fn sharing_a_private_iteration_changes_nothing() {
         let mut data = toy(2, 40, 28);
@@ -288,12 +289,22 @@ mod tests {
         };
         let (mut one, mut main, mut helper) = (new(0), new(0), new(99));
         let mut most_chunks = 0;
-        for _ in 0..3 {
+        for i in 0..4 {
             let expected = pollster::block_on(one.step()).unwrap();
             let plan = pollster::block_on(host_private_plan(&main.begin_round(2).unwrap())).unwrap();
             let theirs = |all: &[Vec<f32>]| -> Vec<Vec<f32>> { all.iter().skip(1).step_by(2).cloned().collect() };
             most_chunks = most_chunks.max(plan.chunks.len());
             helper.remote_share(&pollster::block_on(main.host_state()).unwrap(), &theirs(&plan.inits)).unwrap();
+            if i == 3 {
+                // The helper fails after the first chunk's weights: this distiller computes the
+                // same round alone.
+                main.round_norms().unwrap();
+                let n = pollster::block_on(helper.remote_norms(&plan.chunks[0])).unwrap();
+                main.round_weights(vec![main.norms_from_host(&n).unwrap()]).unwrap();
+                let g = main.finish_round_alone().unwrap();
+                assert_eq!(pollster::block_on(main.apply(g)).unwrap(), expected);
+                continue;
+            }
             for chunk in &plan.chunks {
                 main.round_norms().unwrap();
                 let n = pollster::block_on(helper.remote_norms(chunk)).unwrap();

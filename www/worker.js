@@ -226,19 +226,21 @@ async function privateIteration() {
 }
 
 // Up to `n` private iterations shared with the helpers; resolves as `runShared`. A helper that
-// fails or stays silent ends the sharing: its iteration is dropped unfinished (nothing of it is
-// released, and it does not count), and the run carries on in this worker.
+// fails or stays silent ends the sharing: this worker computes the same iteration alone (the same
+// patients and noise) and the run carries on here.
 async function runPrivateShared(n) {
   for (let k = 0; k < n; k++) {
+    let stepped;
     try {
-      if (!(await privateIteration())) break;
+      stepped = await privateIteration();
     } catch (e) {
       if (!e.fromHelper) throw e;
       post({ type: 'notice', message: `${e.message}; carrying on in one worker` });
       [...helpers].filter((h) => h.broken).forEach(dropHelper);
       stopHelpers();
-      break;
+      stepped = await session.privateAlone();
     }
+    if (!stepped) break;
   }
   return session.endChunk();
 }

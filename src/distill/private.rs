@@ -154,15 +154,17 @@ pub struct Share<B: Backend> {
 /// computed by worker j mod workers, 0 being this distiller. Its steps, in order:
 /// [`Distiller::begin_round`]; for each chunk [`Distiller::round_norms`] then
 /// [`Distiller::round_weights`]; [`Distiller::round_noise`]; [`Distiller::round_gradients`];
-/// [`Distiller::round_result`].
+/// [`Distiller::round_result`]. [`Distiller::finish_round_alone`] computes the same round in
+/// this distiller alone from any step on (when a helper fails): same networks, same patients,
+/// same noise.
 struct Round<B: Backend> {
     workers: usize,
-    networks: usize,
     chunks: Vec<Chunk>,
     scale: f64,
-    /// This distiller's networks' initial weights; unrolled when first needed, so that the
-    /// helpers unroll theirs meanwhile; until their gradients are taken.
-    own: Vec<Params<B>>,
+    /// Every network's initial weights.
+    inits: Vec<Params<B>>,
+    /// This distiller's networks, unrolled when first needed (so that the helpers unroll theirs
+    /// meanwhile) and until their gradients are taken.
     share: Option<Share<B>>,
     /// Chunks whose weights are known.
     done: usize,
@@ -171,9 +173,16 @@ struct Round<B: Backend> {
     /// Σ of the sampled images' losses over the networks, and their number.
     loss: Tensor<B, 1>,
     images: usize,
-    /// This distiller's networks' noise, once drawn; then their gradients.
+    /// Every network's noise, once drawn; then this distiller's networks' gradients.
     noise: Option<Vec<Vec<f32>>>,
     grads: Option<Vec<MetaGradient<B>>>,
+}
+
+impl<B: Backend> Round<B> {
+    /// This distiller's networks' share of a list with one entry per network.
+    fn own<'a, T>(&self, all: &'a [T]) -> impl Iterator<Item = &'a T> {
+        all.iter().step_by(self.workers)
+    }
 }
 
 fn out_of_order(what: &str) -> Error {
@@ -208,14 +217,29 @@ impl<B: Backend> Distiller<B> {
     /// One private hyper-gradient (see the module documentation), all its networks computed
     /// here. Its loss is the mean outer loss of the sampled images over the networks, for display.
     pub(super) fn private_hypergradient(&mut self) -> MetaGradient<B> {
-        let chunks = self.begin_round(1).expect("privacy is on").chunks.len();
-        for _ in 0..chunks {
-            self.round_norms().expect("in order");
-            self.round_weights(Vec::new()).expect("in order");
+        self.begin_round(1).expect("privacy is on");
+        self.finish_round_alone().expect("a round just begun")
+    }
+
+    /// Computes the round begun from here on in this distiller alone, whatever steps were taken
+    /// (a helper failed): the same networks, patients and noise, so the same hyper-gradient,
+    /// bit for bit, as had the helpers finished it.
+    pub fn finish_round_alone(&mut self) -> Result<MetaGradient<B>> {
+        let round = self.round_mut()?;
+        if round.workers > 1 {
+            *round = Round { workers: 1, share: None, done: 0, norms: None, loss: round.loss.zeros_like(), images: 0, grads: None, chunks: std::mem::take(&mut round.chunks), inits: std::mem::take(&mut round.inits), noise: round.noise.take(), scale: round.scale };
         }
-        self.round_noise().expect("in order");
-        self.round_gradients().expect("in order");
-        self.round_result(Vec::new()).expect("in order")
+        while self.round_mut()?.done < self.round_mut()?.chunks.len() {
+            if self.round_mut()?.norms.is_none() {
+                self.round_norms()?;
+            }
+            self.round_weights(Vec::new())?;
+        }
+        self.round_noise()?;
+        if self.round_mut()?.grads.is_none() {
+            self.round_gradients()?;
+        }
+        self.round_result(Vec::new())
     }
 
     /// Starts a private iteration shared among `workers` workers (a round left unfinished is
@@ -230,8 +254,7 @@ impl<B: Backend> Distiller<B> {
         private.round = None;
         let chunks = private.sample(chunk);
         let scale = 1.0 / (private.plan.sample_rate * private.plan.patients as f64 * inits.len() as f64);
-        let own: Vec<Params<B>> = inits.iter().step_by(workers).cloned().collect();
-        let round = Round { workers, networks: inits.len(), chunks: chunks.clone(), scale, own, share: None, done: 0, norms: None, loss: Tensor::zeros([1], &self.device), images: 0, noise: None, grads: None };
+        let round = Round { workers, chunks: chunks.clone(), scale, inits: inits.clone(), share: None, done: 0, norms: None, loss: Tensor::zeros([1], &self.device), images: 0, noise: None, grads: None };
         self.private_mut()?.round = Some(round);
         Ok(PrivatePlan { inits, chunks, scale })
     }
@@ -245,7 +268,8 @@ impl<B: Backend> Distiller<B> {
         let mut round = self.private_mut()?.round.take().ok_or_else(|| out_of_order("no iteration was begun"))?;
         let result = match round.chunks.get(round.done) {
             Some(chunk) if round.norms.is_none() => {
-                let share = round.share.get_or_insert_with(|| self.share(&round.own));
+                let own: Vec<Params<B>> = round.own(&round.inits).cloned().collect();
+                let share = round.share.get_or_insert_with(|| self.share(&own));
                 Ok(self.share_norms(share, chunk))
             }
             _ => Err(out_of_order("norms of no chunk")),
@@ -268,7 +292,7 @@ impl<B: Backend> Distiller<B> {
         }
         let mut by_worker: Vec<ChunkNorms<B>> = std::iter::once(own).chain(others).collect();
         let mut sq: Option<Tensor<B, 1>> = None;
-        for j in 0..round.networks {
+        for j in 0..round.inits.len() {
             let (w, k) = (j % round.workers, j / round.workers);
             let n = &mut by_worker[w];
             let (s, l) = (n.sq.get(k).cloned(), n.loss.get(k).cloned());
@@ -290,34 +314,34 @@ impl<B: Backend> Distiller<B> {
         Ok(w)
     }
 
-    /// Draws the round's noise, N(0, σ²C²) for every parameter of every network, network after
-    /// network (none with σ = 0, even with C = ∞); keeps this distiller's and returns all of it
-    /// (each network's flat over its parameters), for the helpers.
+    /// Draws the round's noise once, N(0, σ²C²) for every parameter of every network, network
+    /// after network (none with σ = 0, even with C = ∞); returns all of it (each network's flat
+    /// over its parameters), for the helpers, and the same again if called again.
     pub fn round_noise(&mut self) -> Result<Vec<Vec<f32>>> {
         let dims = self.net.weights();
         let private = self.private_mut()?;
         let plan = &private.plan;
         let sd = if plan.noise_multiplier == 0.0 { 0.0 } else { plan.noise_multiplier * plan.clip };
-        let round = private.round.as_ref().ok_or_else(|| out_of_order("no iteration was begun"))?;
-        if round.done < round.chunks.len() || round.noise.is_some() {
-            return Err(out_of_order("noise before every chunk's weights, or twice"));
+        let round = private.round.as_mut().ok_or_else(|| out_of_order("no iteration was begun"))?;
+        if round.done < round.chunks.len() {
+            return Err(out_of_order("noise before every chunk's weights"));
         }
-        let (networks, workers) = (round.networks, round.workers);
-        let noise: Vec<Vec<f32>> = (0..networks).map(|_| private.rng.gaussians(dims, sd)).collect();
-        let own = noise.iter().step_by(workers).cloned().collect();
-        self.round_mut()?.noise = Some(own);
-        Ok(noise)
+        if round.noise.is_none() {
+            round.noise = Some((0..round.inits.len()).map(|_| private.rng.gaussians(dims, sd)).collect());
+        }
+        Ok(round.noise.clone().expect("drawn"))
     }
 
     /// This distiller's networks' part of the round's hyper-gradient.
     pub fn round_gradients(&mut self) -> Result<()> {
         let mut round = self.private_mut()?.round.take().ok_or_else(|| out_of_order("no iteration was begun"))?;
-        let result = match round.noise.take() {
-            Some(noise) => {
-                let share = round.share.take().unwrap_or_else(|| self.share(&round.own));
+        let result = match (&round.noise, round.grads.is_none()) {
+            (Some(noise), true) => {
+                let noise: Vec<Vec<f32>> = round.own(noise).cloned().collect();
+                let share = round.share.take().unwrap_or_else(|| self.share(&round.own(&round.inits).cloned().collect::<Vec<_>>()));
                 Ok(self.share_gradients(share, &noise, round.scale))
             }
-            None => Err(out_of_order("gradients before the noise, or twice")),
+            _ => Err(out_of_order("gradients before the noise, or twice")),
         };
         let ok = result.map(|g| round.grads = Some(g));
         self.private_mut()?.round = Some(round);
@@ -335,13 +359,13 @@ impl<B: Backend> Distiller<B> {
         }
         let mut by_worker: Vec<std::vec::IntoIter<MetaGradient<B>>> = std::iter::once(own).chain(others).map(Vec::into_iter).collect();
         let mut total: Option<MetaGradient<B>> = None;
-        for j in 0..round.networks {
+        for j in 0..round.inits.len() {
             let w = j % round.workers;
             let g = by_worker[w].next().ok_or_else(|| Error::Worker(format!("worker {w} sent no gradient for network {j}")))?;
             total = Some(match total { Some(t) => t.plus(g), None => g });
         }
         let mut total = total.expect("a network");
-        let per = round.images.max(1) as f64 * round.networks as f64;
+        let per = round.images.max(1) as f64 * round.inits.len() as f64;
         total.loss = if round.images == 0 { round.loss } else { round.loss.div_scalar(per) };
         Ok(total)
     }

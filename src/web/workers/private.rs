@@ -6,7 +6,8 @@
 //! ([`Session::private_weights`]) and hands those back ([`Helper::weights`]). Then it draws the
 //! noise ([`Session::private_noise`]), back-propagates its own networks
 //! ([`Session::private_gradients`]) while the helpers do theirs ([`Helper::private_gradients`]),
-//! and takes the Adam step with the sum ([`Session::private_apply`]).
+//! and takes the Adam step with the sum ([`Session::private_apply`]). If a helper fails, this
+//! worker computes the same round alone ([`Session::private_alone`]).
 
 use js_sys::{Array, Float32Array, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -128,6 +129,22 @@ impl Session {
             let step = on_engine!(&mut engine, d => async {
                 let others = host.iter().map(|p| p.iter().map(|g| d.gradient_from_host(g)).collect::<crate::Result<Vec<_>>>()).collect::<crate::Result<Vec<_>>>()?;
                 let g = d.round_result(others)?;
+                d.apply(g).await
+            }.await);
+            Ok(record_step(&inner, engine, step))
+        })
+    }
+
+    /// Computes the begun round in this worker alone, from whatever step it reached (a helper
+    /// failed): the same networks, patients and noise; then its Adam step. Resolves as
+    /// [`Session::apply`] does.
+    #[wasm_bindgen(js_name = privateAlone)]
+    pub fn private_alone(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut engine = take_engine(&inner)?;
+            let step = on_engine!(&mut engine, d => async {
+                let g = d.finish_round_alone()?;
                 d.apply(g).await
             }.await);
             Ok(record_step(&inner, engine, step))
