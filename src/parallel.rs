@@ -271,8 +271,8 @@ mod tests {
 
     /// A private iteration shared with a helper through host copies, the helper's networks' norms
     /// and parts coming back as the page's helper workers send them, ends where three one-worker
-    /// private steps end, given the same secret randomness; and so does a fourth whose helper
-    /// fails midway, finished by the main distiller alone.
+    /// private steps end, given the same secret randomness (malformed norms refused on the way);
+    /// and so does a fourth whose helper fails midway, finished by the main distiller alone.
     #[test]
     fn sharing_a_private_iteration_changes_nothing() {
         let mut data = toy(2, 40, 28);
@@ -308,6 +308,12 @@ mod tests {
             for chunk in &plan.chunks {
                 main.round_norms().unwrap();
                 let n = pollster::block_on(helper.remote_norms(chunk)).unwrap();
+                if i == 1 {
+                    // Norms for too few patients are refused, and change nothing.
+                    let short = HostNorms { sq: n.sq.iter().map(|v| v[1..].to_vec()).collect(), loss: n.loss.clone() };
+                    let e = main.round_weights(vec![main.norms_from_host(&short).unwrap()]).err().unwrap().to_string();
+                    assert!(e.contains("where the chunk has"), "{e}");
+                }
                 let w = main.round_weights(vec![main.norms_from_host(&n).unwrap()]).unwrap();
                 helper.remote_weights(&pollster::block_on(read_f32(w)).unwrap()).unwrap();
             }

@@ -183,6 +183,12 @@ impl<B: Backend> Round<B> {
     fn own<'a, T>(&self, all: &'a [T]) -> impl Iterator<Item = &'a T> {
         all.iter().step_by(self.workers)
     }
+
+    /// The same round (networks, patients, noise if drawn) for this distiller alone, from its
+    /// first step.
+    fn alone(self) -> Self {
+        Round { workers: 1, share: None, done: 0, norms: None, loss: self.loss.zeros_like(), images: 0, grads: None, ..self }
+    }
 }
 
 fn out_of_order(what: &str) -> Error {
@@ -225,10 +231,9 @@ impl<B: Backend> Distiller<B> {
     /// (a helper failed): the same networks, patients and noise, so the same hyper-gradient,
     /// bit for bit, as had the helpers finished it.
     pub fn finish_round_alone(&mut self) -> Result<MetaGradient<B>> {
-        let round = self.round_mut()?;
-        if round.workers > 1 {
-            *round = Round { workers: 1, share: None, done: 0, norms: None, loss: round.loss.zeros_like(), images: 0, grads: None, chunks: std::mem::take(&mut round.chunks), inits: std::mem::take(&mut round.inits), noise: round.noise.take(), scale: round.scale };
-        }
+        let private = self.private_mut()?;
+        let round = private.round.take().ok_or_else(|| out_of_order("no iteration was begun"))?;
+        private.round = Some(if round.workers > 1 { round.alone() } else { round });
         while self.round_mut()?.done < self.round_mut()?.chunks.len() {
             if self.round_mut()?.norms.is_none() {
                 self.round_norms()?;
@@ -243,8 +248,8 @@ impl<B: Backend> Distiller<B> {
     }
 
     /// Starts a private iteration shared among `workers` workers (a round left unfinished is
-    /// dropped: nothing of it was released): draws its networks and samples its patients, and
-    /// unrolls this distiller's networks. The plan is for the helpers.
+    /// dropped: nothing of it was released): draws its networks and samples its patients. The
+    /// plan is for the helpers.
     pub fn begin_round(&mut self, workers: usize) -> Result<PrivatePlan<B>> {
         let workers = workers.max(1);
         let inits: Vec<Params<B>> = (0..self.networks_per_iteration()).map(|_| self.sample_init()).collect();
@@ -259,6 +264,13 @@ impl<B: Backend> Distiller<B> {
         Ok(PrivatePlan { inits, chunks, scale })
     }
 
+    /// Unrolls this distiller's networks of `round`, unless they are.
+    fn unroll_own(&self, round: &mut Round<B>) {
+        if round.share.is_none() {
+            round.share = Some(self.share(&round.own(&round.inits).cloned().collect::<Vec<_>>()));
+        }
+    }
+
     fn round_mut(&mut self) -> Result<&mut Round<B>> {
         self.private_mut()?.round.as_mut().ok_or_else(|| out_of_order("no iteration was begun"))
     }
@@ -266,13 +278,11 @@ impl<B: Backend> Distiller<B> {
     /// This distiller's norms of the round's next chunk.
     pub fn round_norms(&mut self) -> Result<()> {
         let mut round = self.private_mut()?.round.take().ok_or_else(|| out_of_order("no iteration was begun"))?;
-        let result = match round.chunks.get(round.done) {
-            Some(chunk) if round.norms.is_none() => {
-                let own: Vec<Params<B>> = round.own(&round.inits).cloned().collect();
-                let share = round.share.get_or_insert_with(|| self.share(&own));
-                Ok(self.share_norms(share, chunk))
-            }
-            _ => Err(out_of_order("norms of no chunk")),
+        let result = if round.done < round.chunks.len() && round.norms.is_none() {
+            self.unroll_own(&mut round);
+            Ok(self.share_norms(round.share.as_mut().expect("unrolled"), &round.chunks[round.done]))
+        } else {
+            Err(out_of_order("norms of no chunk"))
         };
         let ok = result.map(|n| round.norms = Some(n));
         self.private_mut()?.round = Some(round);
@@ -286,23 +296,27 @@ impl<B: Backend> Distiller<B> {
     pub fn round_weights(&mut self, others: Vec<ChunkNorms<B>>) -> Result<Tensor<B, 1>> {
         let clip = self.private_mut()?.plan.clip;
         let round = self.round_mut()?;
-        let own = round.norms.take().ok_or_else(|| out_of_order("weights before norms"))?;
+        let own = round.norms.as_ref().ok_or_else(|| out_of_order("weights before norms"))?;
         if others.len() != round.workers - 1 {
             return Err(Error::Worker(format!("norms from {} helpers where {} were expected", others.len(), round.workers - 1)));
         }
-        let mut by_worker: Vec<ChunkNorms<B>> = std::iter::once(own).chain(others).collect();
-        let mut sq: Option<Tensor<B, 1>> = None;
+        // Every network's norms, in the networks' order, checked before anything is added up.
+        let patients = round.chunks[round.done].patients();
+        let by_worker: Vec<&ChunkNorms<B>> = std::iter::once(own).chain(&others).collect();
+        let mut each = Vec::with_capacity(round.inits.len());
         for j in 0..round.inits.len() {
             let (w, k) = (j % round.workers, j / round.workers);
-            let n = &mut by_worker[w];
-            let (s, l) = (n.sq.get(k).cloned(), n.loss.get(k).cloned());
-            let patients = round.chunks[round.done].patients();
-            let (Some(s), Some(l)) = (s, l) else {
+            let (Some(s), Some(l)) = (by_worker[w].sq.get(k), by_worker[w].loss.get(k)) else {
                 return Err(Error::Worker(format!("worker {w} sent no norms for network {j}")));
             };
             if s.dims() != [patients] || l.dims() != [1] {
                 return Err(Error::Worker(format!("worker {w} sent norms of {:?} patients for network {j}, where the chunk has {patients}", s.dims())));
             }
+            each.push((s.clone(), l.clone()));
+        }
+        round.norms = None;
+        let mut sq: Option<Tensor<B, 1>> = None;
+        for (s, l) in each {
             sq = Some(match sq { Some(t) => t + s, None => s });
             round.loss = round.loss.clone() + l;
         }
@@ -338,8 +352,8 @@ impl<B: Backend> Distiller<B> {
         let result = match (&round.noise, round.grads.is_none()) {
             (Some(noise), true) => {
                 let noise: Vec<Vec<f32>> = round.own(noise).cloned().collect();
-                let share = round.share.take().unwrap_or_else(|| self.share(&round.own(&round.inits).cloned().collect::<Vec<_>>()));
-                Ok(self.share_gradients(share, &noise, round.scale))
+                self.unroll_own(&mut round);
+                Ok(self.share_gradients(round.share.take().expect("unrolled"), &noise, round.scale))
             }
             _ => Err(out_of_order("gradients before the noise, or twice")),
         };
