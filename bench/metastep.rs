@@ -171,7 +171,7 @@ fn split_table() {
 fn private_cell<B: burn_tensor::backend::Backend>(net: NetKind, per_patient: usize, private: bool, repeats: usize) -> (f64, f64) {
     let n = 4096;
     let mut data = random_data(10, n, 28);
-    data.patients = (0..n).map(|i| i / per_patient).collect();
+    data.patients = (0..n).map(|i| (i / per_patient) as u64).collect();
     let privacy = PrivacyConfig { sample_rate: Some(0.25), ..PrivacyConfig::default() };
     let config = Config { net, batch_size: 1024, privacy: private.then_some(privacy), max_iterations: Some(300), ..Config::default() };
     let mut d = Distiller::<B>::new(config, &data, PUBLIC_NORMALIZATION, &Default::default()).unwrap();

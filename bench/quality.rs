@@ -190,7 +190,7 @@ fn mean_std(scores: &[f64]) -> Accuracy {
 fn over_runs(runs: &[Accuracy]) -> Accuracy {
     let of = |f: fn(&Accuracy) -> f64| stat(&runs.iter().map(f).collect::<Vec<_>>());
     let classes = runs.first().map_or(0, |a| a.per_class_recall.len());
-    let per_class_recall = (0..classes).map(|c| stat(&runs.iter().map(|a| a.per_class_recall[c].mean).collect::<Vec<_>>())).collect();
+    let per_class_recall = (0..classes).map(|c| stat(&runs.iter().map(|a| a.per_class_recall[c].map_or(f64::NAN, |s| s.mean)).collect::<Vec<_>>())).map(Some).collect();
     Accuracy { nets: runs.len(), accuracy: of(|a| a.accuracy.mean), balanced_accuracy: of(|a| a.balanced_accuracy.mean), per_class_recall, ..Accuracy::default() }
 }
 
@@ -557,7 +557,7 @@ fn verdict(target: &Target, distilled: &Accuracy, subset: &Accuracy, full: &Opti
             let above = b(distilled) - b(subset) >= over;
             let (near, smallest) = match full {
                 Some(f) => {
-                    let recall = |a: &Accuracy| a.per_class_recall.get(smallest_class).map_or(f64::NAN, |s| 100.0 * s.mean);
+                    let recall = |a: &Accuracy| a.per_class_recall.get(smallest_class).copied().flatten().map_or(f64::NAN, |s| 100.0 * s.mean);
                     (b(f) - b(distilled) <= within, recall(f) - recall(distilled) <= smallest_within)
                 }
                 None => (false, false),
@@ -597,7 +597,7 @@ fn run_row<B: Backend>(o: &Opts, row: &Row) {
     let counts = prepared.train.class_counts();
     let smallest_class = (0..counts.len()).min_by_key(|&c| counts[c]).unwrap_or(0);
     let (target, met) = verdict(&row.target, &distilled, &subset, &full, smallest_class);
-    let smallest = |a: &Accuracy| a.per_class_recall.get(smallest_class).map_or("-".into(), |s| format!("{:.2}", 100.0 * s.mean));
+    let smallest = |a: &Accuracy| a.per_class_recall.get(smallest_class).copied().flatten().map_or("-".into(), |s| format!("{:.2}", 100.0 * s.mean));
     // `--set` can change what the row's own description says (e.g. `steps`): name it there.
     let setting = if o.extra.is_empty() { row.setting.to_string() } else { format!("{}; with {}", row.setting, o.extra) };
     println!(

@@ -347,7 +347,10 @@ impl<B: Backend> PatientGrads<B> {
         self.sq_norms.iter().cloned().reduce(|a, b| a + b).expect("parameters")
     }
 
-    /// Σ_p w_p g_p, flattened per parameter, for each patient's weight `w [patients]`.
+    /// Σ_p w_p g_p, flattened per parameter, for each patient's weight `w [patients]`. A
+    /// patient whose gradient has a non-finite entry has a non-finite squared norm, and must
+    /// have weight 0 (as [`crate::distill::Distiller::round_weights`] gives it): its entries are
+    /// read as 0, so that it adds exactly nothing (0 × NaN would be NaN in the sum).
     pub fn weighted(&self, w: Tensor<B, 1>) -> Vec<Tensor<B, 1>> {
         let patients = self.bounds.len() - 1;
         let n = self.bounds[patients];
@@ -357,12 +360,17 @@ impl<B: Backend> PatientGrads<B> {
         self.parts
             .iter()
             .map(|part| match part {
-                Part::Each(g) => w.clone().reshape([1, patients]).matmul(g.clone()).reshape([-1]),
-                Part::Dense(a, dz) => a.clone().transpose().matmul(dz.clone() * per_image.clone()).reshape([-1]),
-                Part::Bias(dz) => (dz.clone() * per_image.clone()).sum_dim(0).reshape([-1]),
+                Part::Each(g) => w.clone().reshape([1, patients]).matmul(finite(g)).reshape([-1]),
+                Part::Dense(a, dz) => finite(a).transpose().matmul(finite(dz) * per_image.clone()).reshape([-1]),
+                Part::Bias(dz) => (finite(dz) * per_image.clone()).sum_dim(0).reshape([-1]),
             })
             .collect()
     }
+}
+
+/// `t` with its non-finite entries read as 0.
+fn finite<B: Backend>(t: &Tensor<B, 2>) -> Tensor<B, 2> {
+    t.clone().mask_fill(t.clone().is_finite().bool_not(), 0.0)
 }
 
 /// [`PatientGrads`] of `net` at `params` on `(x, targets)`, patients given by `bounds` (`0 = b_0

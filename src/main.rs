@@ -265,8 +265,9 @@ fn load(data: Option<&Path>, test: Option<&Path>, config: &Config, grouping: &Gr
     let (loaded, own_test) = read_data(data, config, grouping)?;
     let prepared = match (test, own_test) {
         (Some(t), _) => {
-            // The test set is not split: its patients (folders only) are counted, not grouped.
-            let (test, test_of_test) = read_data(Some(t), config, &Grouping::default())?;
+            // The test set is not split; its patients (folders, the pattern) are checked against
+            // the training data's.
+            let (test, test_of_test) = read_data(Some(t), config, &grouping.pattern_only())?;
             let test = match test_of_test {
                 Some(dataset) => Loaded { dataset, skipped: Vec::new() },
                 None => test,
@@ -341,9 +342,13 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
     let bar = ProgressBar::new(total as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}").expect("template"));
     let start = Instant::now();
+    let mut dropped = 0;
     let outcome = pollster::block_on(run_to_end(&mut d, |r| {
         let mean_lr = r.lrs.iter().sum::<f32>() / r.lrs.len() as f32;
-        bar.set_message(format!("loss {:.4}  inner lr {:.4}  outer lr {:.4}", r.loss, mean_lr, r.outer_lr));
+        // A private run shows no loss: it is the members' loss without noise.
+        let loss = r.loss.map_or_else(|| "loss not shown (private)".to_string(), |l| format!("loss {l:.4}"));
+        bar.set_message(format!("{loss}  inner lr {:.4}  outer lr {:.4}", mean_lr, r.outer_lr));
+        dropped += r.dropped_patients;
         bar.inc(1);
     }));
     bar.finish();
@@ -355,6 +360,9 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
     );
     if let Some(why) = &outcome.stopped_early {
         eprintln!("stopped early: {why}");
+    }
+    if dropped > 0 {
+        eprintln!("notice (local, not in the archive): {dropped} sampled patient gradient(s) were not finite and were left out of their iterations");
     }
     if let Some(p) = d.privacy() {
         eprintln!("privacy spent: epsilon {:.3} at delta {:.1e} after {} iterations", p.spent(outcome.iterations), p.delta, outcome.iterations);

@@ -1,6 +1,6 @@
 //! The numbers clinicians read, from the evaluation networks' outputs on the test images:
-//! accuracy, balanced accuracy (the mean of the classes' recalls), each class's recall
-//! (sensitivity) and precision, specificity for two classes, the confusion matrix, and the macro
+//! accuracy, balanced accuracy (the mean of the recalls of the classes that have test images, as
+//! scikit-learn computes it), each class's recall (sensitivity) and precision, specificity for two classes, the confusion matrix, and the macro
 //! one-vs-rest ROC AUC of the networks' mean softmax output. A spread is the sample standard
 //! deviation over the networks (divided by n − 1; 0 for one network).
 
@@ -41,10 +41,13 @@ pub struct Metrics {
     pub nets: usize,
     /// Share of test images classified right.
     pub accuracy: Stat,
-    /// The mean of the classes' recalls: what accuracy would be with equally many images a class.
+    /// The mean of the recalls of the classes with test images: what accuracy would be with
+    /// equally many images a class. A class without test images is left out (see
+    /// [`Metrics::warnings`]), as scikit-learn's `balanced_accuracy_score` does.
     pub balanced_accuracy: Stat,
-    /// Of each class's images, the share predicted as that class (sensitivity).
-    pub per_class_recall: Vec<Stat>,
+    /// Of each class's images, the share predicted as that class (sensitivity); `None` for a
+    /// class with no test image.
+    pub per_class_recall: Vec<Option<Stat>>,
     /// Of the images predicted as each class, the share that are of it, over the networks that
     /// predicted the class at least once (`None` when none did).
     pub per_class_precision: Vec<Option<Stat>>,
@@ -112,10 +115,13 @@ impl Metrics {
     pub fn of(outputs: &[NetOutput], labels: &[usize], classes: usize) -> Self {
         let per_net: Vec<Vec<Vec<usize>>> = outputs.iter().map(|o| confusion(&o.predicted, labels, classes)).collect();
         let over_nets = |f: &dyn Fn(&Vec<Vec<usize>>) -> f64| Stat::of(&per_net.iter().map(f).collect::<Vec<_>>());
+        let mut present = vec![false; classes];
+        labels.iter().for_each(|&y| present[y] = true);
+        let present: Vec<usize> = (0..classes).filter(|&c| present[c]).collect();
         let recall = |m: &Vec<Vec<usize>>, c: usize| m[c][c] as f64 / m[c].iter().sum::<usize>().max(1) as f64;
         let accuracy = over_nets(&|m| (0..classes).map(|c| m[c][c]).sum::<usize>() as f64 / labels.len().max(1) as f64);
-        let balanced_accuracy = over_nets(&|m| (0..classes).map(|c| recall(m, c)).sum::<f64>() / classes as f64);
-        let per_class_recall = (0..classes).map(|c| over_nets(&|m| recall(m, c))).collect();
+        let balanced_accuracy = over_nets(&|m| present.iter().map(|&c| recall(m, c)).sum::<f64>() / present.len().max(1) as f64);
+        let per_class_recall = (0..classes).map(|c| present.contains(&c).then(|| over_nets(&|m| recall(m, c)))).collect();
         let per_class_precision = (0..classes)
             .map(|c| {
                 let defined: Vec<f64> = per_net
@@ -128,7 +134,7 @@ impl Metrics {
                 (!defined.is_empty()).then(|| Stat::of(&defined))
             })
             .collect();
-        let specificity = (classes == 2).then(|| over_nets(&|m| recall(m, 0)));
+        let specificity = (classes == 2 && present.contains(&0)).then(|| over_nets(&|m| recall(m, 0)));
         let confusion = (0..classes)
             .map(|y| {
                 let row: Vec<usize> = (0..classes).map(|p| per_net.iter().map(|m| m[y][p]).sum()).collect();
@@ -157,7 +163,8 @@ impl Metrics {
         let mut out = String::new();
         for (c, name) in classes.iter().enumerate() {
             let precision = self.per_class_precision.get(c).copied().flatten().map_or("never predicted".into(), |s| pct(&s));
-            out += &format!("  {name}: recall {}, precision {precision}\n", self.per_class_recall.get(c).map_or("-".into(), pct));
+            let recall = self.per_class_recall.get(c).copied().flatten().map_or("- (no test image)".into(), |s| pct(&s));
+            out += &format!("  {name}: recall {recall}, precision {precision}\n");
         }
         if let Some(s) = &self.specificity {
             out += &format!("  specificity ({} taken as the positive finding): {}\n", classes.get(1).map_or("", |s| s), pct(s));
@@ -169,20 +176,26 @@ impl Metrics {
         out
     }
 
-    /// Sentences a reader should not miss: one class's recall far below the others', or a program
-    /// that predicts nearly one class only.
+    /// Sentences a reader should not miss: a class without test images (left out of balanced
+    /// accuracy), one class's recall far below the others', or a program that predicts nearly
+    /// one class only.
     pub fn warnings(&self, classes: &[String]) -> Vec<String> {
         let mut out = Vec::new();
-        let recalls: Vec<f64> = self.per_class_recall.iter().map(|s| s.mean).collect();
-        let classes_count = recalls.len() as f64;
-        // The share of all predictions that go to each class (rows weigh the same).
-        let predicted: Vec<f64> = (0..recalls.len()).map(|p| self.confusion.iter().map(|row| row[p]).sum::<f64>() / classes_count).collect();
+        let absent: Vec<String> = self.per_class_recall.iter().enumerate().filter(|(_, r)| r.is_none()).map(|(c, _)| format!("\"{}\"", classes[c])).collect();
+        if !absent.is_empty() {
+            out.push(format!("the test images include no image of {}: balanced accuracy is the mean recall of the other classes only", absent.join(", ")));
+        }
+        let recalls: Vec<f64> = self.per_class_recall.iter().map(|s| s.map_or(f64::NAN, |s| s.mean)).collect();
+        // The share of all predictions that go to each class (rows of classes with test images
+        // weigh the same).
+        let rows = (self.per_class_recall.iter().filter(|r| r.is_some()).count() as f64).max(1.0);
+        let predicted: Vec<f64> = (0..recalls.len()).map(|p| self.confusion.iter().map(|row| row[p]).sum::<f64>() / rows).collect();
         if let Some((c, share)) = predicted.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) {
             if *share >= 0.9 {
                 out.push(format!("it predicts \"{}\" for {:.0}% of the images, whatever their class: close to a constant answer", classes[c], 100.0 * share));
             }
         }
-        let best = recalls.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let best = recalls.iter().cloned().filter(|r| !r.is_nan()).fold(f64::NEG_INFINITY, f64::max);
         for (c, &r) in recalls.iter().enumerate() {
             if best - r >= 0.25 {
                 out.push(format!("its recall of \"{}\" ({:.1}%) is far below that of the best class ({:.1}%)", classes[c], 100.0 * r, 100.0 * best));
@@ -227,7 +240,7 @@ mod tests {
         let m = Metrics::of(&[output(&[0; 10], 2)], &labels, 2);
         assert_eq!(m.accuracy.mean, 0.8);
         assert_eq!(m.balanced_accuracy.mean, 0.5);
-        assert_eq!(m.per_class_recall.iter().map(|s| s.mean).collect::<Vec<_>>(), vec![1.0, 0.0]);
+        assert_eq!(m.per_class_recall.iter().map(|s| s.unwrap().mean).collect::<Vec<_>>(), vec![1.0, 0.0]);
         assert_eq!(m.per_class_precision[0].map(|s| s.mean), Some(0.8));
         assert_eq!(m.per_class_precision[1], None, "never predicted: undefined, not 0");
         assert_eq!(m.specificity.map(|s| s.mean), Some(1.0));
@@ -255,5 +268,23 @@ mod tests {
         // scores are 0.1, 0.5 for the negatives and 0.9, 0.5 for the positives: (1 + 1 + 1 + 0.5) / 4.
         assert_eq!(m.auc, Some(0.875));
         assert!(m.warnings(&["a".into(), "b".into()]).is_empty());
+    }
+
+    #[test]
+    fn a_class_without_test_images_is_left_out_of_balanced_accuracy() {
+        // 3 classes, test labels of the first two only, every prediction right: scikit-learn's
+        // balanced_accuracy_score gives 1.0 (counting the absent class as recall 0 gave 0.667).
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let m = Metrics::of(&[output(&[0, 0, 1, 1], 3)], &[0, 0, 1, 1], 3);
+        assert_eq!(m.balanced_accuracy.mean, 1.0);
+        assert_eq!(m.per_class_recall[2], None);
+        assert_eq!(m.per_class_recall[0].map(|s| s.mean), Some(1.0));
+        let w = m.warnings(&names);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("no image of \"c\"") && w[0].contains("other classes only"), "{w:?}");
+        assert!(m.per_class_text(&names).contains("c: recall - (no test image)"));
+        // Half right on the two present classes: their mean, not a third of their sum.
+        let m = Metrics::of(&[output(&[0, 1, 1, 1], 3)], &[0, 0, 1, 1], 3);
+        assert_eq!(m.balanced_accuracy.mean, 0.75);
     }
 }

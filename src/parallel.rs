@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn sharing_a_private_iteration_changes_nothing() {
         let mut data = toy(2, 40, 28);
-        data.patients = (0..data.len()).map(|i| i / 2).collect();
+        data.patients = (0..data.len() as u64).map(|i| i / 2).collect();
         let privacy = PrivacyConfig { epsilon: 8.0, sample_rate: Some(0.5), ..Default::default() };
         let config = Config { privacy: Some(privacy), ..config() };
         let dev = Default::default();

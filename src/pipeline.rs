@@ -5,7 +5,7 @@ use burn_tensor::backend::Backend;
 
 use crate::audit::{audit, Audit, AuditConfig, AuditInputs};
 use crate::config::{Config, ImageInit};
-use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped, SplitPatients};
+use crate::data::{Dataset, Loaded, Normalization, NpzSplits, Skipped, SplitPatients, NAMED};
 use crate::distill::{Distilled, Distiller, StepReport};
 use crate::error::{Error, Result};
 use crate::eval::{pick_subset_lr, Evaluation};
@@ -33,11 +33,13 @@ impl Prepared {
     /// Splits loaded files by patient (stratified, seeded by `config`).
     pub fn from_loaded(loaded: Loaded, config: &Config) -> Result<Self> {
         let (train, test) = loaded.dataset.split(config.test_fraction, config.seed)?;
-        Ok(Self::with_holdout(train, test, loaded.skipped, config))
+        Self::with_holdout(train, test, loaded.skipped, config)
     }
 
     /// Training data and a separate test set: only the holdout is split off the training data.
-    /// The test set must have the same classes; its skipped files are listed with `test: `.
+    /// The test set must have the same classes and share no named patient with the training
+    /// data (the error gives their number, not their ids); its skipped files are listed with
+    /// `test: `.
     pub fn with_test(loaded: Loaded, test: Loaded, config: &Config) -> Result<Self> {
         loaded.dataset.check_classes(1)?;
         check_same_classes(&test.dataset, &loaded.dataset.classes).map_err(|_| {
@@ -47,9 +49,16 @@ impl Prepared {
                 loaded.dataset.classes.join(", ")
             ))
         })?;
+        let named = |d: &Dataset| d.patients.iter().copied().filter(|p| p & NAMED != 0).collect::<std::collections::HashSet<u64>>();
+        let shared = named(&loaded.dataset).intersection(&named(&test.dataset)).count();
+        if shared > 0 {
+            return Err(Error::Data(format!(
+                "the test data and the training data share {shared} patient(s) (the same patient id from a folder, the patient pattern or the archive's groups): a test set must hold other patients than the training data, or the evaluation flatters the result"
+            )));
+        }
         let mut skipped = loaded.skipped;
         skipped.extend(test.skipped.into_iter().map(|s| Skipped { file: format!("test: {}", s.file), ..s }));
-        Ok(Self::with_holdout(loaded.dataset, test.dataset, skipped, config))
+        Self::with_holdout(loaded.dataset, test.dataset, skipped, config)
     }
 
     /// The patients of each split.
@@ -57,11 +66,11 @@ impl Prepared {
         SplitPatients { train: self.train.patient_counts(), holdout: self.holdout.patient_counts(), test: self.test.patient_counts() }
     }
 
-    fn with_holdout(train: Dataset, test: Dataset, skipped: Vec<Skipped>, config: &Config) -> Self {
-        let (train, holdout) = train.split_holdout(config.holdout_fraction, config.seed);
+    fn with_holdout(train: Dataset, test: Dataset, skipped: Vec<Skipped>, config: &Config) -> Result<Self> {
+        let (train, holdout) = train.split_holdout(config.holdout_fraction, config.seed)?;
         // A private run may not learn anything from its training images outside the mechanism.
         let norm = if config.privacy.is_some() { PUBLIC_NORMALIZATION } else { Normalization::of(&train) };
-        Self { norm, train, holdout, test, skipped }
+        Ok(Self { norm, train, holdout, test, skipped })
     }
 
     /// Uses an archive's own train and test splits (a split of train by patient when it has no
@@ -180,7 +189,7 @@ pub async fn export<B: Backend>(
 /// The result archive of distilled data already read back to the host. With `privacy` (a
 /// private run's record) it holds only what the guarantee covers, the test patients' evaluation
 /// and the settings: no count of training or holdout images or patients, no baseline trained on
-/// the members, no audit.
+/// the members, nothing from the audit (`audit` is ignored, in every field).
 #[allow(clippy::too_many_arguments)]
 pub fn export_distilled(
     distilled: &Distilled,
@@ -193,10 +202,10 @@ pub fn export_distilled(
     privacy: Option<Privacy>,
 ) -> Result<Vec<u8>> {
     let private = privacy.is_some();
-    let mut warnings = warnings(config, audit);
-    if private && audit.is_some() {
-        warnings.push("the privacy audit ran on this machine and is not in the archive: it compares the result with the member and holdout patients, outside the guarantee".into());
-    }
+    // The audit compares the result with member images without noise: in a private archive no
+    // field depends on it, not even on whether it ran or what it found.
+    let audit = if private { None } else { audit };
+    let warnings = warnings(config, audit);
     let manifest = Manifest {
         format: FORMAT.into(),
         crate_version: env!("CARGO_PKG_VERSION").into(),
@@ -216,7 +225,7 @@ pub fn export_distilled(
         warnings,
         privacy,
     };
-    write_archive(Export { distilled, manifest, fixed_init, audit: if private { None } else { audit } })
+    write_archive(Export { distilled, manifest, fixed_init, audit })
 }
 
 /// The manifest's warnings: what the archive's images may reveal, as far as this run knows.

@@ -222,8 +222,8 @@ impl Session {
             let field = |k: &str| js_sys::Reflect::get(&test, &k.into());
             let strings = |k: &str| -> Result<Vec<String>, JsValue> { serde_wasm_bindgen::from_value(field(k)?).map_err(|e| js_err(format!("test.{k}: {e}"))) };
             let files = input_files(strings("names")?, strings("classes")?, strings("patients")?, field("bytes")?.into())?;
-            // The test set is not split: its patients (folders only) are counted, not grouped.
-            let test = load_files(files, config.image_size, &Grouping::default()).map_err(|e| js_err(format!("the test folder: {e}")))?;
+            // The test set is not split; its patients (folders, the pattern) are checked against the training data's.
+            let test = load_files(files, config.image_size, &grouping.pattern_only()).map_err(|e| js_err(format!("the test folder: {e}")))?;
             Prepared::with_test(loaded, test, &config)
         }
         .map_err(js_err)?;

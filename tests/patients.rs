@@ -44,7 +44,7 @@ fn patient_folders(root: &Path) {
     lay_out(root, files);
 }
 
-fn patients_of(d: &Dataset) -> HashSet<usize> {
+fn patients_of(d: &Dataset) -> HashSet<u64> {
     d.patients.iter().copied().collect()
 }
 
@@ -69,9 +69,9 @@ fn patient_folders_keep_each_patient_on_one_side_of_every_split() {
     // split puts some patient's images on two sides, which the check above would catch.
     let mut flat = loaded.dataset.clone();
     let truth = flat.patients.clone();
-    flat.patients = (0..flat.len()).collect();
+    flat.patients = (0..flat.len() as u64).collect();
     let (train, test) = flat.split(0.2, 0).unwrap();
-    let patient_of = |d: &Dataset| d.patients.iter().map(|&i| truth[i]).collect::<HashSet<_>>();
+    let patient_of = |d: &Dataset| d.patients.iter().map(|&i| truth[i as usize]).collect::<HashSet<_>>();
     assert!(!patient_of(&train).is_disjoint(&patient_of(&test)));
 }
 

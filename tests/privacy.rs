@@ -95,7 +95,7 @@ fn each_patient_is_clipped_jointly_over_the_networks_and_an_enormous_one_counts_
     let mut prepared = demo(&config);
     // Patients of three images, and patient 0's pixels made enormous (its gradient with them).
     let train = &mut prepared.train;
-    train.patients = (0..train.len()).map(|i| i / 3).collect();
+    train.patients = (0..train.len() as u64).map(|i| i / 3).collect();
     let pixels = train.size * train.size;
     train.pixels[..3 * pixels].iter_mut().for_each(|v| *v *= 400.0);
     let patients = train.len().div_ceil(3);

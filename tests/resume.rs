@@ -24,7 +24,7 @@ fn config() -> Config {
 }
 
 fn steps<B: Backend>(d: &mut Distiller<B>, n: usize) -> Vec<f32> {
-    (0..n).map(|_| pollster::block_on(d.step()).unwrap().loss).collect()
+    (0..n).map(|_| pollster::block_on(d.step()).unwrap().loss.unwrap()).collect()
 }
 
 #[test]
@@ -47,7 +47,7 @@ fn a_resumed_run_continues_exactly() {
 
     let mut second = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
     second.restore(&saved).unwrap();
-    let outcome = pollster::block_on(run_to_end(&mut second, |r| losses.push(r.loss)));
+    let outcome = pollster::block_on(run_to_end(&mut second, |r| losses.push(r.loss.unwrap())));
     assert_eq!(outcome.iterations, 7);
     assert_eq!(losses, straight_losses);
     let resumed = pollster::block_on(second.checkpoint()).unwrap();

@@ -249,6 +249,7 @@ async function resumeFrom(bytes, backend, run) {
     transfer.push(...transferOf(msg));
   }
   state.losses = [];
+  state.dropped = 0;
   state.started = true;
   setRunning(run !== false);
   send(msg, transfer);
@@ -454,6 +455,7 @@ $('start').addEventListener('click', () => {
     return;
   }
   state.losses = [];
+  state.dropped = 0;
   state.started = true;
   setRunning(true);
   $('run-status').textContent = 'starting…';
@@ -657,9 +659,9 @@ function showAudit(m) {
 // the warnings the engine gives for a one-sided result.
 function showClasses(e) {
   const d = e.distilled;
-  const pct = (a) => (a == null ? 'never predicted' : `${(100 * a.mean).toFixed(1)}%`);
-  const lines = e.classes.map((c, k) => `${c}: recall ${pct(d.per_class_recall[k])}, precision ${pct(d.per_class_precision[k])}`);
-  if (d.specificity) lines.push(`specificity (${e.classes[1]} as the positive finding): ${pct(d.specificity)}`);
+  const pct = (a, none) => (a == null ? none : `${(100 * a.mean).toFixed(1)}%`);
+  const lines = e.classes.map((c, k) => `${c}: recall ${pct(d.per_class_recall[k], 'none (no test image)')}, precision ${pct(d.per_class_precision[k], 'never predicted')}`);
+  if (d.specificity) lines.push(`specificity (${e.classes[1]} as the positive finding): ${pct(d.specificity, '')}`);
   $('eval-classes').textContent = `The distilled program, class by class: ${lines.join('; ')}.`;
   const table = $('confusion');
   const head = document.createElement('tr');
@@ -744,7 +746,9 @@ const handlers = {
       state.evaluated = false;
       $('eval-status').textContent = 'the evaluation shown is of an earlier state and is left out of the download; evaluate again for this one';
     }
-    for (const r of m.reports) state.losses.push(r.loss);
+    // A private run reports no loss (it would be the members' loss without noise).
+    for (const r of m.reports) if (r.loss != null) state.losses.push(r.loss);
+    state.dropped = (state.dropped || 0) + m.reports.reduce((n, r) => n + (r.dropped_patients || 0), 0);
     (state.chunks = state.chunks || []).push({ iterations: m.iterations, elapsed: m.elapsed, backend: state.backend });
     const last = m.reports[m.reports.length - 1];
     $('progress').value = m.iterations;
@@ -752,8 +756,12 @@ const handlers = {
     const first = state.firstChunk || (state.firstChunk = { elapsed: m.elapsed, done: m.doneThisRun });
     const per = m.doneThisRun > first.done ? (m.elapsed - first.elapsed) / (m.doneThisRun - first.done) : m.elapsed / Math.max(1, m.doneThisRun);
     const eta = (m.total - m.iterations) * per;
-    $('run-status').textContent = `iteration ${m.iterations} of ${m.total} · loss ${last ? last.loss.toFixed(4) : '–'} · ` +
-      `${fmt(m.elapsed)} elapsed · about ${fmt(eta)} left`;
+    const loss = last && last.loss == null ? 'loss not shown: in a private run it is the members\' loss without noise, outside the guarantee'
+      : `loss ${last ? last.loss.toFixed(4) : '–'}`;
+    $('run-status').textContent = `iteration ${m.iterations} of ${m.total} · ${loss} · ${fmt(m.elapsed)} elapsed · about ${fmt(eta)} left`;
+    if (state.dropped) {
+      $('notice').textContent = `${state.dropped} sampled patient gradient(s) were not finite and were left out of their iterations (a notice on this machine only, not in the download).`;
+    }
     if (state.privacy && m.epsilonSpent !== undefined && m.epsilonSpent !== null) {
       state.epsilonSpent = m.epsilonSpent;
       showPrivacyPlan(state.privacy, m.epsilonSpent);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::decode::{decode_image, too_large, MAX_FILE_BYTES};
-use super::patients::{renumber, Assigner, Grouping};
+use super::patients::{Assigner, Grouping};
 use super::{Dataset, Loaded, Skipped};
 use crate::error::{Error, Result};
 
@@ -24,8 +24,8 @@ pub struct InputFile {
     pub bytes: Vec<u8>,
 }
 
-/// Decoded images of each class, with their patient indices.
-type ByClass = BTreeMap<String, Vec<(Vec<f32>, usize)>>;
+/// Decoded images of each class, with their patient keys.
+type ByClass = BTreeMap<String, Vec<(Vec<f32>, u64)>>;
 
 /// Decodes in-memory files. Unusable files are skipped and listed; the classes are the sorted
 /// distinct class names. Fails when fewer than two classes or an empty class remain, or when
@@ -101,7 +101,7 @@ fn read_into(
     folder: Option<&str>,
     size: usize,
     patients: &mut Assigner,
-    images: &mut Vec<(Vec<f32>, usize)>,
+    images: &mut Vec<(Vec<f32>, u64)>,
     skipped: &mut Vec<Skipped>,
 ) {
     let patient = patients.patient(&shown, folder);
@@ -157,7 +157,6 @@ fn assemble(decoded: ByClass, skipped: Vec<Skipped>, size: usize) -> Result<Load
             dataset.patients.push(patient);
         }
     }
-    dataset.patients = renumber(&dataset.patients);
     dataset.check_classes(1)?;
     Ok(Loaded { dataset, skipped })
 }

@@ -10,7 +10,7 @@ mod split;
 pub use decode::{decode_image, MAX_FILE_BYTES};
 pub use folder::{load_files, load_folder, InputFile};
 pub use npz::{load_npz, NpzSplits};
-pub use patients::Grouping;
+pub use patients::{image_key, named_key, Grouping, NAMED};
 pub use split::{PatientCounts, SplitPatients};
 
 use std::io::Read;
@@ -39,8 +39,9 @@ pub struct Dataset {
     pub labels: Vec<usize>,
     /// Class names; `labels` index into them.
     pub classes: Vec<String>,
-    /// The patient of every image, as an index (only equality matters; no name is kept).
-    pub patients: Vec<usize>,
+    /// The patient of every image, as a key that depends on that patient's id alone
+    /// (`patients.rs`; no name is kept). An image without an id is its own patient.
+    pub patients: Vec<u64>,
 }
 
 /// A file that was left out, and why.
@@ -94,7 +95,7 @@ impl Normalization {
 impl Dataset {
     /// A dataset in which every image is its own patient.
     pub fn new(size: usize, pixels: Vec<f32>, labels: Vec<usize>, classes: Vec<String>) -> Self {
-        let patients = (0..labels.len()).collect();
+        let patients = (0..labels.len() as u64).collect();
         Self { size, pixels, labels, classes, patients }
     }
 

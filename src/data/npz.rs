@@ -10,7 +10,7 @@ use std::io::Cursor;
 use image::ImageBuffer;
 
 use super::decode::resize_grey;
-use super::patients::{renumber, Grouping};
+use super::patients::Grouping;
 use super::{read_at_most, Dataset};
 use crate::error::{Error, Result};
 
@@ -38,7 +38,7 @@ struct RawSplit {
     labels: Vec<usize>,
     h: usize,
     w: usize,
-    patients: Vec<usize>,
+    patients: Vec<u64>,
 }
 
 /// Reads an archive from its bytes; images are resized to `size` when they differ (`None` keeps
@@ -83,8 +83,9 @@ fn load_capped(bytes: &[u8], size: Option<usize>, grouping: &Grouping, cap: u64)
         raw.patients = (0..n)
             .map(|i| {
                 let name = files.as_ref().map_or_else(|| format!("{prefix}/{i}"), |f| f[i].clone());
-                // Ids of different splits never meet: each split is split on its own.
-                let given = groups.as_ref().map(|g| format!("{prefix}:{}", g[i]));
+                // The same group id in two splits is the same patient (a test split that shares
+                // patients with the training split is refused, `Prepared::with_test`).
+                let given = groups.as_ref().map(|g| g[i].clone());
                 assigner.patient(&name, given.as_deref())
             })
             .collect();
@@ -117,7 +118,7 @@ fn load_capped(bytes: &[u8], size: Option<usize>, grouping: &Grouping, cap: u64)
                 })
                 .collect()
         };
-        Dataset { size, pixels, labels: s.labels, classes: classes.clone(), patients: renumber(&s.patients) }
+        Dataset { size, pixels, labels: s.labels, classes: classes.clone(), patients: s.patients }
     };
     Ok(NpzSplits { train: make(train), val: val.map(make), test: test.map(make) })
 }

@@ -2,6 +2,12 @@
 //! `file,patient` (`--groups`), a file-name pattern with one capture group (`--group-pattern`),
 //! an `.npz` archive's `*_groups` array, or the folder layout `root/<class>/<patient>/<image>`.
 //! An image without an id is its own patient. Every split is made by patient (`split.rs`).
+//!
+//! A patient is kept as a 64-bit key that depends on its own id alone, never on the other files:
+//! a hash of the id for a named patient, of the file's path for an image without one (its top
+//! bit says which). So adding or removing one patient's files leaves every other patient's key,
+//! and with it its side of every split, as it was; and two data sets (training and a separate
+//! test set) can be checked for the named patients they share.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -48,8 +54,47 @@ impl Grouping {
 
     /// A fresh assignment of ids to files.
     pub(crate) fn assigner(&self) -> Assigner<'_> {
-        Assigner { grouping: self, ids: HashMap::new(), next: 0, files: 0, pattern_hits: 0, unmatched_example: None, table_hits: HashMap::new() }
+        Assigner { grouping: self, files: 0, pattern_hits: 0, unmatched_example: None, table_hits: HashMap::new() }
     }
+
+    /// The same pattern without the table: for a separate test set, whose files a table of the
+    /// training data does not list.
+    pub fn pattern_only(&self) -> Self {
+        Self { pattern: self.pattern.clone(), table: None }
+    }
+}
+
+/// The top bit of a patient key: set for a named patient (an id from a table, a pattern, a
+/// folder or an `.npz` group), clear for an image that is its own patient.
+pub const NAMED: u64 = 1 << 63;
+
+/// 64-bit FNV-1a of `tag` and `text`, with a final avalanche (murmur3's) so that every bit
+/// depends on every byte.
+fn key_hash(tag: &[u8], text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in tag.iter().chain(text.as_bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// murmur3's 64-bit finaliser: a bijection whose output bits each depend on every input bit.
+pub(crate) fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The key of the patient named `id`.
+pub fn named_key(id: &str) -> u64 {
+    key_hash(b"patient\0", id) | NAMED
+}
+
+/// The key of an image without a patient id, from its path (or any name unique in the data).
+pub fn image_key(path: &str) -> u64 {
+    key_hash(b"image\0", path) & !NAMED
 }
 
 impl Table {
@@ -123,11 +168,9 @@ fn normalise(path: &str) -> String {
     p.trim_start_matches("./").trim_start_matches('/').to_string()
 }
 
-/// Gives each file a patient index; `finish` checks that the pattern and the table fit the files.
+/// Gives each file a patient key; `finish` checks that the pattern and the table fit the files.
 pub(crate) struct Assigner<'a> {
     grouping: &'a Grouping,
-    ids: HashMap<String, usize>,
-    next: usize,
     files: usize,
     pattern_hits: usize,
     unmatched_example: Option<String>,
@@ -136,9 +179,9 @@ pub(crate) struct Assigner<'a> {
 }
 
 impl Assigner<'_> {
-    /// The patient index of the file at `path` (below the data root). `given` is the id the
+    /// The patient key of the file at `path` (below the data root). `given` is the id the
     /// layout or the archive gives, used when neither the table nor the pattern does.
-    pub fn patient(&mut self, path: &str, given: Option<&str>) -> usize {
+    pub fn patient(&mut self, path: &str, given: Option<&str>) -> u64 {
         self.files += 1;
         let path = normalise(path);
         let from_table = self.grouping.table.as_ref().and_then(|t| t.row_of(&path)).map(|(k, v)| {
@@ -156,17 +199,8 @@ impl Assigner<'_> {
             id
         });
         match from_table.or(from_pattern).or(given.map(str::to_string)) {
-            Some(id) => {
-                let next = &mut self.next;
-                *self.ids.entry(id).or_insert_with(|| {
-                    *next += 1;
-                    *next - 1
-                })
-            }
-            None => {
-                self.next += 1;
-                self.next - 1
-            }
+            Some(id) => named_key(&id),
+            None => image_key(&path),
         }
     }
 
@@ -207,8 +241,9 @@ impl Assigner<'_> {
     }
 }
 
-/// Patient indices renumbered 0, 1, … in order of first appearance.
-pub(crate) fn renumber(patients: &[usize]) -> Vec<usize> {
+/// Patient keys renumbered 0, 1, … in order of first appearance.
+#[cfg(test)]
+pub(crate) fn renumber(patients: &[u64]) -> Vec<usize> {
     let mut seen = HashMap::new();
     patients
         .iter()
@@ -223,7 +258,7 @@ pub(crate) fn renumber(patients: &[usize]) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    fn assign(g: &Grouping, files: &[(&str, Option<&str>)]) -> Result<Vec<usize>> {
+    fn assign(g: &Grouping, files: &[(&str, Option<&str>)]) -> Result<Vec<u64>> {
         let mut a = g.assigner();
         let ids = files.iter().map(|(f, given)| a.patient(f, *given)).collect();
         a.finish().map(|_| ids)
@@ -234,6 +269,9 @@ mod tests {
         let g = Grouping::new(Some(r"person(\d+)_"), None).unwrap();
         let ids = assign(&g, &[("b/person1_bacteria_1.jpeg", None), ("v/person1_virus_2.jpeg", None), ("n/IM-0001.jpeg", None), ("b/person2_bacteria_3.jpeg", None)]).unwrap();
         assert_eq!(renumber(&ids), vec![0, 0, 1, 2]);
+        assert_eq!(ids[0], named_key("1"), "a named patient's key is its id's alone");
+        assert_eq!((ids[0] & NAMED, ids[2] & NAMED), (NAMED, 0), "the top bit tells a named patient");
+        assert_eq!(ids[2], image_key("n/IM-0001.jpeg"), "an image without an id is keyed by its path");
         let none = assign(&g, &[("a/x.png", None), ("b/y.png", None)]).unwrap_err().to_string();
         assert!(none.contains("matches none of the 2 files") && none.contains("'a/x.png'"), "{none}");
         let two = Grouping::new(Some(r"(p)(\d+)"), None).unwrap_err().to_string();

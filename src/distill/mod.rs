@@ -81,8 +81,14 @@ pub struct StepReport {
     pub iteration: usize,
     /// Outer epoch (pass over the real data) of this iteration.
     pub epoch: usize,
-    /// Cross-entropy of the adapted network on the real minibatch.
-    pub loss: f32,
+    /// Cross-entropy of the adapted network on the real minibatch; `None` in a private run,
+    /// where it is the members' loss without noise, outside the guarantee: never shown, so that
+    /// no decision (pausing, cancelling) can follow from it.
+    pub loss: Option<f32>,
+    /// Sampled patients of a private iteration left out because their gradient was not finite
+    /// (a local notice about the members: never in the archive).
+    #[serde(default)]
+    pub dropped_patients: usize,
     /// The outer (Adam) learning rate used.
     pub outer_lr: f64,
     /// The inner learning rates after this iteration's update.
@@ -432,12 +438,14 @@ impl<B: Backend> Distiller<B> {
     /// networks computed elsewhere); the checks and the report are [`Distiller::step`]'s.
     pub async fn apply(&mut self, g: MetaGradient<B>) -> Result<StepReport> {
         let sq = |t: Tensor<B, 1>| t.clone().mul(t).sum();
+        let dropped = self.take_dropped().unwrap_or_else(|| Tensor::zeros([1], &self.device));
         let checks = Tensor::cat(
             vec![
                 g.loss.clone(),
                 sq(g.images.clone().reshape([-1])),
                 sq(g.labels.clone().reshape([-1])),
                 sq(g.raw_lrs.clone()),
+                dropped,
             ],
             0,
         );
@@ -446,7 +454,7 @@ impl<B: Backend> Distiller<B> {
         let names = ["the outer loss", "the image gradient", "the label gradient", "the learning-rate gradient"];
         // With differential privacy no decision looks at the real loss, only at the noisy gradient.
         let first = usize::from(self.private.is_some());
-        if let Some(k) = values.iter().enumerate().skip(first).find(|(_, v)| !v.is_finite()).map(|(k, _)| k) {
+        if let Some(k) = values[..4].iter().enumerate().skip(first).find(|(_, v)| !v.is_finite()).map(|(k, _)| k) {
             return Err(Error::Diverged {
                 iteration,
                 last_good: self.iteration,
@@ -465,7 +473,8 @@ impl<B: Backend> Distiller<B> {
         Ok(StepReport {
             iteration,
             epoch: (iteration - 1) / self.iterations_per_epoch(),
-            loss: values[0],
+            loss: self.private.is_none().then_some(values[0]),
+            dropped_patients: values[4] as usize,
             outer_lr: lr,
             lrs: read_f32(softplus(self.state.raw_lrs.clone(), 1.0)).await?,
         })

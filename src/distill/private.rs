@@ -50,6 +50,8 @@ pub(super) struct Private<B: Backend> {
     share: Option<Share<B>>,
     /// [`CHUNK_VALUES`], smaller in tests that need several chunks of few patients.
     chunk_values: usize,
+    /// The last round's count of patients left out (non-finite gradients), for its report.
+    dropped: Option<Tensor<B, 1>>,
 }
 
 impl<B: Backend> Private<B> {
@@ -58,13 +60,13 @@ impl<B: Backend> Private<B> {
         if norm != PUBLIC_NORMALIZATION {
             return Err(Error::Config("a private run normalises pixels with the fixed public constants (privacy::PUBLIC_NORMALIZATION), not with statistics of the training images".into()));
         }
-        let mut by_patient: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut by_patient: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for (i, &p) in train.patients.iter().enumerate() {
             by_patient.entry(p).or_default().push(i);
         }
         let patients: Vec<Vec<usize>> = by_patient.into_values().collect();
         let plan = PrivacyPlan::of(config, patients.len(), train.len())?.ok_or_else(|| Error::Config("privacy is off in this configuration".into()))?;
-        Ok(Self { plan, patients, rng: SecretRng::from_os()?, round: None, share: None, chunk_values: CHUNK_VALUES })
+        Ok(Self { plan, patients, rng: SecretRng::from_os()?, round: None, share: None, chunk_values: CHUNK_VALUES, dropped: None })
     }
 
     /// One Poisson sample: the sampled patients ordered by their number of images (the order of a
@@ -173,6 +175,8 @@ struct Round<B: Backend> {
     /// Σ of the sampled images' losses over the networks, and their number.
     loss: Tensor<B, 1>,
     images: usize,
+    /// Sampled patients left out because their gradient was not finite, `[1]`.
+    dropped: Tensor<B, 1>,
     /// Every network's noise, once drawn; then this distiller's networks' gradients.
     noise: Option<Vec<Vec<f32>>>,
     grads: Option<Vec<MetaGradient<B>>>,
@@ -187,7 +191,7 @@ impl<B: Backend> Round<B> {
     /// The same round (networks, patients, noise if drawn) for this distiller alone, from its
     /// first step.
     fn alone(self) -> Self {
-        Round { workers: 1, share: None, done: 0, norms: None, loss: self.loss.zeros_like(), images: 0, grads: None, ..self }
+        Round { workers: 1, share: None, done: 0, norms: None, loss: self.loss.zeros_like(), images: 0, dropped: self.dropped.zeros_like(), grads: None, ..self }
     }
 }
 
@@ -214,6 +218,11 @@ impl<B: Backend> Distiller<B> {
     #[cfg(test)]
     pub(crate) fn limit_chunks(&mut self, values: usize) {
         self.private_mut().expect("privacy is on").chunk_values = values;
+    }
+
+    /// The count of patients the last private round left out, taken (once).
+    pub(super) fn take_dropped(&mut self) -> Option<Tensor<B, 1>> {
+        self.private.as_mut().and_then(|p| p.dropped.take())
     }
 
     fn private_mut(&mut self) -> Result<&mut Private<B>> {
@@ -259,7 +268,7 @@ impl<B: Backend> Distiller<B> {
         private.round = None;
         let chunks = private.sample(chunk);
         let scale = 1.0 / (private.plan.sample_rate * private.plan.patients as f64 * inits.len() as f64);
-        let round = Round { workers, chunks: chunks.clone(), scale, inits: inits.clone(), share: None, done: 0, norms: None, loss: Tensor::zeros([1], &self.device), images: 0, noise: None, grads: None };
+        let round = Round { workers, chunks: chunks.clone(), scale, inits: inits.clone(), share: None, done: 0, norms: None, loss: Tensor::zeros([1], &self.device), images: 0, dropped: Tensor::zeros([1], &self.device), noise: None, grads: None };
         self.private_mut()?.round = Some(round);
         Ok(PrivatePlan { inits, chunks, scale })
     }
@@ -320,8 +329,14 @@ impl<B: Backend> Distiller<B> {
             sq = Some(match sq { Some(t) => t + s, None => s });
             round.loss = round.loss.clone() + l;
         }
-        let w = sq.expect("a network").sqrt().recip().mul_scalar(clip).clamp_max(1.0);
-        let w = w.clone().mask_fill(w.is_nan(), 0.0);
+        // A patient whose gradient is not finite somewhere is left out exactly: weight 0 here,
+        // its entries read as 0 in the weighted sums (`PatientGrads::weighted`). Counted for a
+        // local notice only.
+        let sq = sq.expect("a network");
+        let bad = sq.clone().is_finite().bool_not();
+        round.dropped = round.dropped.clone() + bad.clone().float().sum();
+        let w = sq.sqrt().recip().mul_scalar(clip).clamp_max(1.0);
+        let w = w.clone().mask_fill(w.is_nan().bool_or(bad), 0.0);
         round.images += round.chunks[round.done].batch.len();
         round.done += 1;
         round.share.as_mut().ok_or_else(|| out_of_order("weights after the gradients"))?.add(w.clone());
@@ -381,6 +396,7 @@ impl<B: Backend> Distiller<B> {
         let mut total = total.expect("a network");
         let per = round.images.max(1) as f64 * round.inits.len() as f64;
         total.loss = if round.images == 0 { round.loss } else { round.loss.div_scalar(per) };
+        self.private_mut()?.dropped = Some(round.dropped);
         Ok(total)
     }
 

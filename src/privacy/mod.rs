@@ -108,9 +108,22 @@ impl PrivacyPlan {
         )
     }
 
-    /// The archive's record after `iterations_run` iterations.
+    /// The archive's record after `iterations_run` iterations. A run that stopped before its
+    /// plan's end (cancelled, or stopped by a divergence) may have stopped because of what it
+    /// released so far; the guarantee that holds whatever the reason is the whole plan's, so that
+    /// is the ε recorded then (what the iterations run spent alone is in `covers`).
     pub fn record(&self, iterations_run: usize) -> Privacy {
-        let epsilon = self.spent(iterations_run);
+        let planned = self.spent(self.iterations);
+        let epsilon = if iterations_run < self.iterations { planned } else { self.spent(iterations_run) };
+        let early = if iterations_run < self.iterations {
+            format!(
+                " The run stopped after {iterations_run} of its {} planned iterations, possibly because of what it showed: ε is that of the whole plan, which holds whatever the reason (the {iterations_run} iterations alone spend ε = {:.3} only if the decision to stop depended on none of them).",
+                self.iterations,
+                self.spent(iterations_run)
+            )
+        } else {
+            String::new()
+        };
         Privacy {
             mechanism: "DP-SGD on the outer loss: Poisson sampling of patients, each patient's gradient with respect to the final inner weights of all networks of the iteration clipped jointly, Gaussian noise".into(),
             unit: self.unit.into(),
@@ -120,12 +133,17 @@ impl PrivacyPlan {
             clip: self.clip,
             sample_rate: self.sample_rate,
             iterations: iterations_run,
+            planned_iterations: self.iterations,
             accountant: accountant::NAME.into(),
             covers: format!(
-                "The distilled images, labels and learning rates are ({:.3}, {:.1e})-differentially private with respect to adding or removing one of the {} training {}s. Not covered: the number of training patients (treated as public; it sets the sampling rate), the class names, and the evaluation and privacy audit, which use the test and holdout patients.",
+                "The distilled images, labels and learning rates are ({:.3}, {:.1e})-differentially private with respect to adding or removing one {} of the data given (a {} added to or removed from the folder changes no other {}'s side of the split, so the training set changes by that {} at most). Not covered: the number of training {}s (treated as public; it sets the sampling rate and the divisor), the class names, the evaluation (the test {}s), and the privacy audit, which compares the result with the member and holdout images and is kept out of this archive. The loss of the sampled members is never shown during the run.{early}",
                 epsilon,
                 self.delta,
-                self.patients,
+                self.unit,
+                self.unit,
+                self.unit,
+                self.unit,
+                self.unit,
                 self.unit
             ),
         }
@@ -158,6 +176,9 @@ pub struct Privacy {
     pub sample_rate: f64,
     /// Iterations run.
     pub iterations: usize,
+    /// Iterations the plan fixed before the run (the noise is calibrated for them).
+    #[serde(default)]
+    pub planned_iterations: usize,
     /// The accountant.
     pub accountant: String,
     /// What the guarantee covers, in a sentence or two.
@@ -178,7 +199,12 @@ mod tests {
         let few = PrivacyPlan::new(&PrivacyConfig::default(), 1024, 300, 300, 900).unwrap();
         assert_eq!((few.sample_rate, few.delta, few.unit), (1.0, 1e-5, "patient"));
         let record = few.record(300);
-        assert!(record.covers.contains("300 training patients") && (record.epsilon - few.spent(300)).abs() < 1e-12);
+        assert!(record.covers.contains("one patient of the data given") && (record.epsilon - few.spent(300)).abs() < 1e-12);
+        // Stopped early: the plan's ε, the iterations' own in words.
+        let early = few.record(100);
+        assert_eq!((early.iterations, early.planned_iterations), (100, 300));
+        assert!((early.epsilon - few.spent(300)).abs() < 1e-12, "{early:?}");
+        assert!(early.covers.contains("stopped after 100 of its 300 planned iterations") && early.covers.contains(&format!("{:.3}", few.spent(100))), "{}", early.covers);
         assert!(PrivacyPlan::new(&PrivacyConfig { clip: 0.0, ..Default::default() }, 64, 10, 100, 100).is_err());
     }
 

@@ -84,7 +84,11 @@ impl Session {
         set(&o, "pixels", Float32Array::from(&t.pixels[..]).into())?;
         let labels: Vec<u32> = t.labels.iter().map(|&c| c as u32).collect();
         set(&o, "labels", Uint32Array::from(&labels[..]).into())?;
-        let patients: Vec<u32> = t.patients.iter().map(|&p| p as u32).collect();
+        // Only equality matters to a helper: each key's rank among the keys (which keeps their order).
+        let mut keys = t.patients.clone();
+        keys.sort_unstable();
+        keys.dedup();
+        let patients: Vec<u32> = t.patients.iter().map(|p| keys.binary_search(p).expect("a key of the list") as u32).collect();
         set(&o, "patients", Uint32Array::from(&patients[..]).into())?;
         set(&o, "classes", t.classes.iter().map(JsValue::from).collect::<Array>().into())?;
         set(&o, "mean", norm.mean.into())?;
@@ -232,7 +236,7 @@ impl Helper {
             return Err(js_err(format!("{} patient ids for {} images", patients.len(), labels.len())));
         }
         let mut train = Dataset::new(size, pixels, labels.into_iter().map(|c| c as usize).collect(), classes);
-        train.patients = patients.into_iter().map(|p| p as usize).collect();
+        train.patients = patients.into_iter().map(u64::from).collect();
         let norm = Normalization { mean, std };
         let engine = match backend {
             "cpu" => HelperEngine::Cpu(Distiller::new(config, &train, norm, &Default::default()).map_err(js_err)?),

@@ -51,7 +51,7 @@ pub async fn reference<B: Backend>(device: &B::Device) -> Reference {
     let mut d = Distiller::<B>::new(descent, &p.train, p.norm, device).unwrap();
     let mut losses = Vec::new();
     for _ in 0..DESCENT_STEPS {
-        losses.push(d.step().await.unwrap().loss);
+        losses.push(d.step().await.unwrap().loss.unwrap());
     }
     Reference { loss, images, labels, raw_lrs, losses }
 }
