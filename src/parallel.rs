@@ -61,6 +61,8 @@ pub struct HostPrivatePlan {
     pub chunks: Vec<Chunk>,
     /// The surrogate's factor 1/(qNK).
     pub scale: f64,
+    /// The noise grid's step (0 without noise).
+    pub step: f64,
 }
 
 /// [`ChunkNorms`] on the host: per network, each patient's squared norm and the summed loss.
@@ -91,7 +93,7 @@ pub async fn host_plan<B: Backend>(plan: &Plan<B>) -> Result<HostPlan> {
 
 /// Reads a private iteration's plan back to the host.
 pub async fn host_private_plan<B: Backend>(plan: &PrivatePlan<B>) -> Result<HostPrivatePlan> {
-    Ok(HostPrivatePlan { inits: host_inits(&plan.inits).await?, chunks: plan.chunks.clone(), scale: plan.scale })
+    Ok(HostPrivatePlan { inits: host_inits(&plan.inits).await?, chunks: plan.chunks.clone(), scale: plan.scale, step: plan.step })
 }
 
 /// Reads a chunk's norms back to the host.
@@ -206,9 +208,9 @@ impl<B: Backend> Distiller<B> {
 
     /// A helper's networks' part of the round's hyper-gradient (see
     /// [`Distiller::helper_gradients`]).
-    pub async fn remote_private_gradients(&mut self, noise: &[Vec<f32>], scale: f64) -> Result<Vec<HostGradient>> {
+    pub async fn remote_private_gradients(&mut self, noise: &[Vec<f32>], scale: f64, step: f64) -> Result<Vec<HostGradient>> {
         let mut host = Vec::new();
-        for g in self.helper_gradients(noise, scale)? {
+        for g in self.helper_gradients(noise, scale, step)? {
             host.push(host_gradient(g).await?);
         }
         Ok(host)
@@ -319,7 +321,7 @@ mod tests {
             }
             let noise = main.round_noise().unwrap();
             main.round_gradients().unwrap();
-            let parts = pollster::block_on(helper.remote_private_gradients(&theirs(&noise), plan.scale)).unwrap();
+            let parts = pollster::block_on(helper.remote_private_gradients(&theirs(&noise), plan.scale, plan.step)).unwrap();
             let parts = parts.iter().map(|g| main.gradient_from_host(g).unwrap()).collect();
             let g = main.round_result(vec![parts]).unwrap();
             assert_eq!(pollster::block_on(main.apply(g)).unwrap(), expected);

@@ -50,7 +50,8 @@ fn plant(d: &Distilled, p: &Prepared, at: usize, member: usize, noise: f64) -> D
 fn a_clean_run_is_not_flagged_and_planted_copies_are() {
     let cfg = config();
     let p = demo(&cfg);
-    assert_eq!((p.train.class_counts(), p.holdout.class_counts()), (vec![128, 128], vec![32, 32]));
+    // Each patient (here one image) goes to the holdout with probability 0.2 (a keyed hash of its id).
+    assert_eq!((p.train.class_counts(), p.holdout.class_counts()), (vec![120, 127], vec![40, 33]));
     let d = distilled(&cfg, &p);
 
     let clean = audit(&d, &cfg, &p);
@@ -60,7 +61,7 @@ fn a_clean_run_is_not_flagged_and_planted_copies_are() {
     assert_eq!(clean.images.len(), 20);
     assert!(clean.images.iter().all(|i| i.member_l2 > clean.near_copy.l2_threshold && i.member_ssim < clean.near_copy.ssim_threshold));
     let m = &clean.membership;
-    assert_eq!((m.nets, m.members, m.holdout), (4, 64, 64));
+    assert_eq!((m.nets, m.members, m.holdout), (4, 73, 73));
     for a in [&m.distilled, &m.random_subset] {
         assert!(a.auc.lo <= a.auc.value && a.auc.value <= a.auc.hi && (0.0..=1.0).contains(&a.auc.value));
     }
@@ -114,10 +115,10 @@ fn duplicated_members_do_not_blind_the_near_copy_flag() {
 
 #[test]
 fn few_holdout_images_read_too_few_to_judge_unless_something_is_found() {
-    // 0.1 of the demo's 160 training patches a class: 16 holdout patches, under 20.
+    // 0.1 of the demo's 160 training patches a class, on average: here 19 and 13, under 20.
     let cfg = Config { max_iterations: Some(1), holdout_fraction: 0.1, ..config() };
     let p = demo(&cfg);
-    assert_eq!(p.holdout.class_counts(), vec![16, 16]);
+    assert_eq!(p.holdout.class_counts(), vec![19, 13]);
     let d = distilled(&cfg, &p);
     let clean = audit(&d, &cfg, &p);
     assert_eq!((clean.verdict.as_str(), clean.reasons.len()), (TOO_FEW, 0), "{:?}", clean.reasons);

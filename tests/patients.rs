@@ -136,11 +136,19 @@ fn the_command_line_groups_by_pattern_table_and_folder_and_takes_a_test_set() {
         .collect();
     std::fs::write(&table, format!("file,patient\n{}\n", rows.join("\n"))).unwrap();
     let with_table = |extra: &[&str]| cli(&[&["distill", "--max-iterations", "1", "--no-eval", "--no-audit"], extra, &["--groups"]].concat(), &[&table, Path::new("--out"), &out, &data]);
-    ok(&with_table(&[]));
+    // Each of the 4 goes to the test part with probability 0.2 on its own: some seeds leave a
+    // side empty and are refused with the reason; the first that splits keeps the sites whole.
+    let runs: Vec<(String, Output)> = (0..20).map(|s| s.to_string()).map(|s| (s.clone(), with_table(&["--seed", &s]))).collect();
+    let (refused, _) = runs.iter().find(|(_, o)| !o.status.success()).expect("a seed that leaves a side empty");
+    let err = failure(&with_table(&["--seed", refused]));
+    assert!(err.contains("part of the split by patient") && err.contains("another seed"), "{err}");
+    let (split, _) = runs.iter().rev().find(|(_, o)| o.status.success()).expect("a seed that splits 4 patients");
+    let split = split.as_str();
+    ok(&with_table(&["--seed", split]));
     let p = read_archive(&std::fs::read(&out).unwrap()).unwrap().manifest.patients.unwrap();
-    assert_eq!((p.train.total, p.holdout.total, p.test.total), (2, 1, 1), "{p:?}");
+    assert!(p.train.total >= 1 && p.test.total >= 1 && p.train.total + p.holdout.total + p.test.total == 4, "seed {split}: {p:?}");
     // The table wins over the pattern.
-    ok(&with_table(&["--group-pattern", r"person(\d+)_"]));
+    ok(&with_table(&["--group-pattern", r"person(\d+)_", "--seed", split]));
     let p = read_archive(&std::fs::read(&out).unwrap()).unwrap().manifest.patients.unwrap();
     assert_eq!(p.train.total + p.holdout.total + p.test.total, 4);
     // A row naming no file, and a file given two patients, are named.
@@ -168,6 +176,12 @@ fn the_command_line_groups_by_pattern_table_and_folder_and_takes_a_test_set() {
     let m = read_archive(&std::fs::read(&out).unwrap()).unwrap().manifest;
     let p = m.patients.unwrap();
     assert_eq!((m.train_counts.iter().sum::<usize>() + m.holdout_counts.iter().sum::<usize>(), p.test.total), (60, 10));
+    // A test set that holds a patient of the training data (the pattern finds person3 in both)
+    // is refused with the number of shared patients, not their ids.
+    lay_out(&test, [("normal", "normal/person3_7.png".to_string())]);
+    let err = failure(&cli(&[&["distill", "--group-pattern", r"person(\d+)_"], &QUICK[1..]].concat(), &[&out, &data, Path::new("--test"), &test]));
+    assert!(err.contains("share 1 patient(s)") && !err.contains("person3"), "{err}");
+    std::fs::remove_file(test.join("normal/person3_7.png")).unwrap();
     std::fs::rename(test.join("pneumonia"), test.join("viral")).unwrap();
     let err = failure(&cli(QUICK, &[&out, &data, Path::new("--test"), &test]));
     assert!(err.contains("the test data has classes [normal, viral] but the training data has [normal, pneumonia]"), "{err}");

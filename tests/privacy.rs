@@ -14,7 +14,10 @@ use anondistill::{
     grad::manual_loss_grads,
     loss::one_hot,
     pipeline::{export, run_to_end, Prepared},
-    privacy::{noise::SecretRng, PrivacyPlan, PUBLIC_NORMALIZATION},
+    privacy::{
+        noise::{grid_release, Grid, SecretRng},
+        PrivacyPlan, PUBLIC_NORMALIZATION,
+    },
 };
 use burn_ndarray::NdArray;
 use burn_tensor::Tensor;
@@ -147,6 +150,86 @@ fn each_patient_is_clipped_jointly_over_the_networks_and_an_enormous_one_counts_
     // Clipping each network on its own would give another result (√2 more per patient at most).
     let w0 = clip / norms[0];
     assert!(w0 < 0.02 && (w0 * norms[0] - clip).abs() < 1e-9 * clip, "the enormous patient is scaled to norm C");
+}
+
+/// Each patient's gradient of its summed loss at each of `thetas`, per parameter, computed by
+/// hand (the mean loss's gradient times the patient's images), and its norm over all of them.
+fn patient_gradients(config: &Config, prepared: &Prepared, thetas: &[Vec<Tensor<B, 1>>], groups: &[Vec<usize>]) -> (Vec<Vec<Vec<Tensor<B, 1>>>>, Vec<f64>) {
+    let device = Default::default();
+    let classes = prepared.train.num_classes();
+    let net = config_net(config, classes);
+    let mut grads = Vec::new();
+    let mut norms = Vec::new();
+    for idx in groups {
+        let (x, _) = prepared.train.tensors::<B>(idx, prepared.norm, &device);
+        let labels: Vec<usize> = idx.iter().map(|&i| prepared.train.labels[i]).collect();
+        let y = one_hot::<B>(&labels, classes, &device);
+        let per_net: Vec<Vec<Tensor<B, 1>>> = thetas.iter().map(|theta| manual_loss_grads(&net, theta, x.clone(), y.clone(), None).1.into_iter().map(|g| g * idx.len() as f32).collect()).collect();
+        let sq: f64 = per_net.iter().flatten().map(|g| (g.clone() * g.clone()).sum().into_scalar() as f64).sum();
+        grads.push(per_net);
+        norms.push(sq.sqrt());
+    }
+    (grads, norms)
+}
+
+#[test]
+fn a_sampled_noisy_iteration_of_several_networks_is_the_mechanism_rebuilt_by_hand() {
+    // q = 0.5, three networks, noise on: the released hyper-gradient equals the mechanism written
+    // out from its definition, the secret stream replayed (one uniform per patient in key order
+    // for the Poisson sample, then each network's grid noise in turn). It fails if the divisor is
+    // the number sampled instead of qN, if images are sampled instead of patients, if one noise
+    // draw serves every network, or if the noise is divided by the number of networks.
+    let config = Config { nets_per_iteration: 3, ..private_config() };
+    let mut prepared = demo(&config);
+    let train = &mut prepared.train;
+    train.patients = (0..train.len() as u64).map(|i| i / 3).collect();
+    let patients = train.len().div_ceil(3);
+    let groups: Vec<Vec<usize>> = (0..patients).map(|p| (3 * p..(3 * p + 3).min(train.len())).collect()).collect();
+    let device = Default::default();
+    let new = || Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device).unwrap();
+    let mut twin = new();
+    let inits: Vec<_> = (0..3).map(|_| twin.sample_init()).collect();
+    let thetas: Vec<_> = inits.iter().map(|i| twin.final_weights(i)).collect();
+    let (grads, norms) = patient_gradients(&config, &prepared, &thetas, &groups);
+    let mut sorted = norms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (clip, q, sigma, seed) = (sorted[patients / 2], 0.5, 0.7, 11);
+    let plan = PrivacyPlan { sample_rate: q, ..plan(sigma, clip, patients) };
+
+    // The sample and the noise, from the same known stream.
+    let mut replay = SecretRng::known(seed);
+    let sampled: Vec<usize> = (0..patients).filter(|_| replay.sampled(q)).collect();
+    assert!(sampled.len() > 2 && sampled.len() as f64 != q * patients as f64, "the test needs |S| ≠ qN: {} of {patients}", sampled.len());
+    let dims: usize = thetas[0].iter().map(|t| t.dims()[0]).sum();
+    let grid = Grid::of(sigma, clip, 3 * dims).expect("noise on");
+    let noise: Vec<Vec<f32>> = (0..3).map(|_| replay.grid_noise(dims, &grid)).collect();
+    assert!(noise[0] != noise[1], "each network has its own noise");
+
+    // Σ_k ∂⟨v_k, θ_k⟩ / (qNK), v_k = the grid release of Σ_{p∈S} min(1, C/‖g_p‖) g_pk.
+    let scale = 1.0 / (q * patients as f64 * 3.0);
+    let mut want: Option<MetaGradient<B>> = None;
+    for (k, init) in inits.iter().enumerate() {
+        let mut at = 0;
+        let v: Vec<Tensor<B, 1>> = (0..thetas[k].len())
+            .map(|j| {
+                let sum = sampled.iter().map(|&p| grads[p][k][j].clone() * (clip / norms[p]).min(1.0) as f32).reduce(|a, b| a + b).unwrap();
+                let n = sum.dims()[0];
+                let z = Tensor::<B, 1>::from_data(burn_tensor::TensorData::new(noise[k][at..at + n].to_vec(), [n]), &device);
+                at += n;
+                grid_release(sum, z, grid.step)
+            })
+            .collect();
+        let g = twin.weights_vjp(init, &v);
+        let g = MetaGradient { loss: g.loss, images: g.images * scale, labels: g.labels * scale, raw_lrs: g.raw_lrs * scale };
+        want = Some(match want {
+            None => g,
+            Some(w) => MetaGradient { loss: w.loss, images: w.images + g.images, labels: w.labels + g.labels, raw_lrs: w.raw_lrs + g.raw_lrs },
+        });
+    }
+    let mut d = new();
+    d.override_privacy(plan, SecretRng::known(seed)).unwrap();
+    let got = d.hypergradient();
+    assert_close(&got, &want.unwrap(), "q 0.5, 3 networks, noise on");
 }
 
 fn config_net(config: &Config, classes: usize) -> anondistill::net::Network {

@@ -5,7 +5,7 @@
 // {images, labels, rawLrs, init, batch} → `gradient` {gradient}; a failure → `error` {message}.
 // A private iteration (src/web/workers/private.rs): `share` {images, labels, rawLrs, inits} →
 // `shared`; then per chunk `norms` {batch, bounds} → `norms` {norms} and `weights` {w} →
-// `weighted`; last `private-gradients` {noise, scale} → `parts` {parts}.
+// `weighted`; last `private-gradients` {noise, scale, step} → `parts` {parts}.
 import init, { Helper } from '../pkg/anondistill.js';
 
 let helper = null;
@@ -37,7 +37,7 @@ const handlers = {
     return { type: 'weighted' };
   },
   async 'private-gradients'(m) {
-    const parts = await helper.privateGradients(m.noise, m.scale);
+    const parts = await helper.privateGradients(m.noise, m.scale, m.step);
     return [{ type: 'parts', parts }, parts.flatMap((g) => [g.images.buffer, g.labels.buffer, g.rawLrs.buffer])];
   },
 };

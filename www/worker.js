@@ -219,7 +219,7 @@ async function privateIteration() {
     await answers(ask(() => ({ type: 'weights', w })), performance.now());
   }
   const noise = session.privateNoise();
-  const parts = ask((k) => ({ type: 'private-gradients', noise: shareOf(noise, k, workers), scale: plan.scale }));
+  const parts = ask((k) => ({ type: 'private-gradients', noise: shareOf(noise, k, workers), scale: plan.scale, step: plan.step }));
   const t0 = performance.now();
   session.privateGradients();
   return session.privateApply((await answers(parts, t0)).map((m) => m.parts));

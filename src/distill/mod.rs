@@ -343,6 +343,16 @@ impl<B: Backend> Distiller<B> {
         self.gradient_of(&u, loss)
     }
 
+    /// The gradient of ⟨v, θ_T⟩ with respect to the images, labels and raw learning rates, θ_T the
+    /// weights reached from `init` (as [`Distiller::final_weights`]) and `v` a constant vector
+    /// per parameter: the surrogate through which a private iteration back-propagates its noisy
+    /// release (for tests that rebuild that iteration by hand). Its loss is ⟨v, θ_T⟩.
+    pub fn weights_vjp(&self, init: &Params<B>, v: &[Tensor<B, 1>]) -> MetaGradient<B> {
+        let u = self.unroll(init);
+        let surrogate = u.params.iter().zip(v).map(|(theta, v)| (theta.clone() * Tensor::<A<B>, 1>::from_inner(v.clone())).sum()).reduce(|a, b| a + b).expect("parameters");
+        self.gradient_of(&u, surrogate)
+    }
+
     /// The weights a network reaches from `init` by the inner steps on the current distilled data.
     pub fn final_weights(&self, init: &Params<B>) -> Params<B> {
         self.unroll(init).params.into_iter().map(|p| p.inner()).collect()

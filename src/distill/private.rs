@@ -24,7 +24,8 @@ use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
 use crate::grad::{patient_grads, PatientGrads};
 use crate::net::{Network, Params};
-use crate::privacy::{noise::SecretRng, PrivacyPlan, PUBLIC_NORMALIZATION};
+use crate::privacy::noise::{grid_release, Grid, SecretRng};
+use crate::privacy::{PrivacyPlan, PUBLIC_NORMALIZATION};
 
 /// Floats the detached pass holds per chunk of patients at most, roughly: it takes the sampled
 /// patients in chunks of whole patients sized by [`chunk_images`].
@@ -132,6 +133,8 @@ pub struct PrivatePlan<B: Backend> {
     pub chunks: Vec<Chunk>,
     /// The factor 1/(qNK) of the surrogate (K networks).
     pub scale: f64,
+    /// The noise grid's step ([`Grid`]); 0 without noise.
+    pub step: f64,
 }
 
 /// What a share of the networks reports on a chunk, network by network: each patient's squared
@@ -163,6 +166,8 @@ struct Round<B: Backend> {
     workers: usize,
     chunks: Vec<Chunk>,
     scale: f64,
+    /// The noise's grid, none without noise.
+    grid: Option<Grid>,
     /// Every network's initial weights.
     inits: Vec<Params<B>>,
     /// This distiller's networks, unrolled when first needed (so that the helpers unroll theirs
@@ -268,9 +273,11 @@ impl<B: Backend> Distiller<B> {
         private.round = None;
         let chunks = private.sample(chunk);
         let scale = 1.0 / (private.plan.sample_rate * private.plan.patients as f64 * inits.len() as f64);
-        let round = Round { workers, chunks: chunks.clone(), scale, inits: inits.clone(), share: None, done: 0, norms: None, loss: Tensor::zeros([1], &self.device), images: 0, dropped: Tensor::zeros([1], &self.device), noise: None, grads: None };
+        let grid = Grid::of(private.plan.noise_multiplier, private.plan.clip, inits.len() * self.net.weights());
+        let step = grid.map_or(0.0, |g| g.step);
+        let round = Round { workers, chunks: chunks.clone(), scale, grid, inits: inits.clone(), share: None, done: 0, norms: None, loss: Tensor::zeros([1], &self.device), images: 0, dropped: Tensor::zeros([1], &self.device), noise: None, grads: None };
         self.private_mut()?.round = Some(round);
-        Ok(PrivatePlan { inits, chunks, scale })
+        Ok(PrivatePlan { inits, chunks, scale, step })
     }
 
     /// Unrolls this distiller's networks of `round`, unless they are.
@@ -343,20 +350,21 @@ impl<B: Backend> Distiller<B> {
         Ok(w)
     }
 
-    /// Draws the round's noise once, N(0, σ²C²) for every parameter of every network, network
-    /// after network (none with σ = 0, even with C = ∞); returns all of it (each network's flat
-    /// over its parameters), for the helpers, and the same again if called again.
+    /// Draws the round's noise once: for every parameter of every network, network after
+    /// network, discrete Gaussian noise in steps of the round's grid ([`Grid`], whose σ_g is at
+    /// least σ times the rounded sum's sensitivity); zeros without noise (σ = 0, even with
+    /// C = ∞). Returns all of it (each network's flat over its parameters), for the helpers, and
+    /// the same again if called again.
     pub fn round_noise(&mut self) -> Result<Vec<Vec<f32>>> {
         let dims = self.net.weights();
         let private = self.private_mut()?;
-        let plan = &private.plan;
-        let sd = if plan.noise_multiplier == 0.0 { 0.0 } else { plan.noise_multiplier * plan.clip };
         let round = private.round.as_mut().ok_or_else(|| out_of_order("no iteration was begun"))?;
         if round.done < round.chunks.len() {
             return Err(out_of_order("noise before every chunk's weights"));
         }
         if round.noise.is_none() {
-            round.noise = Some((0..round.inits.len()).map(|_| private.rng.gaussians(dims, sd)).collect());
+            let grid = round.grid;
+            round.noise = Some((0..round.inits.len()).map(|_| grid.map_or_else(|| vec![0.0; dims], |g| private.rng.grid_noise(dims, &g))).collect());
         }
         Ok(round.noise.clone().expect("drawn"))
     }
@@ -368,7 +376,8 @@ impl<B: Backend> Distiller<B> {
             (Some(noise), true) => {
                 let noise: Vec<Vec<f32>> = round.own(noise).cloned().collect();
                 self.unroll_own(&mut round);
-                Ok(self.share_gradients(round.share.take().expect("unrolled"), &noise, round.scale))
+                let step = round.grid.map_or(0.0, |g| g.step);
+                Ok(self.share_gradients(round.share.take().expect("unrolled"), &noise, round.scale, step))
             }
             _ => Err(out_of_order("gradients before the noise, or twice")),
         };
@@ -435,8 +444,9 @@ impl<B: Backend> Distiller<B> {
         Ok(())
     }
 
-    /// A helper's networks' part of the hyper-gradient, given their noise and the factor 1/(qNK).
-    pub fn helper_gradients(&mut self, noise: &[Vec<f32>], scale: f64) -> Result<Vec<MetaGradient<B>>> {
+    /// A helper's networks' part of the hyper-gradient, given their noise (in steps of the
+    /// grid), the factor 1/(qNK) and the grid's step (0 without noise).
+    pub fn helper_gradients(&mut self, noise: &[Vec<f32>], scale: f64, step: f64) -> Result<Vec<MetaGradient<B>>> {
         let dims = self.net.weights();
         let share = self.helper_share()?;
         if share.held.is_some() {
@@ -445,7 +455,7 @@ impl<B: Backend> Distiller<B> {
         if noise.len() != share.unrolled.len() || noise.iter().any(|z| z.len() != dims) {
             return Err(Error::Worker(format!("noise for {} networks where the helper has {} of {dims} weights each", noise.len(), share.unrolled.len())));
         }
-        Ok(self.share_gradients(share, noise, scale))
+        Ok(self.share_gradients(share, noise, scale, step))
     }
 
     /// `inits` unrolled on the distilled data.
@@ -466,9 +476,10 @@ impl<B: Backend> Distiller<B> {
         norms
     }
 
-    /// Each network's part: v = its clipped sum plus its `noise`, and the exact gradient of the
-    /// surrogate `scale·⟨v, θ_T⟩` with respect to the learnable tensors.
-    fn share_gradients(&self, share: Share<B>, noise: &[Vec<f32>], scale: f64) -> Vec<MetaGradient<B>> {
+    /// Each network's part: v = its clipped sum released on the grid of `step` with its `noise`
+    /// ([`grid_release`]), and the exact gradient of the surrogate `scale·⟨v, θ_T⟩` with respect
+    /// to the learnable tensors.
+    fn share_gradients(&self, share: Share<B>, noise: &[Vec<f32>], scale: f64, step: f64) -> Vec<MetaGradient<B>> {
         share
             .unrolled
             .iter()
@@ -484,7 +495,7 @@ impl<B: Backend> Distiller<B> {
                         let n = theta.dims()[0];
                         let z = Tensor::<B, 1>::from_data(TensorData::new(noise[at..at + n].to_vec(), [n]), &self.device);
                         at += n;
-                        (theta.clone() * Tensor::<A<B>, 1>::from_inner(clipped + z)).sum()
+                        (theta.clone() * Tensor::<A<B>, 1>::from_inner(grid_release(clipped, z, step))).sum()
                     })
                     .reduce(|a, b| a + b)
                     .expect("parameters");

@@ -45,9 +45,9 @@ fn engine_of(s: &mut Inner) -> Result<&mut Engine, JsValue> {
 impl Session {
     /// Begins a private iteration shared among `workers` workers (this one and helpers; network
     /// j goes to worker j mod workers); resolves to `{images, labels, rawLrs, inits, chunks,
-    /// scale}` (the distilled data, one weight vector per network, the sampled patients as
-    /// `[{batch, bounds}]`, the surrogate's factor), or to `null` when the run has done all its
-    /// iterations.
+    /// scale, step}` (the distilled data, one weight vector per network, the sampled patients as
+    /// `[{batch, bounds}]`, the surrogate's factor, the noise grid's step), or to `null` when the
+    /// run has done all its iterations.
     #[wasm_bindgen(js_name = privatePlan)]
     pub fn private_plan(&self, workers: usize) -> Promise {
         let inner = self.inner.clone();
@@ -73,6 +73,7 @@ impl Session {
             }
             set(&o, "chunks", chunks.into())?;
             set(&o, "scale", plan.scale.into())?;
+            set(&o, "step", plan.step.into())?;
             Ok(o.into())
         })
     }
@@ -192,15 +193,15 @@ impl Helper {
     }
 
     /// This helper's networks' part of the round's hyper-gradient, given their noise (an `Array`
-    /// of `Float32Array`s, in their order) and the plan's `scale`; resolves to an `Array` of
-    /// `{loss, images, labels, rawLrs}`.
+    /// of `Float32Array`s, in their order, in steps of the grid), the plan's `scale` and `step`;
+    /// resolves to an `Array` of `{loss, images, labels, rawLrs}`.
     #[wasm_bindgen(js_name = privateGradients)]
-    pub fn private_gradients(&self, noise: Array, scale: f64) -> Promise {
+    pub fn private_gradients(&self, noise: Array, scale: f64, step: f64) -> Promise {
         let cell = self.engine.clone();
         future_to_promise(async move {
             let noise = float_arrays(&noise.into(), "the noise")?;
             let mut engine = cell.borrow_mut().take().ok_or_else(|| js_err("the helper is busy"))?;
-            let parts = on_helper!(&mut engine, d => d.remote_private_gradients(&noise, scale).await);
+            let parts = on_helper!(&mut engine, d => d.remote_private_gradients(&noise, scale, step).await);
             *cell.borrow_mut() = Some(engine);
             parts.map_err(js_err)?.iter().map(gradient_to_js).collect::<Result<Array, _>>().map(Into::into)
         })
