@@ -13,7 +13,7 @@ use anondistill::{
     export::read_archive,
     grad::manual_loss_grads,
     loss::one_hot,
-    pipeline::{export, run_to_end, Prepared},
+    pipeline::{export, run_audit, run_to_end, Prepared},
     privacy::{
         noise::{grid_release, Grid, SecretRng},
         PrivacyPlan, PUBLIC_NORMALIZATION,
@@ -264,6 +264,13 @@ fn a_private_archive_holds_only_what_the_guarantee_covers() {
     let t = m.test_metrics.expect("the test patients' evaluation");
     assert_eq!((t.nets, t.confusion.clone()), (e.distilled.nets, e.distilled.confusion.clone()));
     assert!((t.balanced_accuracy.mean - e.distilled.balanced_accuracy.mean).abs() < 1e-12);
+    // The audit, which compares the result with the members without noise, reaches no field:
+    // with a real audit whose near-copy list is not empty the archive is byte for byte the one
+    // exported without an audit.
+    let mut audit = pollster::block_on(run_audit::<B>(&distilled, &config, &prepared, None, Some(&e), &device)).unwrap();
+    audit.near_copy.flagged = vec![0, 3];
+    let with_audit = pollster::block_on(export(&d, &prepared, &outcome, Some(e.clone()), Some(&audit))).unwrap();
+    assert!(with_audit == bytes, "a private archive changed with the audit: {:?}", read_archive(&with_audit).unwrap().manifest.warnings);
 }
 
 #[test]
