@@ -232,6 +232,31 @@ fn a_sampled_noisy_iteration_of_several_networks_is_the_mechanism_rebuilt_by_han
     assert_close(&got, &want.unwrap(), "q 0.5, 3 networks, noise on");
 }
 
+#[test]
+fn a_patient_whose_gradient_is_not_finite_is_left_out_exactly_and_counted() {
+    // Patients of three images; patient 0's pixels are NaN. The iteration is the one without
+    // patient 0 (the divisor qN unchanged), finite, and its report counts one patient left out.
+    let config = private_config();
+    let mut prepared = demo(&config);
+    let train = &mut prepared.train;
+    train.patients = (0..train.len() as u64).map(|i| i / 3).collect();
+    let patients = train.len().div_ceil(3);
+    let pixels = train.size * train.size;
+    train.pixels[..3 * pixels].iter_mut().for_each(|v| *v = f32::NAN);
+    let without = train.subset(&(3..train.len()).collect::<Vec<_>>());
+    let device = Default::default();
+    let run = |data: &anondistill::data::Dataset| {
+        let mut d = Distiller::<B>::new(config.clone(), data, prepared.norm, &device).unwrap();
+        d.override_privacy(plan(0.0, 5.0, patients), SecretRng::known(3)).unwrap();
+        d
+    };
+    let got = run(&prepared.train).hypergradient();
+    let want = run(&without).hypergradient();
+    assert_close(&got, &want, "a NaN patient left out");
+    let report = pollster::block_on(run(&prepared.train).step()).unwrap();
+    assert_eq!((report.dropped_patients, report.loss), (1, None), "counted for the local notice; no loss shown");
+}
+
 fn config_net(config: &Config, classes: usize) -> anondistill::net::Network {
     anondistill::net::Network::new(config, classes).unwrap()
 }
