@@ -48,6 +48,37 @@ pub struct SessionMeta {
     pub order: Vec<usize>,
     /// Adam's step counts for images, labels and raw learning rates.
     pub adam_steps: [i32; 3],
+    /// A private run's plan and what it has spent; `None` for a run without privacy.
+    #[serde(default)]
+    pub privacy: Option<SessionPrivacy>,
+}
+
+/// What a private session file carries so that a resume continues the same plan, never past its
+/// iterations, and a second resume of the same file can be told.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionPrivacy {
+    /// A random id of the run segment that saved the file (a resume starts a new segment): 32
+    /// hex digits from the secure source. The page keeps the ids it has resumed, to flag a
+    /// second resume of the same segment.
+    pub id: String,
+    /// ε spent by the iterations saved, at `delta`.
+    pub epsilon_spent: f64,
+    /// The plan's target ε.
+    pub target_epsilon: f64,
+    /// δ.
+    pub delta: f64,
+    /// C.
+    pub clip: f64,
+    /// q.
+    pub sample_rate: f64,
+    /// σ.
+    pub noise_multiplier: f64,
+    /// The plan's iterations T: a resume never goes past them.
+    pub iterations: usize,
+    /// Training patients N.
+    pub patients: usize,
+    /// "patient" or "image".
+    pub unit: String,
 }
 
 /// One learned tensor with Adam's two moments of it.

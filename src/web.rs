@@ -288,6 +288,14 @@ impl Session {
         }
     }
 
+    /// The id of the private session file the started run resumed, or `undefined` (the page
+    /// keeps the ids it resumed, to flag a second resume of the same file).
+    #[wasm_bindgen(js_name = resumedSession)]
+    pub fn resumed_session(&self) -> Option<String> {
+        let s = self.inner.borrow();
+        s.engine.as_ref().and_then(|e| on_engine!(e, d => d.resumed_session().map(str::to_string)))
+    }
+
     /// Outer iterations done.
     pub fn iterations(&self) -> usize {
         self.inner.borrow().outcome.iterations

@@ -685,6 +685,23 @@ function showClasses(e) {
 
 // ---- messages from the worker ----------------------------------------------------------------
 
+// A private session file resumed a second time in this browser spends its remaining budget
+// again: the ids of resumed files are kept here (an id, never data) so that the second resume is
+// flagged. Returns the notice to show.
+function resumedPrivateSession(id) {
+  const key = 'anondistill-resumed-private-sessions';
+  let seen = [];
+  try { seen = JSON.parse(localStorage.getItem(key) || '[]'); } catch { seen = []; }
+  const again = seen.includes(id);
+  if (!again) {
+    try { localStorage.setItem(key, JSON.stringify([...seen, id].slice(-200))); } catch { /* storage off: nothing kept */ }
+  }
+  const spend = 'Resuming a private session continues its plan up to its planned iterations; the archive accounts for this continuation alone.';
+  return again
+    ? `This private session file was resumed before in this browser: a second continuation spends its remaining epsilon again, and the results of both together are less private than each archive says. ${spend}`
+    : `${spend} If the run that saved this file went on, or the file is resumed again (here or elsewhere), the results together are less private than each archive says.`;
+}
+
 const handlers = {
   ready() {
     document.body.dataset.ready = '1';
@@ -713,6 +730,7 @@ const handlers = {
     $('progress').value = m.iterations;
     state.firstChunk = null;
     const status = m.resumed ? [`resumed at iteration ${m.iterations} of ${m.total}`] : [];
+    if (m.resumedSession) $('notice').textContent = resumedPrivateSession(m.resumedSession);
     // Shaders are compiled on first use: a GPU's first iterations take far longer than the rest
     // (bench/HISTORY.md, changes 3 and 13).
     if (m.backend === 'webgpu') status.push('preparing the GPU: its first iterations compile kernels and can take a minute or more');

@@ -347,7 +347,7 @@ async function begin(backend, sessionFile, workers) {
   const chosen = await pickBackend(backend);
   const total = await session.start(chosen, sessionFile);
   await startHelpers(session.backend(), workers);
-  post({ type: 'started', backend: session.backend(), workers: helpers.length + 1, total, iterations: session.iterations(), resumed: !!sessionFile, privacy: session.privacy() });
+  post({ type: 'started', backend: session.backend(), workers: helpers.length + 1, total, iterations: session.iterations(), resumed: !!sessionFile, privacy: session.privacy(), resumedSession: session.resumedSession() });
   postSnapshot();
 }
 

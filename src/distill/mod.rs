@@ -514,6 +514,7 @@ impl<B: Backend> Distiller<B> {
             rng_word_pos: self.rng.get_word_pos().to_string(),
             order: self.order.clone(),
             adam_steps: [a.2, b.2, c.2],
+            privacy: self.private.as_ref().map(|p| p.session_record(self.iteration)),
         };
         Ok(Checkpoint { meta, tensors })
     }
@@ -531,6 +532,9 @@ impl<B: Backend> Distiller<B> {
                 m.classes.join(", "),
                 m.train_counts.iter().sum::<usize>()
             )));
+        }
+        if let Some(p) = &mut self.private {
+            p.resume(m.privacy.as_ref(), m.iteration)?;
         }
         let word_pos: u128 = m.rng_word_pos.parse().map_err(|_| Error::Session("bad random-stream position".into()))?;
         if m.order.iter().any(|&i| i >= self.train_len) || m.iteration > self.total_iterations() {

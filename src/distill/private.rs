@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use burn_tensor::{backend::Backend, Tensor, TensorData};
 
 use super::{Distiller, MetaGradient, Unrolled, A};
+use crate::checkpoint::SessionPrivacy;
 use crate::config::Config;
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
@@ -53,6 +54,10 @@ pub(super) struct Private<B: Backend> {
     chunk_values: usize,
     /// The last round's count of patients left out (non-finite gradients), for its report.
     dropped: Option<Tensor<B, 1>>,
+    /// This run segment's random id (a session file saved from it carries it).
+    segment: String,
+    /// The id of the session file this run resumed, if it did.
+    resumed_from: Option<String>,
 }
 
 impl<B: Backend> Private<B> {
@@ -67,7 +72,49 @@ impl<B: Backend> Private<B> {
         }
         let patients: Vec<Vec<usize>> = by_patient.into_values().collect();
         let plan = PrivacyPlan::of(config, patients.len(), train.len())?.ok_or_else(|| Error::Config("privacy is off in this configuration".into()))?;
-        Ok(Self { plan, patients, rng: SecretRng::from_os()?, round: None, share: None, chunk_values: CHUNK_VALUES, dropped: None })
+        let mut rng = SecretRng::from_os()?;
+        let segment = rng.hex_id();
+        Ok(Self { plan, patients, rng, round: None, share: None, chunk_values: CHUNK_VALUES, dropped: None, segment, resumed_from: None })
+    }
+
+    /// What a session file saved after `iteration` iterations carries.
+    pub(super) fn session_record(&self, iteration: usize) -> SessionPrivacy {
+        let p = &self.plan;
+        SessionPrivacy {
+            id: self.segment.clone(),
+            epsilon_spent: p.spent(iteration),
+            target_epsilon: p.target_epsilon,
+            delta: p.delta,
+            clip: p.clip,
+            sample_rate: p.sample_rate,
+            noise_multiplier: p.noise_multiplier,
+            iterations: p.iterations,
+            patients: p.patients,
+            unit: p.unit.into(),
+        }
+    }
+
+    /// Continues the plan a private session file saved after `iteration` iterations: the same
+    /// σ, q, C, δ and T (so the run never passes T and the accountant adds up from where the
+    /// file stopped). Refuses a session saved without privacy (its state was computed from the
+    /// members without noise) or with another plan than this data and these settings give.
+    pub(super) fn resume(&mut self, saved: Option<&SessionPrivacy>, iteration: usize) -> Result<()> {
+        let Some(s) = saved else {
+            return Err(Error::Session("the session was saved by a run without privacy: its state was computed from the training images without noise, so a private run cannot continue it".into()));
+        };
+        let p = &self.plan;
+        let same = s.target_epsilon == p.target_epsilon && s.delta == p.delta && s.clip == p.clip && s.sample_rate == p.sample_rate && s.noise_multiplier == p.noise_multiplier && s.iterations == p.iterations && s.patients == p.patients;
+        if !same {
+            return Err(Error::Session(format!(
+                "the private session was saved with another plan (epsilon {} over {} iterations, {} {}s); a resume continues the plan it was saved with",
+                s.target_epsilon, s.iterations, s.patients, s.unit
+            )));
+        }
+        if iteration > s.iterations {
+            return Err(Error::Session(format!("the private session is at iteration {iteration}, past its plan's {}", s.iterations)));
+        }
+        self.resumed_from = Some(s.id.clone());
+        Ok(())
     }
 
     /// One Poisson sample: the sampled patients ordered by their number of images (the order of a
@@ -223,6 +270,12 @@ impl<B: Backend> Distiller<B> {
     #[cfg(test)]
     pub(crate) fn limit_chunks(&mut self, values: usize) {
         self.private_mut().expect("privacy is on").chunk_values = values;
+    }
+
+    /// The id of the private session file this run resumed, if it did (see
+    /// [`SessionPrivacy::id`]).
+    pub fn resumed_session(&self) -> Option<&str> {
+        self.private.as_ref().and_then(|p| p.resumed_from.as_deref())
     }
 
     /// The count of patients the last private round left out, taken (once).

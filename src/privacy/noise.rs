@@ -98,6 +98,11 @@ impl SecretRng {
         Self(ChaCha20Rng::seed_from_u64(seed))
     }
 
+    /// 128 random bits as 32 hex digits (an id nobody can guess or repeat).
+    pub fn hex_id(&mut self) -> String {
+        format!("{:016x}{:016x}", self.0.next_u64(), self.0.next_u64())
+    }
+
     /// Uniform in (0, 1), 53 random bits.
     pub fn uniform(&mut self) -> f64 {
         ((self.0.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
