@@ -257,6 +257,40 @@ fn a_patient_whose_gradient_is_not_finite_is_left_out_exactly_and_counted() {
     assert_eq!((report.dropped_patients, report.loss), (1, None), "counted for the local notice; no loss shown");
 }
 
+#[test]
+fn a_private_session_carries_its_plan_and_a_resume_continues_it() {
+    let config = Config { max_iterations: Some(2), ..private_config() };
+    let prepared = demo(&config);
+    let device = Default::default();
+    let new = |config: &Config| Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device).unwrap();
+    let mut d = new(&config);
+    pollster::block_on(d.step()).unwrap();
+    let saved = pollster::block_on(d.checkpoint()).unwrap();
+    let saved = anondistill::checkpoint::Checkpoint::from_bytes(&saved.to_bytes().unwrap()).unwrap();
+    let p = saved.meta.privacy.clone().expect("a private session carries its plan");
+    let plan = d.privacy().unwrap().clone();
+    assert_eq!((p.iterations, p.noise_multiplier, p.sample_rate, p.clip), (2, plan.noise_multiplier, plan.sample_rate, plan.clip));
+    assert!((p.epsilon_spent - plan.spent(1)).abs() < 1e-12 && p.id.len() == 32, "{p:?}");
+    // A resume continues the plan from there, up to T, and says which file it resumed.
+    let mut resumed = new(&config);
+    resumed.restore(&saved).unwrap();
+    assert_eq!((resumed.iteration(), resumed.total_iterations(), resumed.resumed_session()), (1, 2, Some(p.id.as_str())));
+    let outcome = pollster::block_on(run_to_end(&mut resumed, |_| {}));
+    assert_eq!(outcome.iterations, 2);
+    // Its own saves are a new segment, with the ε of all the iterations so far.
+    let again = pollster::block_on(resumed.checkpoint()).unwrap().meta.privacy.unwrap();
+    assert!(again.id != p.id && (again.epsilon_spent - plan.spent(2)).abs() < 1e-12);
+    // A session saved without privacy, or with another plan, is refused.
+    let mut plain = saved.clone();
+    plain.meta.privacy = None;
+    let err = new(&config).restore(&plain).unwrap_err().to_string();
+    assert!(err.contains("saved by a run without privacy"), "{err}");
+    let mut other = saved.clone();
+    other.meta.privacy.as_mut().unwrap().iterations = 5;
+    let err = new(&config).restore(&other).unwrap_err().to_string();
+    assert!(err.contains("another plan"), "{err}");
+}
+
 fn config_net(config: &Config, classes: usize) -> anondistill::net::Network {
     anondistill::net::Network::new(config, classes).unwrap()
 }
