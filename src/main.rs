@@ -310,7 +310,7 @@ fn describe_splits(prepared: &Prepared) -> String {
 /// A private run's plan, and what its noise costs, in words.
 fn describe_privacy(p: &PrivacyPlan, dims: usize) -> String {
     format!(
-        "differential privacy per {unit}: epsilon {:.3} at delta {:.1e} over {} iterations; each samples {:.1} of {} {unit}s on average (rate {:.4}), clips each {unit}'s gradient to norm {} and adds noise of standard deviation {:.3} x {} per coordinate (noise multiplier {:.3}).\nin words: {}\ncovered: the distilled images, labels and learning rates. Not covered: the evaluation and the privacy audit (test and holdout patients), shown here and kept out of the archive as the manifest says.",
+        "differential privacy per {unit}: epsilon {:.3} at delta {:.1e} over {} iterations; each samples {:.1} of {} {unit}s on average (rate {:.4}), clips each {unit}'s gradient to norm {}, rounds the sum to a fine grid and adds discrete Gaussian noise of standard deviation at least {:.3} x {} per coordinate (noise multiplier {:.3}).\nin words: {}\ncovered: the distilled images, labels and learning rates, with respect to adding or removing one {unit} of the data given. Not covered: the evaluation (test {unit}s) and the privacy audit (members and holdout, without noise), shown here; nothing of the audit goes into the archive. The loss is not shown: it would be the members' loss without noise.",
         p.target_epsilon,
         p.delta,
         p.iterations,

@@ -303,10 +303,10 @@ function showPrivacyPlan(plan, spent) {
   const lines = [
     `Differential privacy per ${unit}: epsilon ${num(plan.epsilon)} at delta ${plan.delta.toExponential(1)} over ${plan.iterations} iterations. ` +
       `Each iteration samples each of the ${plan.patients} training ${unit}s with probability ${num(plan.sample_rate)} (${num(plan.expected_batch)} on average), ` +
-      `clips each ${unit}'s gradient to norm ${num(plan.clip)} and adds Gaussian noise with noise multiplier sigma ${num(plan.noise_multiplier)}.`,
+      `clips each ${unit}'s gradient to norm ${num(plan.clip)}, rounds the sum to a fine grid and adds discrete Gaussian noise with noise multiplier sigma ${num(plan.noise_multiplier)}.`,
     `What the noise costs: ${plan.in_words}`,
     plan.covers,
-    'The archive leaves out the privacy audit and the baselines trained on members: they are outside the guarantee.',
+    'The archive leaves out everything from the privacy audit and the baselines trained on members: they are outside the guarantee. The loss is not shown during the run: it would be the members\' loss without noise.',
   ];
   if (spent !== undefined) lines.push(`Spent so far: epsilon ${num(spent)} of ${num(plan.epsilon)}.`);
   box.replaceChildren(...lines.map((t, i) => Object.assign(document.createElement('p'), { textContent: t, id: i === 4 ? 'privacy-spent' : '' })));

@@ -103,7 +103,7 @@ impl PrivacyPlan {
             "moderate"
         };
         format!(
-            "each iteration adds Gaussian noise of standard deviation {:.3} to each of the {dims} coordinates it perturbs, a vector of norm about {noise:.0}, to the clipped gradients of {expected:.1} {unit}s on average, whose sum has norm at most {signal:.0}. That is {verdict}.",
+            "each iteration adds discrete Gaussian noise of standard deviation {:.3} to each of the {dims} coordinates it perturbs, a vector of norm about {noise:.0}, to the clipped gradients of {expected:.1} {unit}s on average, whose sum has norm at most {signal:.0}. That is {verdict}.",
             self.noise_multiplier * self.clip
         )
     }
@@ -125,7 +125,7 @@ impl PrivacyPlan {
             String::new()
         };
         Privacy {
-            mechanism: "DP-SGD on the outer loss: Poisson sampling of patients, each patient's gradient with respect to the final inner weights of all networks of the iteration clipped jointly, Gaussian noise".into(),
+            mechanism: "DP-SGD on the outer loss: Poisson sampling of patients, each patient's gradient with respect to the final inner weights of all networks of the iteration clipped jointly, the sum rounded to a grid and discrete Gaussian noise added on it (Canonne, Kamath & Steinke 2020)".into(),
             unit: self.unit.into(),
             epsilon,
             delta: self.delta,

@@ -418,7 +418,7 @@ test('a private run says what the noise costs before it starts, shares its itera
     // The demo: every patch its own patient, fewer than the batch, so every iteration samples
     // all of them (rate 1) and the noise is large for so few: the page says so before the run.
     assert.match(plan, /Differential privacy per image: epsilon 4 at delta 1\.0e-5 over 6 iterations\. Each iteration samples each of the \d+ training images with probability 1 /);
-    assert.match(plan, /What the noise costs: each iteration adds Gaussian noise of standard deviation [\d.]+ to each of the \d+ coordinates .* That is a lot: the noise outweighs/);
+    assert.match(plan, /What the noise costs: each iteration adds discrete Gaussian noise of standard deviation [\d.]+ to each of the \d+ coordinates .* That is a lot: the noise outweighs/);
     assert.match(plan, /Not covered: the number of training patients/);
     await page.click('#start');
     // Shared with a helper for two iterations at least; then the helper fails, its iteration is
