@@ -135,7 +135,7 @@ const KERMANY_PATIENTS: &str = r"(person\d+|NORMAL2-IM-\d+|IM-\d+)";
 fn load(data: &str, size: usize) -> NpzSplits {
     if data == DEMO {
         let loaded = load_files(demo_files(), size, &Grouping::default()).unwrap();
-        let (train, test) = loaded.dataset.split(Config::default().test_fraction, 0).unwrap();
+        let (train, test) = loaded.dataset.split(Config::default().test_fraction, 0, false).unwrap();
         return NpzSplits { train, val: None, test: Some(test) };
     }
     if data == MNIST_FULL {
@@ -303,7 +303,7 @@ fn selected_on_validation<B: Backend>(config: &Config, train: &Dataset, test: &D
 /// The training split minus a stratified validation tenth, prepared for distillation, and that
 /// tenth (for `--tune`, `--restarts` and `--select-every`; never the test split).
 fn validation_split(train: &Dataset, config: &Config) -> (Prepared, Dataset) {
-    let (fit, val) = train.split(0.1, 0).unwrap();
+    let (fit, val) = train.split(0.1, 0, false).unwrap();
     (Prepared::from_npz(NpzSplits { train: fit, val: None, test: Some(val.clone()) }, config).unwrap(), val)
 }
 

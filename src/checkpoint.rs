@@ -8,6 +8,7 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::privacy::PrivacyPlan;
 use crate::error::{Error, Result};
 
 /// Identifies the session file layout.
@@ -61,24 +62,16 @@ pub struct SessionPrivacy {
     /// hex digits from the secure source. The page keeps the ids it has resumed, to flag a
     /// second resume of the same segment.
     pub id: String,
-    /// ε spent by the iterations saved, at `delta`.
+    /// ε spent by the iterations saved.
     pub epsilon_spent: f64,
-    /// The plan's target ε.
-    pub target_epsilon: f64,
-    /// δ.
-    pub delta: f64,
-    /// C.
-    pub clip: f64,
-    /// q.
-    pub sample_rate: f64,
-    /// σ.
-    pub noise_multiplier: f64,
-    /// The plan's iterations T: a resume never goes past them.
-    pub iterations: usize,
-    /// Training patients N.
-    pub patients: usize,
-    /// "patient" or "image".
-    pub unit: String,
+    /// The plan, whose iterations a resume never passes.
+    #[serde(deserialize_with = "plan_of")]
+    pub plan: PrivacyPlan,
+}
+
+/// Reads a plan through an owned JSON value (its `unit` is a `&'static str`).
+fn plan_of<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<PrivacyPlan, D::Error> {
+    PrivacyPlan::deserialize(serde_json::Value::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 /// One learned tensor with Adam's two moments of it.

@@ -32,7 +32,7 @@ pub struct Prepared {
 impl Prepared {
     /// Splits loaded files by patient (stratified, seeded by `config`).
     pub fn from_loaded(loaded: Loaded, config: &Config) -> Result<Self> {
-        let (train, test) = loaded.dataset.split(config.test_fraction, config.seed)?;
+        let (train, test) = loaded.dataset.split(config.test_fraction, config.seed, config.privacy.is_some())?;
         Self::with_holdout(train, test, loaded.skipped, config)
     }
 
@@ -67,7 +67,7 @@ impl Prepared {
     }
 
     fn with_holdout(train: Dataset, test: Dataset, skipped: Vec<Skipped>, config: &Config) -> Result<Self> {
-        let (train, holdout) = train.split_holdout(config.holdout_fraction, config.seed)?;
+        let (train, holdout) = train.split_holdout(config.holdout_fraction, config.seed, config.privacy.is_some())?;
         // A private run may not learn anything from its training images outside the mechanism.
         let norm = if config.privacy.is_some() { PUBLIC_NORMALIZATION } else { Normalization::of(&train) };
         Ok(Self { norm, train, holdout, test, skipped })

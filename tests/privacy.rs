@@ -269,7 +269,7 @@ fn a_private_session_carries_its_plan_and_a_resume_continues_it() {
     let saved = anondistill::checkpoint::Checkpoint::from_bytes(&saved.to_bytes().unwrap()).unwrap();
     let p = saved.meta.privacy.clone().expect("a private session carries its plan");
     let plan = d.privacy().unwrap().clone();
-    assert_eq!((p.iterations, p.noise_multiplier, p.sample_rate, p.clip), (2, plan.noise_multiplier, plan.sample_rate, plan.clip));
+    assert_eq!(p.plan, plan);
     assert!((p.epsilon_spent - plan.spent(1)).abs() < 1e-12 && p.id.len() == 32, "{p:?}");
     // A resume continues the plan from there, up to T, and says which file it resumed.
     let mut resumed = new(&config);
@@ -286,7 +286,7 @@ fn a_private_session_carries_its_plan_and_a_resume_continues_it() {
     let err = new(&config).restore(&plain).unwrap_err().to_string();
     assert!(err.contains("saved by a run without privacy"), "{err}");
     let mut other = saved.clone();
-    other.meta.privacy.as_mut().unwrap().iterations = 5;
+    other.meta.privacy.as_mut().unwrap().plan.iterations = 5;
     let err = new(&config).restore(&other).unwrap_err().to_string();
     assert!(err.contains("another plan"), "{err}");
 }

@@ -5,10 +5,12 @@
 //! other patient across any split, which is what makes the private guarantee one about the
 //! user's folder (`crate::privacy`). The price: the split is stratified only on average. Each
 //! class's patients go to the second part independently with probability `fraction`, so its
-//! share there varies around `fraction` (binomially), and a class whose patients all land on
-//! one side is refused with its name.
+//! share there varies around `fraction` (binomially). A class whose patients all land on one
+//! side is refused with its name in a private run (`strict`); otherwise, so that small folders
+//! still split, its patient nearest the threshold is moved across (the one move that can
+//! depend on other patients, and only in that case).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -55,9 +57,10 @@ impl Dataset {
     }
 
     /// A seeded split by patient: each patient goes to the second part with probability
-    /// `fraction`, by its keyed hash alone. Needs two patients per class, and fails, naming the
-    /// class, when a class ends up on one side only.
-    pub fn split(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+    /// `fraction`, by its keyed hash alone. Needs two patients per class. A class left on one
+    /// side gets its patient nearest the threshold moved across, unless `strict`; it fails,
+    /// naming the class, when a class still ends up on one side only.
+    pub fn split(&self, fraction: f64, seed: u64, strict: bool) -> Result<(Dataset, Dataset)> {
         self.check_classes(2)?;
         let counts = self.patient_counts();
         let short: Vec<String> = (self.classes.iter().zip(&counts.per_class))
@@ -70,11 +73,11 @@ impl Dataset {
                 short.join(", ")
             )));
         }
-        let (first, second) = self.split_by(fraction, seed, Stream::Split);
+        let (first, second) = self.split_by(fraction, seed, Stream::Split, (!strict).then_some(Fill::Both));
         for (part, which) in [(&first, "training"), (&second, "test")] {
             if let Some(c) = part.class_counts().iter().position(|&n| n == 0) {
                 return Err(Error::Data(format!(
-                    "class '{}' has no image in the {which} part of the split by patient: each patient goes to the test part with probability test_fraction = {fraction}, decided by its id and the seed alone, and none of this class's {} patient(s) went to the {which} part; give more patients, another seed or a separate test set",
+                    "class '{}' has no image in the {which} part of the split by patient: each patient goes to the test part with probability test_fraction = {fraction}, decided by its id and the seed alone, and none of this class's {} patient(s) went to the {which} part (a private run moves no patient across); give more patients, another seed or a separate test set",
                     self.classes[c], counts.per_class[c]
                 )));
             }
@@ -84,10 +87,11 @@ impl Dataset {
 
     /// The members/holdout split of training data, by patient: each patient goes to the
     /// holdout with probability `fraction`, by its keyed hash alone (another key than the test
-    /// split's). `fraction` 0 gives an empty holdout. Fails, naming the class, when a class
-    /// keeps no member.
-    pub fn split_holdout(&self, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
-        let (members, holdout) = self.split_by(fraction, seed, Stream::Holdout);
+    /// split's). `fraction` 0 gives an empty holdout. A class left without members gets its
+    /// holdout patient nearest the threshold back, unless `strict`; it fails, naming the class,
+    /// when a class keeps no member.
+    pub fn split_holdout(&self, fraction: f64, seed: u64, strict: bool) -> Result<(Dataset, Dataset)> {
+        let (members, holdout) = self.split_by(fraction, seed, Stream::Holdout, (!strict).then_some(Fill::First));
         let (counts, all) = (members.class_counts(), self.class_counts());
         if let Some(c) = (0..counts.len()).find(|&c| counts[c] == 0 && all[c] > 0) {
             return Err(Error::Data(format!(
@@ -99,13 +103,42 @@ impl Dataset {
         Ok((members, holdout))
     }
 
-    /// The images of the patients whose [`side`] is at least `fraction`, and the others.
-    fn split_by(&self, fraction: f64, seed: u64, stream: Stream) -> (Dataset, Dataset) {
-        let mut second_of: HashMap<u64, bool> = HashMap::new();
-        let (second, first): (Vec<usize>, Vec<usize>) =
-            (0..self.len()).partition(|&i| *second_of.entry(self.patients[i]).or_insert_with(|| side(self.patients[i], seed, stream) < fraction));
+    /// The images of the patients whose [`side`] is at least `fraction`, and the others; with
+    /// `fill`, a class left without patients on a side it needs gets the patient nearest the
+    /// threshold moved there (a class of one patient only into the first part).
+    fn split_by(&self, fraction: f64, seed: u64, stream: Stream, fill: Option<Fill>) -> (Dataset, Dataset) {
+        let mut u: HashMap<u64, f64> = HashMap::new();
+        for &p in &self.patients {
+            u.entry(p).or_insert_with(|| side(p, seed, stream));
+        }
+        let mut second: HashSet<u64> = u.iter().filter(|(_, &v)| v < fraction).map(|(&p, _)| p).collect();
+        if let Some(fill) = fill {
+            let mut of_class: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); self.num_classes()];
+            for (&p, &l) in self.patients.iter().zip(&self.labels) {
+                of_class[l].insert(p);
+            }
+            for patients in &of_class {
+                let by_u = |a: &&u64, b: &&u64| u[*a].total_cmp(&u[*b]);
+                if fill == Fill::Both && patients.len() >= 2 && patients.iter().all(|p| !second.contains(p)) {
+                    second.insert(*patients.iter().min_by(by_u).expect("patients"));
+                }
+                if !patients.is_empty() && patients.iter().all(|p| second.contains(p)) && (fill == Fill::First || patients.len() >= 2) {
+                    second.remove(patients.iter().max_by(by_u).expect("patients"));
+                }
+            }
+        }
+        let (second, first): (Vec<usize>, Vec<usize>) = (0..self.len()).partition(|&i| second.contains(&self.patients[i]));
         (self.subset(&first), self.subset(&second))
     }
+}
+
+/// Which sides of a split a class must keep when it is not strict.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fill {
+    /// Both (the test split).
+    Both,
+    /// The first (members; the holdout may lose a class).
+    First,
 }
 
 /// Where patient `key` falls in [0, 1) for the split `stream` of `seed`: a keyed hash (murmur3's
@@ -139,7 +172,7 @@ mod tests {
     #[test]
     fn split_is_seeded_disjoint_and_near_the_fraction() {
         let d = toy(3, 200, 2);
-        let (a, b) = d.split(0.2, 5).unwrap();
+        let (a, b) = d.split(0.2, 5, true).unwrap();
         assert_eq!(a.len() + b.len(), 600);
         // Binomial(200, 0.2) per class: 40 ± 5.7; every class within 4 standard deviations.
         for n in b.class_counts() {
@@ -147,11 +180,11 @@ mod tests {
         }
         let total = b.len() as f64 / 600.0;
         assert!((total - 0.2).abs() < 0.05, "{total}");
-        assert_eq!(d.split(0.2, 5).unwrap().0, a);
-        assert_ne!(d.split(0.2, 6).unwrap().0.pixels, a.pixels);
+        assert_eq!(d.split(0.2, 5, true).unwrap().0, a);
+        assert_ne!(d.split(0.2, 6, true).unwrap().0.pixels, a.pixels);
         assert!(patients_of(&a).is_disjoint(&patients_of(&b)));
         // The holdout uses another key: a different set from the test split of the same seed.
-        let (_, holdout) = d.split_holdout(0.2, 5).unwrap();
+        let (_, holdout) = d.split_holdout(0.2, 5, true).unwrap();
         assert_ne!(patients_of(&holdout), patients_of(&b));
     }
 
@@ -182,8 +215,8 @@ mod tests {
         let removed = base.subset(&keep);
         for seed in 0..20 {
             let sides = |d: &Dataset| {
-                let (train, test) = d.split(0.2, seed).unwrap();
-                let (members, holdout) = train.split_holdout(0.2, seed).unwrap();
+                let (train, test) = d.split(0.2, seed, true).unwrap();
+                let (members, holdout) = train.split_holdout(0.2, seed, true).unwrap();
                 (patients_of(&members), patients_of(&holdout), patients_of(&test))
             };
             let (m, h, t) = sides(&base);
@@ -232,8 +265,8 @@ mod tests {
         assert_eq!(d.patient_counts(), PatientCounts { per_class: vec![10, 10, 11], total: 30 });
         let mut ok = 0;
         for seed in 0..20 {
-            let Ok((train, test)) = d.split(0.3, seed) else { continue };
-            let Ok((members, holdout)) = train.split_holdout(0.25, seed) else { continue };
+            let Ok((train, test)) = d.split(0.3, seed, true) else { continue };
+            let Ok((members, holdout)) = train.split_holdout(0.25, seed, true) else { continue };
             ok += 1;
             let parts = [&members, &holdout, &test];
             for (i, a) in parts.iter().enumerate() {
@@ -250,20 +283,27 @@ mod tests {
     fn too_few_patients_are_named() {
         let mut d = toy(2, 4, 2);
         d.patients = vec![0, 1, 2, 3, 4, 4, 4, 4];
-        let msg = d.split(0.2, 0).unwrap_err().to_string();
+        let msg = d.split(0.2, 0, false).unwrap_err().to_string();
         assert!(msg.contains("'c1' has images of 1 patient"), "{msg}");
         // Two patients a class at fraction 0.5: some seed sends both of a class to one side.
         let d = toy(3, 2, 2);
-        let msg = (0..50).find_map(|s| d.split(0.5, s).err()).expect("some seed puts a class on one side").to_string();
+        let msg = (0..50).find_map(|s| d.split(0.5, s, true).err()).expect("some seed puts a class on one side").to_string();
         assert!(msg.contains("has no image in the") && msg.contains("part of the split by patient"), "{msg}");
-        let msg = (0..50).find_map(|s| toy(2, 1, 2).split_holdout(0.5, s).err()).expect("some seed holds a class's only patient out").to_string();
+        let msg = (0..50).find_map(|s| toy(2, 1, 2).split_holdout(0.5, s, true).err()).expect("some seed holds a class's only patient out").to_string();
         assert!(msg.contains("has no image left to distil from") && msg.contains("holdout_fraction"), "{msg}");
+        // Not strict, the same seeds split: one patient moved across where a class needed it.
+        for s in 0..50 {
+            let (a, b) = d.split(0.5, s, false).unwrap();
+            assert!(a.class_counts().iter().chain(&b.class_counts()).all(|&n| n == 1), "seed {s}");
+            let (members, _) = toy(2, 1, 2).split_holdout(0.5, s, false).unwrap();
+            assert_eq!(members.class_counts(), vec![1, 1], "seed {s}");
+        }
     }
 
     #[test]
     fn an_empty_holdout_for_fraction_zero() {
         let d = toy(2, 10, 4);
-        let (all, none) = d.split_holdout(0.0, 5).unwrap();
+        let (all, none) = d.split_holdout(0.0, 5, false).unwrap();
         assert_eq!((all.len(), none.len()), (20, 0));
     }
 }

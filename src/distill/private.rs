@@ -79,19 +79,7 @@ impl<B: Backend> Private<B> {
 
     /// What a session file saved after `iteration` iterations carries.
     pub(super) fn session_record(&self, iteration: usize) -> SessionPrivacy {
-        let p = &self.plan;
-        SessionPrivacy {
-            id: self.segment.clone(),
-            epsilon_spent: p.spent(iteration),
-            target_epsilon: p.target_epsilon,
-            delta: p.delta,
-            clip: p.clip,
-            sample_rate: p.sample_rate,
-            noise_multiplier: p.noise_multiplier,
-            iterations: p.iterations,
-            patients: p.patients,
-            unit: p.unit.into(),
-        }
+        SessionPrivacy { id: self.segment.clone(), epsilon_spent: self.plan.spent(iteration), plan: self.plan.clone() }
     }
 
     /// Continues the plan a private session file saved after `iteration` iterations: the same
@@ -102,16 +90,15 @@ impl<B: Backend> Private<B> {
         let Some(s) = saved else {
             return Err(Error::Session("the session was saved by a run without privacy: its state was computed from the training images without noise, so a private run cannot continue it".into()));
         };
-        let p = &self.plan;
-        let same = s.target_epsilon == p.target_epsilon && s.delta == p.delta && s.clip == p.clip && s.sample_rate == p.sample_rate && s.noise_multiplier == p.noise_multiplier && s.iterations == p.iterations && s.patients == p.patients;
-        if !same {
+        let p = &s.plan;
+        if *p != self.plan {
             return Err(Error::Session(format!(
                 "the private session was saved with another plan (epsilon {} over {} iterations, {} {}s); a resume continues the plan it was saved with",
-                s.target_epsilon, s.iterations, s.patients, s.unit
+                p.target_epsilon, p.iterations, p.patients, p.unit
             )));
         }
-        if iteration > s.iterations {
-            return Err(Error::Session(format!("the private session is at iteration {iteration}, past its plan's {}", s.iterations)));
+        if iteration > p.iterations {
+            return Err(Error::Session(format!("the private session is at iteration {iteration}, past its plan's {}", p.iterations)));
         }
         self.resumed_from = Some(s.id.clone());
         Ok(())

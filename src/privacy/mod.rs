@@ -33,7 +33,7 @@ pub const PUBLIC_NORMALIZATION: Normalization = Normalization { mean: 0.5, std: 
 pub const DEFAULT_ITERATIONS: usize = 300;
 
 /// What a private run uses, fixed before its first iteration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrivacyPlan {
     /// The budget the noise was calibrated for.
     pub target_epsilon: f64,
@@ -50,7 +50,17 @@ pub struct PrivacyPlan {
     /// Training patients N (treated as public: they set q's default, δ's and the divisor qN).
     pub patients: usize,
     /// Whether every patient has one image ("image") or some have several ("patient").
+    #[serde(deserialize_with = "unit")]
     pub unit: &'static str,
+}
+
+/// Reads a plan's unit back ("image" or "patient").
+fn unit<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<&'static str, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "image" => Ok("image"),
+        "patient" => Ok("patient"),
+        other => Err(serde::de::Error::custom(format!("unit {other:?} is neither \"image\" nor \"patient\""))),
+    }
 }
 
 impl PrivacyPlan {
@@ -136,10 +146,9 @@ impl PrivacyPlan {
             planned_iterations: self.iterations,
             accountant: accountant::NAME.into(),
             covers: format!(
-                "The distilled images, labels and learning rates are ({:.3}, {:.1e})-differentially private with respect to adding or removing one {} of the data given (a {} added to or removed from the folder changes no other {}'s side of the split, so the training set changes by that {} at most). Not covered: the number of training {}s (treated as public; it sets the sampling rate and the divisor), the class names, the evaluation (the test {}s), and the privacy audit, which compares the result with the member and holdout images and is kept out of this archive. The loss of the sampled members is never shown during the run.{early}",
+                "The distilled images, labels and learning rates are ({:.3}, {:.1e})-differentially private with respect to adding or removing one {} of the data given (one added to or removed from the folder changes no other {}'s side of the split, so the training set changes by that {} at most). Not covered: the number of training {}s (treated as public; it sets the sampling rate and the divisor), the class names, the evaluation (the test {}s), and the privacy audit, which compares the result with the member and holdout images and is kept out of this archive. The loss of the sampled members is never shown during the run.{early}",
                 epsilon,
                 self.delta,
-                self.unit,
                 self.unit,
                 self.unit,
                 self.unit,

@@ -89,9 +89,11 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     assert.equal(confusion.length, 2);
     for (const row of confusion) assert.ok(row.length === 2 && Math.abs(row[0] + row[1] - 100) <= 1, `a row of the confusion matrix: ${row}`);
     assert.match(await page.textContent('#eval-classes'), /normal: recall \d+\.\d%, precision .*; pneumonia: recall \d+\.\d%/);
-    // 8 test patches a class: the page says these numbers cannot mean much.
-    assert.match(await page.textContent('#eval-status'), /on 16 held-out patches \(8 \/ 8 by class; ± is the sample std over the networks\); a class has only 8: these accuracies are too uncertain to mean much/);
-    assert.match(await page.textContent('#data-status'), /52 images \(52 patients\) to distil from, 12 \(12\) kept back for the privacy audit, 16 \(16\) held out/);
+    // 11 and 9 test patches (each patch a patient, on the test side with probability 0.2): the
+    // page says these numbers cannot mean much.
+    assert.match(await page.textContent('#eval-status'), /on 20 held-out patches \(11 \/ 9 by class; ± is the sample std over the networks\); a class has only 9: these accuracies are too uncertain to mean much/);
+    const split = (await page.textContent('#data-status')).match(/(\d+) images \((\d+) patients\) to distil from, (\d+) \((\d+)\) kept back for the privacy audit, 20 \(20\) held out/);
+    assert.ok(split && split[1] === split[2] && split[3] === split[4] && Number(split[1]) + Number(split[3]) === 60, `the split: ${split}`);
     // The privacy audit follows the evaluation: verdict, attack table, and the local gallery of
     // each distilled image with its nearest real patches.
     await page.waitForSelector('#audit-panel:not([hidden])', { timeout: 600000 });
@@ -419,7 +421,7 @@ test('a private run says what the noise costs before it starts, shares its itera
     // all of them (rate 1) and the noise is large for so few: the page says so before the run.
     assert.match(plan, /Differential privacy per image: epsilon 4 at delta 1\.0e-5 over 6 iterations\. Each iteration samples each of the \d+ training images with probability 1 /);
     assert.match(plan, /What the noise costs: each iteration adds discrete Gaussian noise of standard deviation [\d.]+ to each of the \d+ coordinates .* That is a lot: the noise outweighs/);
-    assert.match(plan, /Not covered: the number of training patients/);
+    assert.match(plan, /Not covered: the number of training images/);
     await page.click('#start');
     // Shared with a helper for two iterations at least; then the helper fails, its iteration is
     // dropped and the run carries on in this worker to the planned end.
@@ -660,7 +662,10 @@ test('a folder of 10,000 patches loads, stays responsive and runs', async () => 
       await page.waitForTimeout(100);
     }
     assert.ok(slowest < 1000, `a frame took ${slowest} ms while 10,000 files were read and decoded`);
-    assert.match(await page.textContent('#data-status'), /6400 images \(6400 patients\) to distil from, 1600 \(1600\) kept back for the privacy audit, 2000 \(2000\) held out/);
+    // Each patch its own patient: about 0.2 held out for testing and 0.2 of the rest for the audit.
+    const split = (await page.textContent('#data-status')).match(/(\d+) images \(\1 patients\) to distil from, (\d+) \(\2\) kept back for the privacy audit, (\d+) \(\3\) held out/);
+    const [members, holdout, heldOut] = (split || []).slice(1).map(Number);
+    assert.ok(split && members + holdout + heldOut === 10000 && Math.abs(heldOut - 2000) < 200 && Math.abs(holdout - 1600) < 200, `the split: ${split}`);
     assert.equal(await page.locator('.thumb').count(), 16);
     await page.selectOption('#settings [name=backend]', 'cpu');
     await setSetting(page, 'max_iterations', 2);
