@@ -43,6 +43,16 @@ fn demo(config: &Config) -> Prepared {
     Prepared::from_loaded(load_files(demo_files(), config.image_size, &Grouping::default()).unwrap(), config).unwrap()
 }
 
+/// The demo's training images as patients of three consecutive images, and each patient's
+/// images.
+fn demo_in_threes(config: &Config) -> (Prepared, Vec<Vec<usize>>) {
+    let mut prepared = demo(config);
+    let train = &mut prepared.train;
+    train.patients = (0..train.len() as u64).map(|i| i / 3).collect();
+    let groups = (0..train.len().div_ceil(3)).map(|p| (3 * p..(3 * p + 3).min(train.len())).collect()).collect();
+    (prepared, groups)
+}
+
 /// A plan without the accountant: the noise multiplier, the clipping norm, every patient sampled.
 fn plan(noise_multiplier: f64, clip: f64, patients: usize) -> PrivacyPlan {
     PrivacyPlan { target_epsilon: f64::INFINITY, delta: 1e-5, clip, sample_rate: 1.0, noise_multiplier, iterations: 3, patients, unit: "patient" }
@@ -95,13 +105,12 @@ fn without_noise_or_clipping_the_private_hypergradient_is_the_plain_one() {
 #[test]
 fn each_patient_is_clipped_jointly_over_the_networks_and_an_enormous_one_counts_at_most_c() {
     let config = private_config();
-    let mut prepared = demo(&config);
     // Patients of three images, and patient 0's pixels made enormous (its gradient with them).
+    let (mut prepared, groups) = demo_in_threes(&config);
+    let patients = groups.len();
     let train = &mut prepared.train;
-    train.patients = (0..train.len() as u64).map(|i| i / 3).collect();
     let pixels = train.size * train.size;
     train.pixels[..3 * pixels].iter_mut().for_each(|v| *v *= 400.0);
-    let patients = train.len().div_ceil(3);
     let device = Default::default();
     let norm = prepared.norm;
     let new = || Distiller::<B>::new(config.clone(), &prepared.train, norm, &device).unwrap();
@@ -110,7 +119,6 @@ fn each_patient_is_clipped_jointly_over_the_networks_and_an_enormous_one_counts_
     let mut twin = new();
     let inits = [twin.sample_init(), twin.sample_init()];
     let thetas: Vec<_> = inits.iter().map(|i| twin.final_weights(i)).collect();
-    let groups: Vec<Vec<usize>> = (0..patients).map(|p| (3 * p..(3 * p + 3).min(prepared.train.len())).collect()).collect();
     let classes = prepared.train.num_classes();
     let norms: Vec<f64> = groups
         .iter()
@@ -180,11 +188,8 @@ fn a_sampled_noisy_iteration_of_several_networks_is_the_mechanism_rebuilt_by_han
     // the number sampled instead of qN, if images are sampled instead of patients, if one noise
     // draw serves every network, or if the noise is divided by the number of networks.
     let config = Config { nets_per_iteration: 3, ..private_config() };
-    let mut prepared = demo(&config);
-    let train = &mut prepared.train;
-    train.patients = (0..train.len() as u64).map(|i| i / 3).collect();
-    let patients = train.len().div_ceil(3);
-    let groups: Vec<Vec<usize>> = (0..patients).map(|p| (3 * p..(3 * p + 3).min(train.len())).collect()).collect();
+    let (prepared, groups) = demo_in_threes(&config);
+    let patients = groups.len();
     let device = Default::default();
     let new = || Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device).unwrap();
     let mut twin = new();
@@ -237,10 +242,9 @@ fn a_patient_whose_gradient_is_not_finite_is_left_out_exactly_and_counted() {
     // Patients of three images; patient 0's pixels are NaN. The iteration is the one without
     // patient 0 (the divisor qN unchanged), finite, and its report counts one patient left out.
     let config = private_config();
-    let mut prepared = demo(&config);
+    let (mut prepared, groups) = demo_in_threes(&config);
+    let patients = groups.len();
     let train = &mut prepared.train;
-    train.patients = (0..train.len() as u64).map(|i| i / 3).collect();
-    let patients = train.len().div_ceil(3);
     let pixels = train.size * train.size;
     train.pixels[..3 * pixels].iter_mut().for_each(|v| *v = f32::NAN);
     let without = train.subset(&(3..train.len()).collect::<Vec<_>>());
