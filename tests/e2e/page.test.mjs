@@ -97,14 +97,15 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     // The privacy audit follows the evaluation: verdict, attack table, and the local gallery of
     // each distilled image with its nearest real patches.
     await page.waitForSelector('#audit-panel:not([hidden])', { timeout: 600000 });
-    // 6 holdout patches a class: never a green "no evidence" from so few.
+    // 16 holdout patches in all (each patch to the holdout with probability 0.2): never a green
+    // "no evidence" from so few.
     assert.match(await page.textContent('#audit-verdict'), /^Verdict: (too few images to judge|leakage detected)\.$/);
     assert.notEqual(await page.getAttribute('#audit-verdict', 'class'), 'ok');
     assert.doesNotMatch(await page.textContent('#audit-section'), /anonymous/i);
     assert.equal(await page.locator('#audit-attack tbody tr').count(), 2);
     assert.equal(await page.locator('#audit-gallery tbody tr').count(), 20);
     assert.equal(await page.locator('#audit-gallery canvas').count(), 100);
-    assert.match(await page.textContent('#audit-summary'), /52 members, 12 holdout patches/);
+    assert.match(await page.textContent('#audit-summary'), /44 members, 16 holdout patches/);
     await page.screenshot({ path: ARTIFACTS + 'after.png', fullPage: true });
 
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
@@ -116,7 +117,7 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', zip]));
     assert.equal(manifest.iterations_run, 6);
     for (const k of ['accuracy', 'balanced_accuracy', 'per_class_recall', 'per_class_precision', 'auc', 'confusion']) assert.ok(k in manifest.metrics.distilled, `manifest metrics hold ${k}`);
-    assert.deepEqual(manifest.holdout_counts, [6, 6]);
+    assert.ok(manifest.holdout_counts.length === 2 && manifest.holdout_counts[0] + manifest.holdout_counts[1] === 16, `holdout: ${manifest.holdout_counts}`);
     const audit = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("audit.json").decode())', zip]));
     assert.equal(audit.images.length, 20);
     assert.equal(audit.verdict, await page.evaluate(() => window.anondistill.audit.verdict));
