@@ -15,10 +15,11 @@
 //! two neighbouring sums, at most C apart before rounding, are at most C + step·√d apart after
 //! it (d coordinates). The multivariate discrete Gaussian of variance σ_g² per coordinate on
 //! integer inputs at L2 distance Δ has Rényi divergence at most αΔ²/(2σ_g²) of order α, the
-//! continuous Gaussian's (CKS 2020, Theorem 14 and its multivariate form, Theorem 15), and the
-//! Poisson-subsampled mechanism's RDP at integer orders is bounded by the base mechanism's
-//! through Zhu & Wang 2019 (Theorem 6), which for the Gaussian's RDP is the sampled Gaussian's
-//! formula that [`super::accountant`] computes. [`Grid::of`] makes σ_g at least σ times the
+//! continuous Gaussian's (CKS 2020, their privacy analysis of the discrete Gaussian and its
+//! multivariate form), and the Poisson-subsampled mechanism's RDP at integer orders is bounded
+//! by the base mechanism's RDP through Zhu & Wang 2019 ("Poisson Subsampled Rényi Differential
+//! Privacy", their general upper bound at integer orders), which for the Gaussian's RDP is the
+//! sampled Gaussian's formula that [`super::accountant`] computes. [`Grid::of`] makes σ_g at least σ times the
 //! rounded sensitivity in grid units, so the accountant's ε at σ is an upper bound. Noise of
 //! 2^24 steps or more is drawn again, so that each value is exact in f32; for σ_g ≤ 2^21 that
 //! changes each value's law by at most 2·exp(−(2^24 − 1)²/(2σ_g²)) < 2^-140 in total
