@@ -10,7 +10,7 @@ mod split;
 pub use decode::{decode_image, MAX_FILE_BYTES};
 pub use folder::{load_files, load_folder, InputFile};
 pub use npz::{load_npz, NpzSplits};
-pub use patients::{image_key, named_key, Grouping, NAMED};
+pub use patients::{Grouping, NAMED};
 pub use split::{PatientCounts, SplitPatients};
 
 use std::io::Read;
@@ -26,6 +26,17 @@ pub(crate) fn read_at_most(reader: impl Read, cap: u64) -> std::io::Result<Optio
     let mut buf = Vec::new();
     reader.take(cap + 1).read_to_end(&mut buf)?;
     Ok((buf.len() as u64 <= cap).then_some(buf))
+}
+
+/// The 64-bit FNV-1a hash's starting value.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// 64-bit FNV-1a: the hash `h` continued over `bytes`.
+pub(crate) fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// Square grayscale images with class labels; pixel values in [0, 1].
@@ -123,12 +134,8 @@ impl Dataset {
     /// A 64-bit FNV-1a hash of sizes, class names, labels and pixels, as 16 hex digits: tells
     /// whether a saved session is resumed on the same data without storing any of it.
     pub fn fingerprint(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |bytes: &[u8]| {
-            for &b in bytes {
-                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
+        let mut h = FNV_OFFSET;
+        let mut eat = |bytes: &[u8]| h = fnv1a(h, bytes);
         eat(&(self.size as u64).to_le_bytes());
         for c in &self.classes {
             eat(&(c.len() as u64).to_le_bytes());

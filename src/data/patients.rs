@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use regex_lite::Regex;
 
+use super::{fnv1a, FNV_OFFSET};
 use crate::error::{Error, Result};
 
 /// How patient ids are read from file names; `Grouping::default()` reads none (only the folder
@@ -71,11 +72,7 @@ pub const NAMED: u64 = 1 << 63;
 /// 64-bit FNV-1a of `tag` and `text`, with a final avalanche (murmur3's) so that every bit
 /// depends on every byte.
 fn key_hash(tag: &[u8], text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in tag.iter().chain(text.as_bytes()) {
-        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    mix(h)
+    mix(fnv1a(fnv1a(FNV_OFFSET, tag), text.as_bytes()))
 }
 
 /// murmur3's 64-bit finaliser: a bijection whose output bits each depend on every input bit.
@@ -88,12 +85,12 @@ pub(crate) fn mix(mut h: u64) -> u64 {
 }
 
 /// The key of the patient named `id`.
-pub fn named_key(id: &str) -> u64 {
+fn named_key(id: &str) -> u64 {
     key_hash(b"patient\0", id) | NAMED
 }
 
 /// The key of an image without a patient id, from its path (or any name unique in the data).
-pub fn image_key(path: &str) -> u64 {
+fn image_key(path: &str) -> u64 {
     key_hash(b"image\0", path) & !NAMED
 }
 

@@ -534,7 +534,7 @@ impl<B: Backend> Distiller<B> {
             )));
         }
         if let Some(p) = &mut self.private {
-            p.resume(m.privacy.as_ref(), m.iteration)?;
+            p.resume(m.privacy.as_ref())?;
         }
         let word_pos: u128 = m.rng_word_pos.parse().map_err(|_| Error::Session("bad random-stream position".into()))?;
         if m.order.iter().any(|&i| i >= self.train_len) || m.iteration > self.total_iterations() {

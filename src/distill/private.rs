@@ -82,11 +82,12 @@ impl<B: Backend> Private<B> {
         SessionPrivacy { id: self.segment.clone(), epsilon_spent: self.plan.spent(iteration), plan: self.plan.clone() }
     }
 
-    /// Continues the plan a private session file saved after `iteration` iterations: the same
-    /// σ, q, C, δ and T (so the run never passes T and the accountant adds up from where the
-    /// file stopped). Refuses a session saved without privacy (its state was computed from the
-    /// members without noise) or with another plan than this data and these settings give.
-    pub(super) fn resume(&mut self, saved: Option<&SessionPrivacy>, iteration: usize) -> Result<()> {
+    /// Continues the plan a private session file saved: the same σ, q, C, δ and T (so the run
+    /// never passes T, which [`Distiller::restore`] checks the saved iteration against, and the
+    /// accountant adds up from where the file stopped). Refuses a session saved without privacy
+    /// (its state was computed from the members without noise) or with another plan than this
+    /// data and these settings give.
+    pub(super) fn resume(&mut self, saved: Option<&SessionPrivacy>) -> Result<()> {
         let Some(s) = saved else {
             return Err(Error::Session("the session was saved by a run without privacy: its state was computed from the training images without noise, so a private run cannot continue it".into()));
         };
@@ -96,9 +97,6 @@ impl<B: Backend> Private<B> {
                 "the private session was saved with another plan (epsilon {} over {} iterations, {} {}s); a resume continues the plan it was saved with",
                 p.target_epsilon, p.iterations, p.patients, p.unit
             )));
-        }
-        if iteration > p.iterations {
-            return Err(Error::Session(format!("the private session is at iteration {iteration}, past its plan's {}", p.iterations)));
         }
         self.resumed_from = Some(s.id.clone());
         Ok(())
@@ -382,8 +380,7 @@ impl<B: Backend> Distiller<B> {
         let sq = sq.expect("a network");
         let bad = sq.clone().is_finite().bool_not();
         round.dropped = round.dropped.clone() + bad.clone().float().sum();
-        let w = sq.sqrt().recip().mul_scalar(clip).clamp_max(1.0);
-        let w = w.clone().mask_fill(w.is_nan().bool_or(bad), 0.0);
+        let w = sq.sqrt().recip().mul_scalar(clip).clamp_max(1.0).mask_fill(bad, 0.0);
         round.images += round.chunks[round.done].batch.len();
         round.done += 1;
         round.share.as_mut().ok_or_else(|| out_of_order("weights after the gradients"))?.add(w.clone());
