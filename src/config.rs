@@ -150,6 +150,76 @@ impl Default for PrivacyConfig {
 }
 
 
+/// A number the user types, in the page's settings, the command line or a configuration file:
+/// its key in the configuration (with dashes, the CLI's flag), its label on the page, and the
+/// range every one of them accepts. [`Config::validate`] checks these ranges; the page sets its
+/// fields' limits from this table and checks each value with it before the engine sees it
+/// (`settingsFields` in `src/web.rs`), and the CLI names the same ranges.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Limit {
+    /// The configuration's key.
+    pub key: &'static str,
+    /// The label the page shows.
+    pub label: &'static str,
+    /// The smallest value accepted.
+    pub min: f64,
+    /// The largest value accepted.
+    pub max: f64,
+    /// Whether only whole numbers are accepted.
+    pub whole: bool,
+    /// Why the range is what it is, when it is not obvious (said when a value is refused).
+    pub why: &'static str,
+}
+
+/// The smallest privacy budget accepted: at ε = 0.1 the noise multiplier of the page's default
+/// run (200 iterations, every patient sampled) is already above 400 (`privacy::tests::
+/// the_epsilon_range_is_where_the_method_can_work`): every iteration's noise outweighs what
+/// the patients contribute hundreds of times over, and the result is noise.
+pub const EPSILON_MIN: f64 = 0.1;
+/// The largest privacy budget accepted: above it e^ε, the factor by which one patient may
+/// change the odds of any outcome, passes 4.8 × 10⁸, and the bound no longer says anything a
+/// user could rely on (ε = 10⁹ used to be accepted and its noise called "moderate").
+pub const EPSILON_MAX: f64 = 20.0;
+
+/// The ranges of the numbers a user types (see [`Limit`]).
+pub const LIMITS: &[Limit] = &[
+    Limit { key: "images_per_class_per_step", label: "images per class per step", min: 1.0, max: 1000.0, whole: true, why: "" },
+    Limit { key: "steps", label: "steps", min: 1.0, max: 1000.0, whole: true, why: "" },
+    Limit { key: "epochs", label: "epochs", min: 1.0, max: 100.0, whole: true, why: "" },
+    Limit { key: "max_iterations", label: "iterations", min: 1.0, max: 100_000_000.0, whole: true, why: "" },
+    Limit { key: "nets_per_iteration", label: "networks per iteration", min: 1.0, max: 64.0, whole: true, why: "" },
+    Limit { key: "image_size", label: "image size", min: 8.0, max: 256.0, whole: true, why: "" },
+    Limit { key: "lenet_width", label: "LeNet width", min: 1.0, max: 16.0, whole: true, why: "" },
+    Limit { key: "seed", label: "seed", min: 0.0, max: 9_007_199_254_740_991.0, whole: true, why: "" },
+    Limit {
+        key: "epsilon",
+        label: "epsilon",
+        min: EPSILON_MIN,
+        max: EPSILON_MAX,
+        whole: false,
+        why: "below 0.1 the noise drowns the data (the result is noise); above 20 the guarantee bounds nothing a user could rely on",
+    },
+];
+
+/// The limit of `key` in [`LIMITS`].
+pub fn limit(key: &str) -> &'static Limit {
+    LIMITS.iter().find(|l| l.key == key).unwrap_or_else(|| panic!("no limit for {key}"))
+}
+
+/// The number of CPU workers the page may use: one per core, at most this many.
+pub const MAX_WORKERS: usize = 16;
+
+impl Limit {
+    /// `Ok` when `v` is in range, else the message: the key as the configuration names it.
+    pub fn check(&self, v: f64) -> Result<()> {
+        if v >= self.min && v <= self.max && (!self.whole || v.fract() == 0.0) {
+            return Ok(());
+        }
+        let why = if self.why.is_empty() { String::new() } else { format!(": {}", self.why) };
+        Err(Error::Config(format!("{} = {v} is outside [{}, {}]{why}", self.key, self.min, self.max)))
+    }
+}
+
 /// The reference's step decay (every 40 passes over MNIST's 60,000 training images at batch
 /// 1024) in outer iterations.
 pub const REFERENCE_DECAY_ITERATIONS: usize = 40 * (60_000 / 1024);
@@ -204,18 +274,25 @@ impl Config {
                 Err(Error::Config(format!("{name} = {v} is outside [{lo}, {hi}]")))
             }
         }
-        range("image_size", self.image_size, 8, 256)?;
-        range("steps", self.steps, 1, 1000)?;
-        range("images_per_class_per_step", self.images_per_class_per_step, 1, 1000)?;
+        for (key, v) in [
+            ("image_size", self.image_size),
+            ("steps", self.steps),
+            ("images_per_class_per_step", self.images_per_class_per_step),
+            ("epochs", self.epochs),
+            ("lenet_width", self.lenet_width),
+            ("nets_per_iteration", self.nets_per_iteration),
+        ] {
+            limit(key).check(v as f64)?;
+        }
+        if let Some(n) = self.max_iterations {
+            limit("max_iterations").check(n as f64)?;
+        }
         if let Some(n) = self.images_per_step {
             range("images_per_step", n, 1, 100_000)?;
         }
-        range("epochs", self.epochs, 1, 100)?;
         range("convnet_width", self.convnet_width, 1, 1024)?;
         range("convnet_depth", self.convnet_depth, 1, 6)?;
-        range("lenet_width", self.lenet_width, 1, 16)?;
         range("batch_size", self.batch_size, 1, 1 << 20)?;
-        range("nets_per_iteration", self.nets_per_iteration, 1, 64)?;
         range("epochs_outer", self.epochs_outer, 1, 1_000_000)?;
         range("decay_iterations", self.decay_iterations, 1, 100_000_000)?;
         if let Some(n) = self.decay_epochs {
@@ -224,9 +301,6 @@ impl Config {
         range("eval_nets", self.eval_nets, 1, 1000)?;
         range("full_data_nets", self.full_data_nets, 0, 1000)?;
         range("full_data_epochs", self.full_data_epochs, 1, 10_000)?;
-        if let Some(n) = self.max_iterations {
-            range("max_iterations", n, 1, 100_000_000)?;
-        }
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -288,9 +362,7 @@ impl Config {
         if self.decay_epochs.is_some() {
             return refuse("decay_epochs (passes over the data) cannot be used; use decay_iterations");
         }
-        if !(p.epsilon.is_finite() && p.epsilon > 0.0) {
-            return Err(Error::Config(format!("dp_epsilon = {} must be a positive finite number", p.epsilon)));
-        }
+        limit("epsilon").check(p.epsilon)?;
         if !(p.clip.is_finite() && p.clip > 0.0) {
             return Err(Error::Config(format!("dp_clip = {} must be a positive finite number", p.clip)));
         }
@@ -456,5 +528,30 @@ mod tests {
         // Today's format reads decay_epochs as the per-pass decay that wins.
         let today: Config = serde_json::from_str(r#"{"decay_epochs": 40, "decay_iterations": 9}"#).unwrap();
         assert_eq!(today.decay_period(7), 280);
+    }
+
+    #[test]
+    fn every_limit_in_the_table_is_what_validate_enforces() {
+        for l in LIMITS {
+            let with = |v: f64| -> Config {
+                let mut j = serde_json::to_value(Config { privacy: Some(PrivacyConfig::default()), ..Config::default() }).unwrap();
+                if l.key == "epsilon" {
+                    j["privacy"]["epsilon"] = v.into();
+                } else {
+                    j[l.key] = (v as u64).into();
+                }
+                serde_json::from_value(j).unwrap()
+            };
+            with(l.min).validate().unwrap_or_else(|e| panic!("{} at its minimum: {e}", l.key));
+            with(l.max).validate().unwrap_or_else(|e| panic!("{} at its maximum: {e}", l.key));
+            if l.key == "seed" {
+                continue; // 0 to 2^53 - 1: any u64 seed runs; the page cannot type more exactly
+            }
+            let step = if l.whole { 1.0 } else { l.min / 2.0 };
+            for v in [l.min - step, l.max + if l.whole { 1.0 } else { 0.5 }] {
+                let msg = with(v).validate().unwrap_err().to_string();
+                assert!(msg.contains(&format!("{} = ", l.key)) && msg.contains(&format!("[{}, {}]", l.min, l.max)), "{msg}");
+            }
+        }
     }
 }

@@ -329,6 +329,9 @@ fn describe_privacy(p: &PrivacyPlan, dims: usize) -> String {
 fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) -> Result<()> {
     let prepared = load(args.data.as_deref(), args.test.as_deref(), &config, &args.groups.grouping()?)?;
     eprintln!("{}", describe_splits(&prepared));
+    for c in prepared.cautions(&config) {
+        eprintln!("caution: {c}");
+    }
     let mut d = Distiller::<B>::new(config.clone(), &prepared.train, prepared.norm, &device)?;
     let total = d.total_iterations();
     if let Some(p) = d.privacy() {

@@ -30,6 +30,32 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// What a user should know before distilling `config`'s set from these training images:
+    /// a distilled set as large as the training set (a random subset would be all of it), and
+    /// each class with fewer training images than distilled images of it. Said by the CLI and
+    /// the page before the run; never in the archive.
+    pub fn cautions(&self, config: &Config) -> Vec<String> {
+        let classes = self.train.num_classes();
+        let per_step = config.images_per_step(classes);
+        let distilled = per_step * config.steps;
+        let counts = self.train.class_counts();
+        let mut of_class = vec![0usize; classes];
+        for c in crate::distill::initial_classes(per_step, classes) {
+            of_class[c] += config.steps;
+        }
+        let mut out = Vec::new();
+        let train: usize = counts.iter().sum();
+        if distilled >= train {
+            out.push(format!("the distilled set will have {distilled} images, as many as the {train} training images or more: it cannot be a summary of them (fewer steps or images per step, or more data)"));
+        }
+        for (c, (&n, &d)) in counts.iter().zip(&of_class).enumerate() {
+            if n < d {
+                out.push(format!("class \"{}\" has {n} training image(s), fewer than its {d} distilled images", self.train.classes[c]));
+            }
+        }
+        out
+    }
+
     /// Splits loaded files by patient (stratified, seeded by `config`).
     pub fn from_loaded(loaded: Loaded, config: &Config) -> Result<Self> {
         let (train, test) = loaded.dataset.split(config.test_fraction, config.seed, config.privacy.is_some())?;
@@ -205,7 +231,9 @@ pub fn export_distilled(
     // The audit compares the result with member images without noise: in a private archive no
     // field depends on it, not even on whether it ran or what it found.
     let audit = if private { None } else { audit };
-    let warnings = warnings(config, audit);
+    let mut warnings = warnings(config, audit);
+    // The evaluation's own caveat: a test set too small to judge by.
+    warnings.extend(metrics.as_ref().and_then(Evaluation::too_few));
     let manifest = Manifest {
         format: FORMAT.into(),
         crate_version: env!("CARGO_PKG_VERSION").into(),
@@ -273,5 +301,22 @@ mod tests {
         f.set_metrics(200, e.clone());
         assert_eq!(f.metrics(200), Some(&e));
         assert_eq!(f.metrics(40), None);
+    }
+
+    #[test]
+    fn a_distilled_set_as_large_as_its_data_is_said_before_the_run() {
+        use crate::data::tests::toy;
+        let mut train = toy(2, 6, 8);
+        train.labels[..1].iter_mut().for_each(|l| *l = 1); // 5 of c0, 7 of c1
+        let empty = toy(2, 0, 8);
+        let prepared = Prepared { train, holdout: empty.clone(), test: empty, norm: Normalization { mean: 0.0, std: 1.0 }, skipped: Vec::new() };
+        // 10 steps of one image a class: 20 distilled images from 12, 10 of c0 from 5.
+        let said = prepared.cautions(&Config::default());
+        assert_eq!(said.len(), 3, "{said:?}");
+        assert!(said[0].starts_with("the distilled set will have 20 images, as many as the 12 training images or more"), "{said:?}");
+        assert_eq!(said[1], "class \"c0\" has 5 training image(s), fewer than its 10 distilled images");
+        assert_eq!(said[2], "class \"c1\" has 7 training image(s), fewer than its 10 distilled images");
+        // Three steps: 6 images, 3 a class: nothing to say.
+        assert!(prepared.cautions(&Config { steps: 3, ..Config::default() }).is_empty());
     }
 }

@@ -76,6 +76,8 @@ struct Summary<'a> {
     image_size: usize,
     distilled_images: usize,
     inner_steps: usize,
+    /// What to know before the run (`Prepared::cautions`).
+    cautions: Vec<String>,
 }
 
 /// One distillation in the page.
@@ -116,6 +118,13 @@ fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
 #[wasm_bindgen(js_name = demoAttribution)]
 pub fn demo_attribution() -> String {
     ATTRIBUTION.to_string()
+}
+
+/// The ranges of the numbers the page's settings take ([`crate::config::LIMITS`]), and the
+/// CPU workers' largest count: the page sets its fields and checks each value with them.
+#[wasm_bindgen(js_name = settingsFields)]
+pub fn settings_fields() -> Result<JsValue, JsValue> {
+    to_js(&serde_json::json!({ "limits": crate::config::LIMITS, "max_workers": crate::config::MAX_WORKERS }))
 }
 
 /// The configuration a session file was saved with, as JSON (to load the data with it before
@@ -187,6 +196,8 @@ struct EvaluationReport<'a> {
     classes: &'a [String],
     imbalanced: bool,
     warnings: Vec<String>,
+    /// The caveat of a test set too small to judge by (also in the archive's warnings).
+    too_few: Option<String>,
 }
 
 #[wasm_bindgen]
@@ -270,6 +281,7 @@ impl Session {
             image_size: c.image_size,
             distilled_images: c.images_per_step(classes) * c.steps,
             inner_steps: c.inner_steps(),
+            cautions: s.prepared.cautions(c),
         })
     }
 
@@ -372,7 +384,7 @@ impl Session {
             let at = s.outcome.iterations;
             s.findings.set_metrics(at, e.clone());
             let classes = &s.prepared.train.classes;
-            to_js(&EvaluationReport { warnings: e.distilled.warnings(classes), imbalanced: imbalanced(&e.test_counts), classes, evaluation: &e })
+            to_js(&EvaluationReport { warnings: e.distilled.warnings(classes), imbalanced: imbalanced(&e.test_counts), classes, too_few: e.too_few(), evaluation: &e })
         })
     }
 

@@ -50,6 +50,9 @@ fn unusable_files_are_skipped_and_listed_with_the_reason() {
     write(root, "a/.DS_Store", b"\0\0");
     // Too many pixels: 20000 x 1 exceeds the side limit.
     write(root, "b/wide.png", &png(20000, 1, 0));
+    // Too small to be a patch: 1 x 1 and 2 x 2 (taken as patches once, with no notice).
+    write(root, "a/dot.png", &png(1, 1, 0));
+    write(root, "b/speck.png", &png(2, 2, 0));
     // Too many bytes: a sparse 65 MiB file is refused before it is read.
     let huge = root.join("a/huge.png");
     std::fs::File::create(&huge).unwrap().set_len(65 << 20).unwrap();
@@ -64,7 +67,9 @@ fn unusable_files_are_skipped_and_listed_with_the_reason() {
     assert!(reason("stray.png").contains("not inside a class folder"));
     assert!(reason("b/wide.png").contains("too large"), "{}", reason("b/wide.png"));
     assert!(reason("a/huge.png").contains("above the 64 MiB limit"), "{}", reason("a/huge.png"));
-    assert_eq!(loaded.skipped.len(), 6, "{:?}", loaded.skipped);
+    assert_eq!(reason("a/dot.png"), "image too small (1 × 1 pixels; a patch needs at least 8 a side, the smallest size the networks take)");
+    assert!(reason("b/speck.png").starts_with("image too small (2 × 2 pixels"), "{}", reason("b/speck.png"));
+    assert_eq!(loaded.skipped.len(), 8, "{:?}", loaded.skipped);
 }
 
 #[test]

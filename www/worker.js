@@ -1,6 +1,6 @@
 // The Web Worker that owns the wasm engine; the page only sends it messages, so the UI thread
 // never blocks. Protocol: see the `handlers` below; every reply has a `type`.
-import init, { Session, demoAttribution, privacyPlan, sessionConfig } from '../pkg/anondistill.js';
+import init, { Session, demoAttribution, privacyPlan, sessionConfig, settingsFields } from '../pkg/anondistill.js';
 import { MAX_DEFAULT_WORKERS } from './defaults.js';
 
 const CHUNK = 2; // outer iterations between progress messages
@@ -24,7 +24,7 @@ const ready = booted
     return init({ module_or_path: module });
   })
   .then(() => Promise.all(pool.map((h) => h.loaded)))
-  .then(() => post({ type: 'ready' }));
+  .then(() => post({ type: 'ready', fields: settingsFields() }));
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
 const yieldToEvents = () => new Promise((r) => setTimeout(r, 0));
@@ -351,16 +351,21 @@ async function begin(backend, sessionFile, workers) {
   postSnapshot();
 }
 
+// A load that carries `start` ({backend, workers}) starts a run on the data once they are
+// loaded: the start click and its data travel together, so a run never starts from a load the
+// user did not ask to start.
 const handlers = {
-  async load({ files, pattern, csv, test, config }) {
+  async load({ files, pattern, csv, test, config, start }) {
     await stopLoop();
     source = { files, pattern, csv, test };
     open(config);
+    if (start) await handlers.start(start);
   },
-  async demo({ config }) {
+  async demo({ config, start }) {
     await stopLoop();
     source = { demo: true };
     open(config);
+    if (start) await handlers.start(start);
   },
   async start({ backend, workers }) {
     await stopLoop();
@@ -399,7 +404,7 @@ const handlers = {
     post({ type: 'cancelled', iterations: session ? session.iterations() : 0 });
   },
   async evaluate({ audit }) {
-    post({ type: 'evaluation', evaluation: await session.evaluate() });
+    post({ type: 'evaluation', evaluation: await session.evaluate(), audit: !!audit });
     if (audit) await handlers.audit();
   },
   async audit() {

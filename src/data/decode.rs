@@ -13,6 +13,10 @@ const MAX_SIDE: u32 = 16_384;
 /// image of that size is 128 MiB; full-field mammograms are about 30 MP).
 pub const MAX_PIXELS: u64 = 8192 * 8192;
 
+/// Decoded images narrower or shorter than this are refused: the smallest size the networks take
+/// (`image_size`'s minimum in `config::LIMITS`); a 2 × 2 file is not a patch.
+pub const MIN_SIDE: u32 = 8;
+
 /// Decodes `bytes` into `size × size` grey values in [0, 1]; the error says why the file is
 /// unusable, in words for the user.
 pub fn decode_image(bytes: &[u8], size: usize) -> Result<Vec<f32>, String> {
@@ -38,6 +42,9 @@ pub fn decode_image(bytes: &[u8], size: usize) -> Result<Vec<f32>, String> {
     let (w, h) = image::ImageDecoder::dimensions(&decoder);
     if w as u64 * h as u64 > MAX_PIXELS {
         return Err(format!("image too large ({w} × {h} pixels, above the {} MP limit)", MAX_PIXELS / 1_000_000));
+    }
+    if w.min(h) < MIN_SIDE {
+        return Err(format!("image too small ({w} × {h} pixels; a patch needs at least {MIN_SIDE} a side, the smallest size the networks take)"));
     }
     let img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     Ok(to_square_grey(img, size))
@@ -144,6 +151,15 @@ mod tests {
         // Just under the cap it decodes (and resizes to 28 × 28 black).
         let ok = encode(DynamicImage::ImageLuma8(ImageBuffer::new(8192, 8000)), ImageFormat::Png);
         assert!(decode_image(&ok, 28).unwrap().iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn the_smallest_patch_is_the_smallest_image_size() {
+        assert_eq!(MIN_SIDE as f64, crate::config::limit("image_size").min);
+        let ok = encode(DynamicImage::ImageLuma8(gradient8(8, 40)), ImageFormat::Png);
+        assert_eq!(decode_image(&ok, 28).unwrap().len(), 28 * 28);
+        let thin = encode(DynamicImage::ImageLuma8(gradient8(40, 7)), ImageFormat::Png);
+        assert!(decode_image(&thin, 28).unwrap_err().starts_with("image too small (40 × 7 pixels"));
     }
 
     #[test]

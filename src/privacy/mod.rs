@@ -233,4 +233,22 @@ mod tests {
             assert!(words.contains(verdict) && words.contains(&format!("each of the {dims} coordinates")), "{dims}: {words}");
         }
     }
+
+    #[test]
+    fn the_epsilon_range_is_where_the_method_can_work() {
+        // The page's default private run: 200 iterations, every patient sampled (the batch of
+        // 1,024 is above the demo's patients), delta 1e-5.
+        let sigma = accountant::calibrate_sigma(crate::config::EPSILON_MIN, 1e-5, 1.0, 200).unwrap();
+        eprintln!("noise multiplier at the smallest epsilon: {sigma}");
+        assert!(sigma > 400.0, "{sigma}");
+        assert!(crate::config::EPSILON_MAX.exp() > 4.8e8);
+        let c = |e: f64| Config { privacy: Some(PrivacyConfig { epsilon: e, ..Default::default() }), ..Config::default() };
+        for e in [0.05, 20.5, 1e9, f64::NAN] {
+            let msg = c(e).validate().unwrap_err().to_string();
+            assert!(msg.contains("epsilon") && msg.contains("[0.1, 20]") && msg.contains("noise drowns"), "{msg}");
+        }
+        for e in [0.1, 1.0, 20.0] {
+            c(e).validate().unwrap();
+        }
+    }
 }

@@ -25,8 +25,8 @@ function patchFolder(n, extra = {}, classes = { normal: 'normal', pneumonia: 'pn
   return root;
 }
 
-/** A valid 8-bit grey PNG `width` pixels wide and one high (small on disk, zlib packs it). */
-function widePng(width) {
+/** A valid 8-bit grey PNG `width` × `height` pixels (small on disk, zlib packs it). */
+function greyPng(width, height = 1) {
   const crc = (buf) => {
     let c = ~0;
     for (const b of buf) { c ^= b; for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1)); }
@@ -42,9 +42,9 @@ function widePng(width) {
   };
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(1, 4);
+  ihdr.writeUInt32BE(height, 4);
   ihdr.set([8, 0, 0, 0, 0], 8);
-  const raw = Buffer.alloc(width + 1);
+  const raw = Buffer.alloc((width + 1) * height);
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
@@ -91,7 +91,7 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     assert.match(await page.textContent('#eval-classes'), /normal: recall \d+\.\d%, precision .*; pneumonia: recall \d+\.\d%/);
     // 11 and 9 test patches (each patch a patient, on the test side with probability 0.2): the
     // page says these numbers cannot mean much.
-    assert.match(await page.textContent('#eval-status'), /on 20 held-out patches \(11 \/ 9 by class; ± is the sample std over the networks\); a class has only 9: these accuracies are too uncertain to mean much/);
+    assert.match(await page.textContent('#eval-status'), /on 20 held-out patches \(11 \/ 9 by class; ± is the sample std over the networks\); a class has only 9 test image\(s\) \(under 20\): these accuracies are too uncertain to mean much/);
     const split = (await page.textContent('#data-status')).match(/(\d+) images \((\d+) patients\) to distil from, (\d+) \((\d+)\) kept back for the privacy audit, 20 \(20\) held out/);
     assert.ok(split && split[1] === split[2] && split[3] === split[4] && Number(split[1]) + Number(split[3]) === 60, `the split: ${split}`);
     // The privacy audit follows the evaluation: verdict, attack table, and the local gallery of
@@ -116,6 +116,8 @@ test('distils a folder of real patches on the CPU and downloads only the distill
     assert.deepEqual(names, expected);
     const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', zip]));
     assert.equal(manifest.iterations_run, 6);
+    // The page's caveat on so few test patches is the archive's too.
+    assert.ok(manifest.warnings.some((w) => /a class has only 9 test image\(s\) \(under 20\): these accuracies are too uncertain to mean much/.test(w)), `warnings: ${manifest.warnings}`);
     for (const k of ['accuracy', 'balanced_accuracy', 'per_class_recall', 'per_class_precision', 'auc', 'confusion']) assert.ok(k in manifest.metrics.distilled, `manifest metrics hold ${k}`);
     assert.ok(manifest.holdout_counts.length === 2 && manifest.holdout_counts[0] + manifest.holdout_counts[1] === 16, `holdout: ${manifest.holdout_counts}`);
     const audit = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("audit.json").decode())', zip]));
@@ -204,7 +206,7 @@ test('bad input gets a clear message and the page keeps working', async () => {
     // A corrupt file, an image 20,000 pixels wide, and a 65 MiB file.
     // Also a file at the top of the folder, and one in a folder inside a class folder, which is
     // a patient folder (both were taken as classes once, the nested one named 'left').
-    const folder = patchFolder(5, { 'normal/x.bmp': 'BM garbage', 'normal/wide.png': widePng(20000), 'README.md': '# notes' });
+    const folder = patchFolder(5, { 'normal/x.bmp': 'BM garbage', 'normal/wide.png': greyPng(20000), 'pneumonia/dot.png': greyPng(2, 2), 'README.md': '# notes' });
     execFileSync('truncate', ['-s', '65M', join(folder, 'pneumonia', 'huge.png')]);
     mkdirSync(join(folder, 'normal', 'left'));
     cpSync(join(DEMO, 'normal', readdirSync(join(DEMO, 'normal'))[0]), join(folder, 'normal', 'left', 'nested.png'));
@@ -214,29 +216,44 @@ test('bad input gets a clear message and the page keeps working', async () => {
     assert.match(skipped, /x\.bmp: /);
     assert.match(skipped, /wide\.png: image too large/);
     assert.match(skipped, /huge\.png: file is 65\.0 MiB, above the 64 MiB limit/);
+    assert.match(skipped, /dot\.png: image too small \(2 × 2 pixels; a patch needs at least 8 a side/);
     assert.match(skipped, /README\.md: not inside a class folder/);
     assert.doesNotMatch(skipped, /nested\.png/);
     assert.deepEqual(await page.$$eval('#classes input', (inputs) => inputs.map((i) => i.value)), ['normal', 'pneumonia']);
     // Thumbnails only of files the engine used: 6 and 5, none of the refused ones.
     assert.equal(await page.locator('#classes img.thumb').count(), 11);
     assert.equal(await page.isDisabled('#start'), false);
-    // Settings out of range are named, not clamped: one the engine checks, one the page keeps.
-    await page.fill('input[name=lenet_width]', '0');
-    await page.click('#start');
-    await waitText(page, '#run-status', /lenet_width = 0 is outside \[1, 16\]/);
+    // 11 training images at most, 20 distilled: said before the run.
+    assert.match(await page.textContent('#data-cautions'), /Before you start: the distilled set will have 20 images, as many as the \d+ training images or more/);
+    // Settings are checked as typed against the engine's own table (config::LIMITS): the
+    // field as the page labels it, the value as typed, the range; start waits for a fix.
+    const limits = await page.evaluate(() => window.anondistill.limits);
+    for (const [key, l] of Object.entries(limits)) {
+      const input = page.locator(`#settings [name=${key}]`);
+      assert.deepEqual([Number(await input.getAttribute('min')), Number(await input.getAttribute('max'))], [l.min, l.max], key);
+    }
+    for (const [name, typed, message] of [
+      ['lenet_width', '0', /^LeNet width = 0 is outside 1 to 16$/],
+      ['max_iterations', '100000001', /^iterations = 100000001 is outside 1 to 100,000,000$/],
+      ['workers', '1.5', /^CPU workers = 1\.5 is not a whole number$/],
+      ['seed', '-3', /^seed = -3 is outside 0 to 9,007,199,254,740,991$/],
+      ['nets_per_iteration', '', /^networks per iteration is empty$/],
+    ]) {
+      await page.fill(`input[name=${name}]`, typed);
+      await waitText(page, '#settings-status', message);
+      assert.equal(await page.isDisabled('#start'), true, `start with ${name} = "${typed}"`);
+      assert.equal(await page.getAttribute('#settings-status', 'class'), 'error');
+      await page.fill(`input[name=${name}]`, limits[name].min === 0 ? '0' : '1');
+    }
+    // Letters typed into a number field: the browser hands the page "", and says it was bad.
+    await page.locator('input[name=steps]').fill('');
+    await page.locator('input[name=steps]').pressSequentially('3e');
+    await waitText(page, '#settings-status', /^steps: what is typed is not a number$/);
+    await page.fill('input[name=steps]', '10');
+    await waitText(page, '#settings-status', /^$/);
     assert.equal(await page.isDisabled('#start'), false);
     // Nothing was distilled: nothing to evaluate, audit or download.
     for (const b of ['#evaluate', '#audit', '#download']) assert.equal(await page.isDisabled(b), true, b);
-    await page.fill('input[name=lenet_width]', '2');
-    await page.fill('input[name=workers]', '1.5');
-    await page.click('#start');
-    await waitText(page, '#run-status', /CPU workers = 1\.5 is outside \[1, 16\]/);
-    assert.equal(await page.isDisabled('#start'), false);
-    await page.fill('input[name=workers]', '1');
-    // A negative number is named as typed (it became 0 before).
-    await page.fill('input[name=seed]', '-3');
-    await page.click('#start');
-    await waitText(page, '#run-status', /seed = "-3" is not a whole number of at least 0/);
     assert.deepEqual(late, []);
   } finally {
     await browser.close();
@@ -279,8 +296,9 @@ test('patients from folders, a pattern and a table; a separate test set; a one-s
     await page.setInputFiles('#folder-input', deep);
     await waitText(page, '#data-status', /normal\/p3\/left is a folder inside the patient folder normal\/p3/, LOAD_MS);
     assert.equal(await page.getAttribute('#data-status', 'class'), 'error');
-    assert.equal(await page.locator('#classes .class-row').count(), 2);
-    assert.equal(await page.isDisabled('#start'), false);
+    // Nothing of the previous folder stays on screen, and nothing can start.
+    assert.equal(await page.locator('#classes .class-row').count(), 0);
+    assert.equal(await page.isDisabled('#start'), true);
     await page.setInputFiles('#folder-input', root);
     await waitText(page, '#data-status', /72 images of 22 patients/, LOAD_MS);
 
@@ -347,9 +365,9 @@ test('a file changed on disk after it was picked is named, and picking the folde
     await setSetting(page, 'max_iterations', 2);
     await page.click('#start');
     const message = new RegExp(`could not read .*normal/${name.replace('.', '\\.')} .*Pick the folder again`);
-    await waitText(page, '#run-status', message);
-    assert.match(await page.textContent('#data-status'), message);
-    assert.equal(await page.isEnabled('#start'), true);
+    await waitText(page, '#data-status', message);
+    assert.equal(await page.textContent('#run-status'), 'not started: the data could not be loaded (see Data)');
+    assert.equal(await page.isEnabled('#start'), false);
     await page.setInputFiles('#folder-input', root);
     await waitText(page, '#data-status', /40 images of 40 patients in 2 classes/);
     await page.click('#start');
@@ -412,9 +430,13 @@ test('a private run says what the noise costs before it starts, shares its itera
     const { page } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 6, workers: 2 });
     const privacy = page.locator('#settings [name=privacy]');
     await privacy.selectOption('custom');
-    await page.locator('#settings [name=epsilon]').fill('-1');
-    await page.locator('#settings [name=epsilon]').dispatchEvent('change');
-    await waitText(page, '#privacy-plan', /epsilon = "-1" is not a positive number/);
+    // Outside the range where the method can work, refused with the reason (it was accepted at
+    // 1e9 and its noise called "moderate"; 0.01, the field's minimum then, failed in the engine).
+    for (const typed of ['-1', '0.01', '1e9']) {
+      await page.locator('#settings [name=epsilon]').fill(typed);
+      await waitText(page, '#settings-status', new RegExp(`^epsilon = ${typed.replace('.', '\\.')} is outside 0\\.1 to 20: below 0\\.1 the noise drowns the data`));
+      assert.equal(await page.isDisabled('#start'), true);
+    }
     await privacy.selectOption('4');
     await waitText(page, '#privacy-plan', /noise multiplier sigma/);
     const plan = await page.textContent('#privacy-plan');
