@@ -2,19 +2,8 @@
 // set, shown here; the archive made by the engine.
 import { $, store, send, dispatch } from './page.js';
 import { greyCanvas, cell } from './draw.js';
+import { pct1 } from './format.js';
 import { saveBlob } from './run.js';
-
-// Percentages as the engine writes them (Rust's `{:.1}` of 100·x), so that the class line and
-// the engine's warnings agree. Both round the exact binary value; on an exact tie (80.25) Rust
-// picks the even digit and `toFixed` the larger: 0.8025 read 80.2 in a warning, 80.3 here.
-export function pct1(x) {
-  const v = 100 * x;
-  if (Number.isInteger(v * 20) && !Number.isInteger(v * 10)) {
-    const lo = Math.floor(v * 10);
-    return ((lo % 2 === 0 ? lo : lo + 1) / 10).toFixed(1);
-  }
-  return v.toFixed(1);
-}
 
 $('evaluate').addEventListener('click', () => {
   if (dispatch({ type: 'evaluate' })) send({ type: 'evaluate', audit: true });

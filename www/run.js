@@ -4,14 +4,7 @@ import { $, store, send, dispatch, current } from './page.js';
 import { readSettings, showPrivacyPlan } from './settings.js';
 import { sendData, sessionData } from './data.js';
 import { plot, paintGrey } from './draw.js';
-
-/** "3 min 5 s", "42.0 s" (a minute is never "60 s"). */
-export function fmt(sec) {
-  if (!isFinite(sec)) return '–';
-  if (sec < 60) return `${sec.toFixed(1)} s`;
-  const whole = Math.round(sec);
-  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
-}
+import { fmt } from './format.js';
 
 function freshRun() {
   store.losses = [];

@@ -8,7 +8,7 @@ use image::{imageops::FilterType, DynamicImage, ImageBuffer, ImageReader, Limits
 /// Files larger than this are not read.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 /// Decoded images wider or taller than this are refused.
-const MAX_SIDE: u32 = 16_384;
+pub const MAX_SIDE: u32 = 16_384;
 /// Decoded images of more pixels than this are refused, before decoding (64 MP: a 16-bit grey
 /// image of that size is 128 MiB; full-field mammograms are about 30 MP).
 pub const MAX_PIXELS: u64 = 8192 * 8192;

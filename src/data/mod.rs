@@ -7,7 +7,7 @@ mod npz;
 mod patients;
 mod split;
 
-pub use decode::{decode_image, MAX_FILE_BYTES};
+pub use decode::{decode_image, MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE, MIN_SIDE};
 pub use folder::{load_files, load_folder, InputFile};
 pub use npz::{load_npz, NpzSplits};
 pub use patients::{Grouping, NAMED};

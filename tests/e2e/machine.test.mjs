@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { initial, next, view, busy } from '../../www/machine.js';
+import { fmt, pct1 } from '../../www/format.js';
 
 const run = (events, s = initial) => events.reduce((st, e) => next(st, typeof e === 'string' ? { type: e } : e), s);
 const ready = run(['ready', 'load', { type: 'loaded', text: '400 images' }]);
@@ -64,4 +65,17 @@ test('random event sequences keep the view\'s rules', () => {
       for (const l of Object.values(s.lines)) if (l.error) assert.notEqual(l.text, '');
     }
   }
+});
+
+test('times and percentages read right', () => {
+  // "2 min 60 s" before: the seconds were rounded after the minutes were taken.
+  assert.equal(fmt(179.6), '3 min 0 s');
+  assert.equal(fmt(59.96), '60.0 s');
+  assert.equal(fmt(61.2), '1 min 1 s');
+  // The class line said 80.3 % where the engine's warning said 80.2 % (recall 0.8025).
+  assert.equal(pct1(0.8025), '80.2');
+  assert.equal(pct1(0.8035), '80.3');
+  assert.equal(pct1(0.8075), '80.8');
+  assert.equal(pct1(0.5), '50.0');
+  assert.equal(pct1(0.12345), '12.3');
 });

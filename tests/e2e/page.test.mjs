@@ -437,7 +437,10 @@ test('a private run says what the noise costs before it starts, shares its itera
       await waitText(page, '#settings-status', new RegExp(`^epsilon = ${typed.replace('.', '\\.')} is outside 0\\.1 to 20: below 0\\.1 the noise drowns the data`));
       assert.equal(await page.isDisabled('#start'), true);
     }
+    assert.equal(await page.isVisible('#epsilon-label'), true);
     await privacy.selectOption('4');
+    // The epsilon field shows only for "another epsilon" (the stylesheet showed it always).
+    assert.equal(await page.isVisible('#epsilon-label'), false);
     await waitText(page, '#privacy-plan', /noise multiplier sigma/);
     const plan = await page.textContent('#privacy-plan');
     // The demo: every patch its own patient, fewer than the batch, so every iteration samples
