@@ -11,9 +11,10 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
 }
 
-/// Asserts that `text` (the file `name`) holds `needle`.
+/// Asserts that `text` (the file `name`) holds `needle`, line breaks and indents read as spaces.
 fn says(name: &str, text: &str, needle: &str) {
-    assert!(text.contains(needle), "{name} does not say {needle:?}");
+    let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat(text).contains(&flat(needle)), "{name} does not say {needle:?}");
 }
 
 /// `1234567` as "1,234,567".
@@ -46,6 +47,6 @@ fn the_readme_and_the_page_state_the_engines_numbers() {
     // The page's defaults, as its fields hold them and the README gives them.
     says("www/index.html", &html, r#"name="max_iterations" type="number" min="1" max="100000000" value="200""#);
     says("README.md", &readme, "the page runs its \"iterations\" field (200 by default)");
-    says("README.md", &readme, "The demo's default run (20\nimages, 200 iterations, LeNet width 2)");
+    says("README.md", &readme, "The demo's default run (20 images, 200 iterations, LeNet width 2)");
     says("www/index.html", &html, r#"name="lenet_width" type="number" min="1" max="16" value="2""#);
 }

@@ -137,8 +137,15 @@ async function readFiles(list) {
  *  the engine starts a run on them once they are loaded (the data are read again: a file
  *  changed since it was picked is named). A problem refuses the load. */
 export async function sendData(start) {
+  let config;
   try {
-    const { config } = readSettings();
+    ({ config } = readSettings());
+  } catch {
+    // The settings line names the problem; the data wait for it to be fixed.
+    refuse('not loaded: the settings have a problem (see Settings); fix it and load the data again');
+    return;
+  }
+  try {
     if (store.demo) {
       send({ type: 'demo', config, start });
       return;

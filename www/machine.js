@@ -10,7 +10,8 @@
 //   task:   null | evaluating | auditing           (beside the run, never during it)
 //   result: whether the engine holds a distilled state (to evaluate, audit, save, download)
 //   settings: the first problem with the settings as typed, or null
-//   lines:  the text of each panel's status line, and whether it is an error
+//   lines:  the text of each panel's status line (and of the notice under the run), and whether
+//           it is an error
 //
 // An event the state does not allow (a click on a control the view disables, a drop of a folder
 // while a run is on) leaves the state as it is, with the reason in `refusal`.
@@ -30,6 +31,7 @@ export const initial = Object.freeze({
     evaluate: { text: '', error: false },
     audit: { text: '', error: false },
     download: { text: '', error: false },
+    notice: { text: '', error: false },
   }),
   refusal: null,
 });

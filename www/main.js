@@ -98,7 +98,7 @@ const handlers = {
   'audit-started'() {},
   audit: results.audit,
   notice(m) {
-    $('notice').textContent = m.message;
+    dispatch({ type: 'note', panel: 'notice', text: m.message });
   },
   archive: results.archive,
   'privacy-plan': privacyPlanAnswer,

@@ -22,13 +22,14 @@ export const setSender = (f) => { sender = f; };
  *  (a folder dropped during a run) says why in the notice line. */
 export function dispatch(e) {
   state = next(state, e);
+  const refusal = state.refusal;
+  if (refusal) state = next(state, { type: 'note', panel: 'notice', text: `${refusal}.` });
   store.machine = state;
   render();
-  if (state.refusal) $('notice').textContent = `${state.refusal}.`;
-  return !state.refusal;
+  return !refusal;
 }
 
-const LINES = { data: 'data-status', settings: 'settings-status', run: 'run-status', evaluate: 'eval-status', audit: 'audit-status', download: 'download-status' };
+const LINES = { data: 'data-status', settings: 'settings-status', run: 'run-status', evaluate: 'eval-status', audit: 'audit-status', download: 'download-status', notice: 'notice' };
 
 function render() {
   const v = view(state);

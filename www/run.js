@@ -10,7 +10,7 @@ function freshRun() {
   store.losses = [];
   store.dropped = 0;
   store.firstChunk = null;
-  $('notice').textContent = '';
+  dispatch({ type: 'note', panel: 'notice', text: '' });
 }
 
 $('start').addEventListener('click', () => {
@@ -102,7 +102,7 @@ export function started(m) {
   $('progress').value = m.iterations;
   store.firstChunk = null;
   const status = [m.resumed ? `resumed at iteration ${m.iterations} of ${m.total}` : `iteration ${m.iterations} of ${m.total}`];
-  if (m.resumedSession) $('notice').textContent = resumedPrivateSession(m.resumedSession);
+  if (m.resumedSession) dispatch({ type: 'note', panel: 'notice', text: resumedPrivateSession(m.resumedSession) });
   // Shaders are compiled on first use: a GPU's first iterations take far longer than the rest
   // (bench/HISTORY.md, changes 3 and 13).
   if (m.backend === 'webgpu') status.push('preparing the GPU: its first iterations compile kernels and can take a minute or more');
@@ -129,7 +129,7 @@ export function progress(m) {
     : `loss ${last ? last.loss.toFixed(4) : '–'}`;
   dispatch({ type: 'progress', text: `iteration ${m.iterations} of ${m.total} · ${loss} · ${fmt(m.elapsed)} elapsed · about ${fmt(eta)} left` });
   if (store.dropped) {
-    $('notice').textContent = `${store.dropped} sampled patient gradient(s) were not finite and were left out of their iterations (a notice on this machine only, not in the download).`;
+    dispatch({ type: 'note', panel: 'notice', text: `${store.dropped} sampled patient gradient(s) were not finite and were left out of their iterations (a notice on this machine only, not in the download).` });
   }
   if (store.privacy && m.epsilonSpent !== undefined && m.epsilonSpent !== null) {
     store.epsilonSpent = m.epsilonSpent;
@@ -166,5 +166,5 @@ export function deviceLost(m) {
   const at = store.checkpoint ? store.checkpoint.iterations : 0;
   store.fallbacks = (store.fallbacks || 0) + 1;
   $('backend-label').textContent = 'GPU lost: continuing on the CPU';
-  $('notice').textContent = `The GPU device was lost (${m.reason}${m.message ? `: ${m.message}` : ''}); the run continues on the CPU from iteration ${at}.`;
+  dispatch({ type: 'note', panel: 'notice', text: `The GPU device was lost (${m.reason}${m.message ? `: ${m.message}` : ''}); the run continues on the CPU from iteration ${at}.` });
 }

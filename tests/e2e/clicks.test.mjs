@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { serve, launch } from './helpers.mjs';
 
 const DEMO = new URL('../../demo/pneumonia-xray/', import.meta.url).pathname;
-const SEEDS = (process.env.CLICK_SEEDS || '1,2').split(',').map(Number);
+const SEEDS = (process.env.CLICK_SEEDS || '1,2,3').split(',').map(Number);
 const ACTIONS = Number(process.env.CLICK_ACTIONS || 40);
 const IGNORE = new Set((process.env.CLICK_IGNORE || '').split(',').filter(Boolean));
 
@@ -230,7 +230,14 @@ async function runSeed(browser, seed, dirs) {
       await verify('while settling');
       const text = await page.textContent('#run-status');
       const busy = await page.evaluate(() => /starting|auditing|training fresh/.test(document.body.innerText));
-      if (!busy) break;
+      if (!busy) {
+        // Not stuck: with data loaded and the settings valid, a run can start once all is quiet.
+        const snap = await snapshot(page, seen);
+        const s = snap.status;
+        const loaded = /images of \d+ patients/.test(s['data-status'].text) && !s['data-status'].error;
+        if (loaded && !(s['settings-status'] && s['settings-status'].error) && snap.buttons.start.disabled) assert.fail(`seed ${seed}: all is quiet, the data are loaded and the settings valid, but start is disabled (${trail.slice(-8).join(' → ')})`);
+        break;
+      }
       if (Date.now() > deadline) assert.fail(`seed ${seed}: still busy after 2 minutes of quiet (${trail.slice(-8).join(' → ')}): run line "${text}"`);
     }
   } finally {
