@@ -167,7 +167,9 @@ export function next(s0, e) {
       return line({ ...s, run: 'stopped' }, 'run', `stopped: ${e.reason}. The last good state is kept for download.`, true);
     case 'evaluation':
       // The audit follows the evaluation in the same request.
-      return line({ ...s, task: e.audit ? 'auditing' : null }, 'evaluate', e.text);
+      return e.audit
+        ? line(line({ ...s, task: 'auditing' }, 'evaluate', e.text), 'audit', 'auditing: nearest real patches, near copies, membership attack…')
+        : line({ ...s, task: null }, 'evaluate', e.text);
     case 'audited':
       return line({ ...s, task: null }, 'audit', e.text);
     case 'error': {
