@@ -222,24 +222,34 @@ async function runSeed(browser, seed, dirs) {
       await page.waitForTimeout(Math.floor(rand() * 700));
       await verify(`after "${trail[trail.length - 1]}"`);
     }
-    // Quiet: whatever was started ends or pauses; nothing stays "starting" for ever.
-    await click(page, 'cancel');
+    // Quiet: whatever was started is cancelled as soon as it can be (cancel is disabled while a
+    // run starts); nothing stays "starting" for ever.
     const deadline = Date.now() + 120000;
     for (;;) {
+      await click(page, 'cancel');
       await page.waitForTimeout(500);
       await verify('while settling');
       const text = await page.textContent('#run-status');
-      const busy = await page.evaluate(() => /starting|auditing|training fresh/.test(document.body.innerText));
-      if (!busy) {
-        // Not stuck: with data loaded and the settings valid, a run can start once all is quiet.
-        const snap = await snapshot(page, seen);
-        const s = snap.status;
-        const loaded = /images of \d+ patients/.test(s['data-status'].text) && !s['data-status'].error;
-        if (loaded && !(s['settings-status'] && s['settings-status'].error) && snap.buttons.start.disabled) assert.fail(`seed ${seed}: all is quiet, the data are loaded and the settings valid, but start is disabled (${trail.slice(-8).join(' → ')})`);
-        break;
-      }
+      const busy = await page.evaluate(() => /starting|auditing|training fresh|pausing|cancelling|resuming/.test(document.body.innerText) ||
+        (!document.getElementById('pause').disabled && document.getElementById('pause').textContent.trim() === 'pause'));
+      if (!busy) break;
       if (Date.now() > deadline) assert.fail(`seed ${seed}: still busy after 2 minutes of quiet (${trail.slice(-8).join(' → ')}): run line "${text}"`);
     }
+    // Never stuck: from wherever the actions left it, a user who fixes the settings and loads a
+    // good folder can start a run, and it finishes.
+    for (const [k, v] of [['max_iterations', 2], ['nets_per_iteration', 1], ['lenet_width', 1], ['steps', 2], ['seed', 0], ['image_size', 28]]) {
+      await page.fill(`#settings [name=${k}]`, String(v));
+      await page.dispatchEvent(`#settings [name=${k}]`, 'change');
+    }
+    await page.selectOption('#settings [name=privacy]', 'off');
+    const stuck = (why) => assert.fail(`seed ${seed}: stuck after ${trail.slice(-8).join(' → ')}: ${why}`);
+    if (await page.isDisabled('#folder-input')) stuck('the folder input is disabled with nothing under way');
+    await page.setInputFiles('#folder-input', dirs.good);
+    await page.waitForFunction(() => /12 images of 12 patients/.test(document.getElementById('data-status').textContent), null, { timeout: 60000 }).catch(() => stuck('the good folder did not load'));
+    if (await page.isDisabled('#start')) stuck('start is disabled with the data loaded and the settings valid');
+    await click(page, 'start');
+    await page.waitForFunction(() => /finished after 2 iterations/.test(document.getElementById('run-status').textContent), null, { timeout: 120000 }).catch(() => stuck('the run did not finish'));
+    await verify('after the run that shows the page is not stuck');
   } finally {
     await context.close();
   }
