@@ -267,13 +267,8 @@ impl Default for Config {
 impl Config {
     /// Checks every value; the message names the field and its allowed range.
     pub fn validate(&self) -> Result<()> {
-        fn range<T: PartialOrd + std::fmt::Display>(name: &str, v: T, lo: T, hi: T) -> Result<()> {
-            if v >= lo && v <= hi {
-                Ok(())
-            } else {
-                Err(Error::Config(format!("{name} = {v} is outside [{lo}, {hi}]")))
-            }
-        }
+        // The whole-number settings no field shows, checked as [`LIMITS`]' are.
+        let range = |key: &'static str, v: usize, lo: usize, hi: usize| Limit { key, label: key, min: lo as f64, max: hi as f64, whole: true, why: "" }.check(v as f64);
         for (key, v) in [
             ("image_size", self.image_size),
             ("steps", self.steps),

@@ -150,10 +150,8 @@ export async function sendData(start) {
       send({ type: 'demo', config, start });
       return;
     }
-    const files = await readFiles(store.files);
-    const test = store.testFiles.length ? await readFiles(store.testFiles) : undefined;
-    const msg = { type: 'load', config, start, files, test, pattern: $('group-pattern').value.trim() || undefined, csv: store.groupsCsv || undefined };
-    send(msg, msg.files.concat(msg.test || []).map((f) => f.bytes));
+    const msg = { type: 'load', config, start, ...(await readData()) };
+    send(msg, transferOf(msg));
   } catch (e) {
     refuse(e.message);
   }
@@ -161,11 +159,19 @@ export async function sendData(start) {
 
 /** The data message of a resumed session: the files read again, or the demo. */
 export async function sessionData(msg) {
-  if (store.demo) return { ...msg, demo: true };
+  return store.demo ? { ...msg, demo: true } : { ...msg, ...(await readData()) };
+}
+
+// What a data message carries of the picked files: their bytes read again, the test folder's,
+// and the patient grouping (pattern, table).
+async function readData() {
   const files = await readFiles(store.files);
   const test = store.testFiles.length ? await readFiles(store.testFiles) : undefined;
-  return { ...msg, files, test, pattern: $('group-pattern').value.trim() || undefined, csv: store.groupsCsv || undefined };
+  return { files, test, pattern: $('group-pattern').value.trim() || undefined, csv: store.groupsCsv || undefined };
 }
+
+/** The file buffers a data message hands over to the engine's worker. */
+export const transferOf = (msg) => (msg.files || []).concat(msg.test || []).map((f) => f.bytes);
 
 async function entriesOf(entry, path) {
   if (entry.isFile) {

@@ -2,7 +2,7 @@
 // progress, curves and distilled images as the engine reports them.
 import { $, store, send, dispatch, current } from './page.js';
 import { readSettings, showPrivacyPlan } from './settings.js';
-import { sendData, sessionData } from './data.js';
+import { sendData, sessionData, transferOf } from './data.js';
 import { plot, paintGrey } from './draw.js';
 import { fmt } from './format.js';
 
@@ -42,7 +42,7 @@ export async function resumeFrom(bytes, backend, run) {
   if (run) ({ workers } = readSettings());
   // A copy, as an ArrayBuffer: the page keeps its own to fall back on again.
   const msg = await sessionData({ type: 'resume', bytes: ArrayBuffer.isView(bytes) ? bytes.slice().buffer : bytes.slice(0), backend, run, workers });
-  send(msg, [msg.bytes, ...(msg.files || []).concat(msg.test || []).map((f) => f.bytes)]);
+  send(msg, [msg.bytes, ...transferOf(msg)]);
 }
 
 $('session-input').addEventListener('change', async (e) => {

@@ -43,18 +43,17 @@ function number(key) {
  *  with the first problem. */
 export function readSettings() {
   const f = new FormData(form());
-  const int = (k) => number(k);
   return {
     config: {
-      images_per_class_per_step: int('images_per_class_per_step'),
-      steps: int('steps'),
-      epochs: int('epochs'),
-      max_iterations: int('max_iterations'),
-      nets_per_iteration: int('nets_per_iteration'),
-      image_size: int('image_size'),
+      images_per_class_per_step: number('images_per_class_per_step'),
+      steps: number('steps'),
+      epochs: number('epochs'),
+      max_iterations: number('max_iterations'),
+      nets_per_iteration: number('nets_per_iteration'),
+      image_size: number('image_size'),
       net: f.get('net'),
-      lenet_width: int('lenet_width'),
-      seed: int('seed'),
+      lenet_width: number('lenet_width'),
+      seed: number('seed'),
       balance_classes: f.get('balance_classes') === 'true',
       privacy: privacyOf(f),
     },
@@ -143,5 +142,6 @@ export function privacyPlanAnswer(m) {
   else box.hidden = true;
 }
 
+// Every edit of a field, a choice in a list included, fires `input` (the `change` that follows a
+// typed value carries the same value): one check an edit.
 form().addEventListener('input', () => check());
-form().addEventListener('change', () => check());
