@@ -1,22 +1,19 @@
 //! Evaluation the way the reference does it: the learned step sequence replayed with the learned
 //! learning rates on fresh networks, against two baselines of the same budget.
 
-use burn_autodiff::Autodiff;
-use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn_tensor::{backend::Backend, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::adam::{Adam, AdamConfig};
-use crate::config::Config;
+use crate::config::{Config, Objective};
 use crate::data::{Dataset, Normalization};
 use crate::distill::Distilled;
 use crate::error::{Error, Result};
 use crate::net::{Network, Params};
-use crate::once::OnceOps;
 use crate::rng::{permutation, rng, Stream};
 use crate::loss::label_targets;
 use crate::metrics::{imbalanced, Metrics, NetOutput};
-use crate::train::{logits, loss_grads, replay, Step};
+use crate::train::{logits, ordinary, Program, Recipe};
 
 /// A program's metrics over its evaluation networks (see [`crate::metrics`]).
 pub type Accuracy = Metrics;
@@ -125,21 +122,25 @@ impl<B: Backend> TestSet<B> {
     }
 }
 
-/// The distilled steps and learning rates as tensors.
-pub fn distilled_program<B: Backend>(d: &Distilled, config: &Config, device: &B::Device) -> (Vec<Step<B>>, Tensor<B, 1>) {
+/// How the distilled set trains a network: its steps replayed with its learning rates, or, for
+/// a matching set, the configuration's ordinary loop on all its images.
+pub fn distilled_program<B: Backend>(d: &Distilled, config: &Config, device: &B::Device) -> Program<B> {
     let n = d.len();
     let images = Tensor::<B, 4>::from_data(TensorData::new(d.images.clone(), [n, 1, d.size, d.size]), device);
     let labels = Tensor::<B, 2>::from_data(TensorData::new(d.labels.clone(), [n, d.classes]), device);
     let targets = label_targets(labels, config.label_mode);
+    if config.objective == Objective::Matching {
+        return Program::Ordinary { images, targets, recipe: config.recipe() };
+    }
     let steps = (0..d.steps())
         .map(|s| (images.clone().narrow(0, s * d.per_step, d.per_step), targets.clone().narrow(0, s * d.per_step, d.per_step)))
         .collect();
     let lrs = Tensor::from_data(TensorData::new(d.lrs.clone(), [d.lrs.len()]), device);
-    (steps, lrs)
+    Program::Replay { steps, lrs, epochs: d.epochs }
 }
 
-/// Accuracy of the distilled program replayed on `config.eval_nets` fresh networks, or on the
-/// fixed initial network when the data were distilled for one.
+/// Accuracy of the distilled set trained into `config.eval_nets` fresh networks (or the fixed
+/// initial network when the data were distilled for one) the way [`distilled_program`] says.
 pub async fn evaluate_distilled<B: Backend>(
     config: &Config,
     d: &Distilled,
@@ -148,27 +149,30 @@ pub async fn evaluate_distilled<B: Backend>(
     device: &B::Device,
 ) -> Result<Accuracy> {
     let net = Network::new(config, d.classes)?;
-    let (steps, lrs) = distilled_program::<B>(d, config, device);
+    let program = distilled_program::<B>(d, config, device);
     let mut r = rng(config.seed, Stream::Eval);
     let nets = if fixed_init.is_some() { 1 } else { config.eval_nets };
     let mut outputs = Vec::new();
     for _ in 0..nets {
         let init = fixed_init.cloned().unwrap_or_else(|| net.init(&mut r, device));
-        let trained = replay(&net, init, &steps, &lrs, d.epochs);
+        let trained = program.train(&net, init, &mut r);
         outputs.push(test.output(&net, &trained).await?);
     }
     Ok(test.metrics(&outputs))
 }
 
-/// A random real subset laid out like the distilled steps: for every step, `per_class` images of
-/// each class, with one-hot labels.
+/// A random real subset of the distilled set's size, trained the way the distilled set is: for
+/// the unrolled objective laid out like its steps (for every step, `per_class` images of each
+/// class, one-hot labels) and replayed at the fixed learning rate `lr`; for matching, the same
+/// ordinary loop (`lr` unused).
 pub(crate) fn random_subset_program<B: Backend>(
     train: &Dataset,
     config: &Config,
     norm: Normalization,
+    lr: f64,
     r: &mut ChaCha8Rng,
     device: &B::Device,
-) -> Vec<Step<B>> {
+) -> Program<B> {
     let classes = train.num_classes();
     let by_class = train.indices_by_class();
     let perms: Vec<Vec<usize>> = by_class.iter().map(|idx| permutation(r, idx.len())).collect();
@@ -180,13 +184,18 @@ pub(crate) fn random_subset_program<B: Backend>(
         })
         .collect();
     let (x, y) = train.tensors::<B>(&picks, norm, device);
-    (0..config.steps)
+    if config.objective == Objective::Matching {
+        return Program::Ordinary { images: x, targets: y, recipe: config.recipe() };
+    }
+    let steps = (0..config.steps)
         .map(|s| (x.clone().narrow(0, s * per_step, per_step), y.clone().narrow(0, s * per_step, per_step)))
-        .collect()
+        .collect();
+    let lrs = Tensor::<B, 1>::full([config.inner_steps()], lr, device);
+    Program::Replay { steps, lrs, epochs: config.epochs }
 }
 
-/// Scores of `nets` networks, each trained by replaying a fresh random subset with the fixed
-/// learning rate `lr`, on `on`.
+/// Scores of `nets` networks, each trained on a fresh random subset (see
+/// [`random_subset_program`]), on `on`.
 #[allow(clippy::too_many_arguments)]
 async fn random_subset_scores<B: Backend>(
     net: &Network,
@@ -199,11 +208,11 @@ async fn random_subset_scores<B: Backend>(
     on: &TestSet<B>,
     device: &B::Device,
 ) -> Result<Vec<NetOutput>> {
-    let lrs = Tensor::<B, 1>::full([config.inner_steps()], lr, device);
     let mut outputs = Vec::new();
     for _ in 0..nets {
-        let steps = random_subset_program::<B>(train, config, norm, r, device);
-        let trained = replay(net, net.init(r, device), &steps, &lrs, config.epochs);
+        let program = random_subset_program::<B>(train, config, norm, lr, r, device);
+        let init = net.init(r, device);
+        let trained = program.train(net, init, r);
         outputs.push(on.output(net, &trained).await?);
     }
     Ok(outputs)
@@ -211,7 +220,11 @@ async fn random_subset_scores<B: Backend>(
 
 /// The random subset's fixed learning rate: the one of `config.baseline_lrs` that scores best
 /// on the training data (three tuning networks each).
+/// A matching set's subset has the recipe's, with nothing tuned.
 pub async fn pick_subset_lr<B: Backend>(config: &Config, train: &Dataset, norm: Normalization, device: &B::Device) -> Result<f64> {
+    if config.objective == Objective::Matching {
+        return Ok(config.recipe_lr);
+    }
     let net = Network::new(config, train.num_classes())?;
     let train_set = TestSet::<B>::new(train, norm, device);
     let mut best = (f64::NEG_INFINITY, config.baseline_lrs[0]);
@@ -260,30 +273,12 @@ pub async fn evaluate_full_data<B: Backend>(
     let all: Vec<usize> = (0..train.len()).collect();
     let (x, y) = train.tensors::<B>(&all, norm, device);
     let y = if config.balance_classes { crate::loss::weighted_rows(y, &train.class_weights()) } else { y };
-    let adam = AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let recipe = Recipe { epochs: config.full_data_epochs, lr: 1e-3, batch: 64 };
     let mut r = rng(config.seed, Stream::Baseline);
-    let batch = 64.min(train.len());
     let mut outputs = Vec::new();
     for _ in 0..config.full_data_nets {
-        let mut params = net.init::<B>(&mut r, device);
-        let mut moments: Vec<Adam<B, 1>> = params.iter().map(Adam::new).collect();
-        for _ in 0..config.full_data_epochs {
-            let order = permutation(&mut r, train.len());
-            for chunk in order.chunks_exact(batch) {
-                let idx = Tensor::<B, 1, Int>::from_data(
-                    TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [batch]),
-                    device,
-                );
-                let (xb, yb) = (x.clone().select(0, idx.clone()), y.clone().select(0, idx));
-                let (_, grads) = loss_grads::<Autodiff<B>>(&net, &params, xb, yb, Some(&OnceOps::plain()));
-                params = params
-                    .into_iter()
-                    .zip(grads)
-                    .zip(moments.iter_mut())
-                    .map(|((p, g), m)| m.step(adam, 1e-3, p, g))
-                    .collect();
-            }
-        }
+        let params = net.init::<B>(&mut r, device);
+        let params = ordinary(&net, params, &x, &y, &recipe, &mut r);
         outputs.push(test.output(&net, &params).await?);
     }
     Ok(Some(test.metrics(&outputs)))
@@ -304,4 +299,39 @@ pub async fn evaluate<B: Backend>(
     let (random_subset, random_subset_lr) = evaluate_random_subset(config, train, norm, &test_set, device).await?;
     let full_data = evaluate_full_data(config, train, norm, &test_set, device).await?;
     Ok(Evaluation { test_images: test.len(), test_counts: test.class_counts(), distilled, random_subset, random_subset_lr, full_data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::tests::toy;
+    use burn_ndarray::NdArray;
+
+    /// A matching set and its random subset are trained by the same ordinary loop; an unrolled
+    /// set and its subset by the replay.
+    #[test]
+    fn the_subset_is_trained_the_way_the_distilled_set_is() {
+        let train = toy(2, 12, 8);
+        let norm = Normalization { mean: 0.0, std: 1.0 };
+        let device = Default::default();
+        let d = Distilled { per_step: 2, size: 8, classes: 2, epochs: 3, images: vec![0.0; 20 * 64], labels: vec![0.5; 20 * 2], lrs: vec![0.02; 30], classes_of: (0..20).map(|i| i % 2).collect() };
+        let mut r = rng(0, Stream::Baseline);
+        for (objective, ordinary) in [(Objective::Matching, true), (Objective::Unrolled, false)] {
+            let config = Config { objective, image_size: 8, recipe_epochs: 7, recipe_lr: 0.004, ..Config::default() };
+            let programs = [distilled_program::<NdArray>(&d, &config, &device), random_subset_program::<NdArray>(&train, &config, norm, 0.1, &mut r, &device)];
+            for p in programs {
+                match p {
+                    Program::Ordinary { images, recipe, .. } => {
+                        assert!(ordinary, "{objective:?} trained by an ordinary loop");
+                        assert_eq!(recipe, Recipe { epochs: 7, lr: 0.004, batch: 256 });
+                        assert_eq!(images.dims()[0], 20);
+                    }
+                    Program::Replay { steps, epochs, .. } => {
+                        assert!(!ordinary, "{objective:?} replayed");
+                        assert_eq!((steps.len(), epochs), (10, 3));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -72,6 +72,11 @@ pub struct Manifest {
     /// them (`metrics` is absent) and no audit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<crate::privacy::Privacy>,
+    /// How a network is meant to be trained on a matching set, the way its evaluation trained
+    /// them: an ordinary loop on all the images with these settings (absent for the unrolled
+    /// objective, whose set is replayed step by step with `lrs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<crate::train::Recipe>,
     /// A private run's evaluation: the distilled program on the test patients only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_metrics: Option<crate::eval::Accuracy>,
@@ -157,7 +162,7 @@ pub fn write_archive(export: Export<'_>) -> Result<Vec<u8>> {
         files.push(("audit.png".into(), render_png(a)?));
     }
     manifest.files = vec![
-        "distilled.safetensors: images [n,1,H,W] f32 (normalised space), labels [n,C] f32, lrs [steps×epochs] f32, init.* (fixed initial weights, known_init only)".into(),
+        "distilled.safetensors: images [n,1,H,W] f32 (normalised space), labels [n,C] f32, lrs [steps×epochs] f32 (the replay's; a matching set is trained by `recipe` instead), init.* (fixed initial weights, known_init only)".into(),
         "previews/image_NNNN.png: one preview per distilled image".into(),
         "labels.csv: the learned label values of each image".into(),
         "audit.json, audit.png: the privacy audit (distances, statistics and charts; no real image), when it was run".into(),

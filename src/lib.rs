@@ -35,7 +35,7 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use config::{Config, ImageInit, LabelMode, NetKind};
+pub use config::{Config, ImageInit, LabelMode, NetKind, Objective};
 pub use engine::{ConvImpl, Engine, InnerGrad, OnceImpl};
 pub use distill::{Distilled, Distiller, StepReport};
 pub use error::{Error, Result};

@@ -211,6 +211,14 @@ macro_rules! config_args {
 }
 
 config_args! {
+    objective: anondistill::Objective => parse_json::<anondistill::Objective>, "What the images are learned for: unrolled (the replay, default) or matching (distribution matching, for an ordinary training loop)";
+    embed_width: usize, "Matching: channels of the random embedding network";
+    embed_depth: usize, "Matching: blocks of the embedding network";
+    real_per_class: usize, "Matching: real images of each class embedded per iteration";
+    image_lr: f64, "Matching: learning rate of the images' SGD (momentum 0.5)";
+    recipe_epochs: usize, "Matching: passes of the ordinary loop the set is evaluated with (and recorded for)";
+    recipe_lr: f64, "Matching: the ordinary loop's Adam learning rate";
+    recipe_batch: usize, "Matching: the ordinary loop's minibatch";
     net: anondistill::NetKind => parse_json::<anondistill::NetKind>, "Network: lenet or convnet";
     convnet_width: usize, "Channels of every ConvNet block";
     convnet_depth: usize, "ConvNet blocks";

@@ -252,6 +252,7 @@ pub fn export_distilled(
         files: Vec::new(),
         warnings,
         privacy,
+        recipe: (config.objective == crate::config::Objective::Matching).then(|| config.recipe()),
     };
     write_archive(Export { distilled, manifest, fixed_init, audit })
 }

@@ -1,10 +1,16 @@
-//! The pieces shared by distillation and evaluation: one inner SGD step's gradients and the
-//! replay of a step sequence (the losses are in `loss`).
+//! The pieces shared by distillation and evaluation: one inner SGD step's gradients, the
+//! replay of a step sequence, and the ordinary training loop a receiver would run (the losses
+//! are in `loss`).
 
 use burn_tensor::{
     backend::{AutodiffBackend, Backend},
-    Tensor,
+    Int, Tensor, TensorData,
 };
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::adam::{Adam, AdamConfig};
+use crate::rng::permutation;
 
 use crate::engine::InnerGrad;
 use crate::loss::soft_cross_entropy;
@@ -85,4 +91,72 @@ pub fn logits<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4
     let n = x.dims()[0];
     let chunks: Vec<_> = (0..n).step_by(512).map(|s| net.forward(params, x.clone().narrow(0, s, 512.min(n - s)))).collect();
     Tensor::cat(chunks, 0)
+}
+
+/// An ordinary training loop, the way a receiver trains a network on images and label rows:
+/// Adam (β 0.9 and 0.999, ε 1e-8) at `lr` on the soft cross-entropy against the label rows, in
+/// minibatches of `batch` (capped by the images) reshuffled every pass, the rest of a pass
+/// that does not fill a minibatch left out, for `epochs` passes. The archive of a matching run
+/// records it (`manifest.json`, `recipe`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Passes over the images.
+    pub epochs: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Images per minibatch (at most all of them).
+    pub batch: usize,
+}
+
+/// Trains `params` on `(x, targets)` by `recipe`, shuffling with `r`.
+pub fn ordinary<B: Backend>(net: &Network, mut params: Params<B>, x: &Tensor<B, 4>, targets: &Tensor<B, 2>, recipe: &Recipe, r: &mut ChaCha8Rng) -> Params<B> {
+    let n = x.dims()[0];
+    let batch = recipe.batch.min(n);
+    let adam = AdamConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let mut moments: Vec<Adam<B, 1>> = params.iter().map(Adam::new).collect();
+    let device = x.device();
+    for _ in 0..recipe.epochs {
+        let order = permutation(r, n);
+        for chunk in order.chunks_exact(batch) {
+            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [batch]), &device);
+            let (xb, yb) = (x.clone().select(0, idx.clone()), targets.clone().select(0, idx));
+            let (_, grads) = loss_grads::<burn_autodiff::Autodiff<B>>(net, &params, xb, yb, Some(&OnceOps::plain()));
+            params = params.into_iter().zip(grads).zip(moments.iter_mut()).map(|((p, g), m)| m.step(adam, recipe.lr, p, g)).collect();
+        }
+    }
+    params
+}
+
+/// How a set of images trains a fresh network: the learned steps replayed with their learning
+/// rates (the unrolled objective's set), or an ordinary loop (a matching set, and any set a
+/// receiver trains their own way).
+pub enum Program<B: Backend> {
+    /// [`replay`] of `steps`, `epochs` times, with `lrs`.
+    Replay {
+        /// The steps in order.
+        steps: Vec<Step<B>>,
+        /// One learning rate per replayed step.
+        lrs: Tensor<B, 1>,
+        /// Replays of the sequence.
+        epochs: usize,
+    },
+    /// [`ordinary`] training on all the images.
+    Ordinary {
+        /// `[n, 1, h, w]`.
+        images: Tensor<B, 4>,
+        /// `[n, classes]` label rows.
+        targets: Tensor<B, 2>,
+        /// The loop.
+        recipe: Recipe,
+    },
+}
+
+impl<B: Backend> Program<B> {
+    /// `params` trained by the program (an ordinary loop shuffles with `r`; a replay draws nothing).
+    pub fn train(&self, net: &Network, params: Params<B>, r: &mut ChaCha8Rng) -> Params<B> {
+        match self {
+            Program::Replay { steps, lrs, epochs } => replay(net, params, steps, lrs, *epochs),
+            Program::Ordinary { images, targets, recipe } => ordinary(net, params, images, targets, recipe, r),
+        }
+    }
 }

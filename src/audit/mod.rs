@@ -30,7 +30,6 @@ use crate::error::{Error, Result};
 use crate::eval::{distilled_program, random_subset_program};
 use crate::net::{Network, Params};
 use crate::rng::{permutation, rng, Stream};
-use crate::train::replay;
 
 /// Identifies the layout of `audit.json`.
 pub const FORMAT: &str = "anondistill-audit/1";
@@ -163,7 +162,7 @@ pub struct Membership {
     pub members: usize,
     /// Holdout images scored.
     pub holdout: usize,
-    /// Networks trained by replaying the distilled program.
+    /// Networks trained on the distilled set (its replay, or a matching set's ordinary loop).
     pub distilled: Attack,
     /// Networks trained on one random real subset of members of the same size.
     pub random_subset: Attack,
@@ -304,14 +303,14 @@ async fn membership_attack<B: Backend>(
     let ml: Vec<usize> = member_sample.iter().map(|&i| members.labels[i]).collect();
     let hl: Vec<usize> = holdout_sample.iter().map(|&i| holdout.labels[i]).collect();
     let nets = if fixed_init.is_some() { 1 } else { config.eval_nets };
-    let (steps, lrs) = distilled_program::<B>(d, config, device);
-    let subset = random_subset_program::<B>(members, config, norm, r, device);
-    let subset_lrs = Tensor::<B, 1>::full([config.inner_steps()], subset_lr, device);
+    let program = distilled_program::<B>(d, config, device);
+    let subset = random_subset_program::<B>(members, config, norm, subset_lr, r, device);
     let mut losses = [vec![0.0; ml.len()], vec![0.0; hl.len()], vec![0.0; ml.len()], vec![0.0; hl.len()]];
     for _ in 0..nets {
         let init = fixed_init.cloned().unwrap_or_else(|| net.init(r, device));
-        let trained = replay(&net, init, &steps, &lrs, d.epochs);
-        let subset_trained = replay(&net, net.init(r, device), &subset, &subset_lrs, config.epochs);
+        let trained = program.train(&net, init, r);
+        let subset_init = net.init(r, device);
+        let subset_trained = subset.train(&net, subset_init, r);
         let parts = [
             example_losses(&net, &trained, &mx, &ml).await?,
             example_losses(&net, &trained, &hx, &hl).await?,

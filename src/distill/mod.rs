@@ -1,7 +1,10 @@
 //! The distillation itself: learnable images, labels and learning rates, one outer iteration at a
-//! time, with the exact hyper-gradient through the unrolled inner SGD steps (in `private`, the
-//! differentially private one).
+//! time. Two objectives side by side: the exact hyper-gradient through the unrolled inner SGD
+//! steps (here; in `private`, the differentially private one) and distribution matching
+//! (`matching`). [`Distiller`] drives either, so the pipeline, the page's workers and the CLI
+//! drive both the same way.
 
+pub mod matching;
 mod private;
 
 pub use private::{Chunk, ChunkNorms, PrivatePlan};
@@ -13,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::{Checkpoint, HostTensor, Learned, SessionMeta, SessionTensors, FORMAT as SESSION_FORMAT};
-use crate::config::{Config, ImageInit};
+use crate::config::{Config, ImageInit, Objective, MATCHING_ITERATIONS};
 use crate::engine::Engine;
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
@@ -162,6 +165,18 @@ pub struct Distiller<B: Backend> {
     iteration: usize,
     /// Differential privacy's plan, patients and secret randomness, when it is on.
     private: Option<private::Private<B>>,
+    /// The matching objective's embedding network and classes, when it is the objective.
+    matching: Option<Matching>,
+    /// The images' SGD velocity (matching; kept as the images' first moment in a session).
+    velocity: Tensor<B, 4>,
+}
+
+/// What a matching iteration draws from: the embedding network's shape, the training images of
+/// each class, and the distilled images of each class.
+struct Matching {
+    embedder: matching::Embedder,
+    real: Vec<Vec<usize>>,
+    members: Vec<Vec<usize>>,
 }
 
 impl<B: Backend> Distiller<B> {
@@ -219,6 +234,12 @@ impl<B: Backend> Distiller<B> {
             Some(_) => Some(private::Private::new(&config, train, norm)?),
             None => None,
         };
+        let matching = (config.objective == Objective::Matching).then(|| Matching {
+            embedder: matching::Embedder { width: config.embed_width, depth: config.embed_depth },
+            real: train.indices_by_class(),
+            members: (0..classes).map(|c| (0..n).filter(|&i| classes_of[i] == c).collect()).collect(),
+        });
+        let velocity = state.images.zeros_like();
         Ok(Self {
             net,
             device: device.clone(),
@@ -236,6 +257,8 @@ impl<B: Backend> Distiller<B> {
             order: Vec::new(),
             iteration: 0,
             private,
+            matching,
+            velocity,
             config,
         })
     }
@@ -279,6 +302,9 @@ impl<B: Backend> Distiller<B> {
     pub fn total_iterations(&self) -> usize {
         if let Some(p) = &self.private {
             return p.plan.iterations;
+        }
+        if self.matching.is_some() {
+            return self.config.max_iterations.unwrap_or(MATCHING_ITERATIONS);
         }
         let all = self.config.epochs_outer * self.iterations_per_epoch();
         self.config.max_iterations.map_or(all, |m| m.min(all))
@@ -421,12 +447,33 @@ impl<B: Backend> Distiller<B> {
     /// The next iteration's hyper-gradient: the mean of the [`Distiller::meta_gradient`]s of
     /// [`Distiller::plan`]'s networks.
     /// With differential privacy on, the private hyper-gradient instead (`private`).
+    /// With the matching objective, the matching loss's gradient instead.
     pub fn hypergradient(&mut self) -> MetaGradient<B> {
         if self.private.is_some() {
             return self.private_hypergradient();
         }
+        if self.matching.is_some() {
+            return self.matching_gradient();
+        }
         let plan = self.plan();
         MetaGradient::mean(plan.inits.iter().map(|init| self.meta_gradient(init, &plan.batch)).collect())
+    }
+
+    /// One matching iteration: a fresh embedding network, then a sample of at most
+    /// `real_per_class` training images of each class; the loss Σ_c ‖mean real embedding −
+    /// mean distilled embedding‖² and its gradient with respect to the images (labels and
+    /// learning rates: zero).
+    fn matching_gradient(&mut self) -> MetaGradient<B> {
+        let m = self.matching.as_ref().expect("the matching objective");
+        let params = m.embedder.init::<B>(&mut self.rng, &self.device);
+        let mut takes = Vec::with_capacity(m.real.len());
+        for idx in &m.real {
+            takes.push(permutation(&mut self.rng, idx.len()).into_iter().take(self.config.real_per_class).map(|k| idx[k]).collect::<Vec<_>>());
+        }
+        let real: Vec<Tensor<B, 4>> = takes.iter().map(|take| self.real_batch(take).0).collect();
+        let targets = matching::class_means(&m.embedder, &params, &real);
+        let (loss, images) = matching::image_gradient(&m.embedder, &params, &self.state.images, &m.members, &targets);
+        MetaGradient { loss, images, labels: self.state.labels.zeros_like(), raw_lrs: self.state.raw_lrs.zeros_like() }
     }
 
     /// Networks sampled per iteration: `nets_per_iteration`, or 1 with a fixed initialisation.
@@ -471,14 +518,20 @@ impl<B: Backend> Distiller<B> {
                 cause: format!("{} is {}", names[k], values[k]),
             });
         }
-        let lr = self.outer_lr(self.iteration);
-        let adam = AdamConfig { beta1: self.config.beta1, beta2: self.config.beta2, eps: 1e-8 };
-        let s = &mut self.state;
-        s.images = self.adam.0.step(adam, lr, s.images.clone(), g.images);
-        if self.config.learn_labels {
-            s.labels = self.adam.1.step(adam, lr, s.labels.clone(), g.labels);
+        let lr = if self.matching.is_some() { self.config.image_lr } else { self.outer_lr(self.iteration) };
+        if self.matching.is_some() {
+            // SGD with momentum 0.5, as the paper's code: the images only.
+            self.velocity = self.velocity.clone() * 0.5 + g.images;
+            self.state.images = self.state.images.clone() - self.velocity.clone() * lr;
+        } else {
+            let adam = AdamConfig { beta1: self.config.beta1, beta2: self.config.beta2, eps: 1e-8 };
+            let s = &mut self.state;
+            s.images = self.adam.0.step(adam, lr, s.images.clone(), g.images);
+            if self.config.learn_labels {
+                s.labels = self.adam.1.step(adam, lr, s.labels.clone(), g.labels);
+            }
+            s.raw_lrs = self.adam.2.step(adam, lr, s.raw_lrs.clone(), g.raw_lrs);
         }
-        s.raw_lrs = self.adam.2.step(adam, lr, s.raw_lrs.clone(), g.raw_lrs);
         self.iteration = iteration;
         Ok(StepReport {
             iteration,
@@ -498,8 +551,10 @@ impl<B: Backend> Distiller<B> {
         }
         let s = &self.state;
         let (a, b, c) = (self.adam.0.moments(), self.adam.1.moments(), self.adam.2.moments());
+        // A matching run's image optimiser is SGD with momentum: its velocity is the first moment.
+        let image_m = if self.matching.is_some() { &self.velocity } else { a.0 };
         let tensors = SessionTensors {
-            images: Learned { value: host(&s.images).await?, m: host(a.0).await?, v: host(a.1).await? },
+            images: Learned { value: host(&s.images).await?, m: host(image_m).await?, v: host(a.1).await? },
             labels: Learned { value: host(&s.labels).await?, m: host(b.0).await?, v: host(b.1).await? },
             raw_lrs: Learned { value: host(&s.raw_lrs).await?, m: host(c.0).await?, v: host(c.1).await? },
         };
@@ -559,6 +614,9 @@ impl<B: Backend> Distiller<B> {
         let dev = &self.device;
         self.state = DistilledTensors { images: up(&x.images.value, dev), labels: up(&x.labels.value, dev), raw_lrs: up(&x.raw_lrs.value, dev) };
         self.adam = (adam(&x.images, m.adam_steps[0], dev), adam(&x.labels, m.adam_steps[1], dev), adam(&x.raw_lrs, m.adam_steps[2], dev));
+        if self.matching.is_some() {
+            self.velocity = up(&x.images.m, dev);
+        }
         self.rng.set_word_pos(word_pos);
         self.order = m.order.clone();
         self.iteration = m.iteration;

@@ -107,6 +107,9 @@ impl Session {
                 if d.privacy().is_some() {
                     return Err(crate::Error::Config("a private run shares its iterations through privatePlan".into()));
                 }
+                if d.config().objective != crate::Objective::Unrolled {
+                    return Err(crate::Error::Config("a matching run draws one embedding network an iteration: run it with run, not shared".into()));
+                }
                 if d.iteration() >= d.total_iterations() {
                     return Ok(None);
                 }
