@@ -39,11 +39,12 @@ pub enum LabelMode {
 }
 
 /// What the distilled images are learned for (`crate::distill`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Objective {
     /// The seed's: images, labels and learning rates such that the inner SGD steps replayed on
     /// them train a fresh network well (the exact hyper-gradient through the unrolled steps).
+    #[default]
     Unrolled,
     /// Distribution matching (Zhao & Bilen, WACV 2023): each class's images have the mean
     /// embedding of that class's real images under freshly drawn random ConvNets. The set is
@@ -167,20 +168,42 @@ pub struct PrivacyConfig {
     pub epsilon: f64,
     /// δ; by default 1/(10 · training patients), at most 1e-5.
     pub delta: Option<f64>,
-    /// The clipping norm C of each patient's gradient: by default 10, chosen on the validation
-    /// tenths of MNIST and PneumoniaMNIST (public data; bench/HISTORY.md, "The clipping norm").
-    /// At 1 nearly every patient is clipped, each counts the same whatever its loss, and the
-    /// larger class of imbalanced data swamps the smaller: PneumoniaMNIST collapsed to it even
-    /// without noise.
-    pub clip: f64,
-    /// The chance that an iteration samples a given patient; by default the batch size
-    /// (`batch_size`, in patients) over the training patients, at most 1.
+    /// The clipping norm C of each patient's contribution. By default 10 for the unrolled
+    /// objective (each patient's gradient), chosen on the validation tenths of MNIST and
+    /// PneumoniaMNIST (public data; bench/HISTORY.md, "The clipping norm"): at 1 nearly every
+    /// patient is clipped, each counts the same whatever its loss, and the larger class of
+    /// imbalanced data swamps the smaller (PneumoniaMNIST collapsed to it even without noise).
+    /// By default 1 for matching, where one image's contribution has norm 1: a patient with one
+    /// image is never clipped, one with more counts as one image's worth.
+    pub clip: Option<f64>,
+    /// The chance that an iteration (a release, for matching) samples a given patient; by
+    /// default the batch size (`batch_size`, in patients) over the training patients, at most 1.
     pub sample_rate: Option<f64>,
+    /// Matching: the noisy releases of the class targets drawn once, before the images are
+    /// optimised against them (Dosser's cache); the accountant composes this many.
+    pub draws: usize,
+}
+
+/// The clipping norm of the unrolled objective when none is given.
+pub const UNROLLED_CLIP: f64 = 10.0;
+/// The clipping norm of matching when none is given: one image's contribution.
+pub const MATCHING_CLIP: f64 = 1.0;
+/// Matching's releases when none is given.
+pub const MATCHING_DRAWS: usize = 200;
+
+impl PrivacyConfig {
+    /// The clipping norm: the one given, or the objective's default.
+    pub fn clip_for(&self, objective: Objective) -> f64 {
+        self.clip.unwrap_or(match objective {
+            Objective::Unrolled => UNROLLED_CLIP,
+            Objective::Matching => MATCHING_CLIP,
+        })
+    }
 }
 
 impl Default for PrivacyConfig {
     fn default() -> Self {
-        Self { epsilon: 8.0, delta: None, clip: 10.0, sample_rate: None }
+        Self { epsilon: 8.0, delta: None, clip: None, sample_rate: None, draws: MATCHING_DRAWS }
     }
 }
 
@@ -409,8 +432,11 @@ impl Config {
             return refuse("decay_epochs (passes over the data) cannot be used; use decay_iterations");
         }
         limit("epsilon").check(p.epsilon)?;
-        if !(p.clip.is_finite() && p.clip > 0.0) {
-            return Err(Error::Config(format!("dp_clip = {} must be a positive finite number", p.clip)));
+        if let Some(c) = p.clip.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return Err(Error::Config(format!("dp_clip = {c} must be a positive finite number")));
+        }
+        if !(1..=100_000).contains(&p.draws) {
+            return Err(Error::Config(format!("dp_draws = {} is outside [1, 100000]", p.draws)));
         }
         if p.delta.is_some_and(|d| !(d > 0.0 && d < 1.0)) {
             return Err(Error::Config(format!("dp_delta = {} is outside (0, 1)", p.delta.unwrap_or_default())));
@@ -426,9 +452,6 @@ impl Config {
     fn check_matching(&self) -> Result<()> {
         if self.objective != Objective::Matching {
             return Ok(());
-        }
-        if self.privacy.is_some() {
-            return Err(Error::Config("the matching objective has no private form yet: for a private run use objective unrolled".into()));
         }
         if self.known_init {
             return Err(Error::Config("known_init (one fixed network) belongs to the unrolled objective; matching draws a new embedding network every iteration".into()));
@@ -518,8 +541,9 @@ mod tests {
     fn matching_refuses_what_it_cannot_do() {
         let m = Config { objective: Objective::Matching, ..Config::default() };
         m.validate().unwrap();
-        let private = Config { privacy: Some(PrivacyConfig::default()), ..m.clone() };
-        assert!(private.validate().unwrap_err().to_string().contains("the matching objective has no private form yet"));
+        Config { privacy: Some(PrivacyConfig::default()), ..m.clone() }.validate().unwrap();
+        let no_draws = Config { privacy: Some(PrivacyConfig { draws: 0, ..Default::default() }), ..m.clone() };
+        assert!(no_draws.validate().unwrap_err().to_string().contains("dp_draws = 0"));
         let fixed = Config { known_init: true, ..m.clone() };
         assert!(fixed.validate().unwrap_err().to_string().contains("known_init"));
         let small = Config { image_size: 8, embed_depth: 4, ..m.clone() };
@@ -562,7 +586,7 @@ mod tests {
             (Config { init: ImageInit::Real, privacy: private.clone(), ..Config::default() }, "init real"),
             (Config { balance_classes: true, privacy: private.clone(), ..Config::default() }, "balance_classes"),
             (Config { decay_epochs: Some(3), privacy: private.clone(), ..Config::default() }, "decay_epochs"),
-            (Config { privacy: Some(PrivacyConfig { clip: f64::INFINITY, ..Default::default() }), ..Config::default() }, "dp_clip"),
+            (Config { privacy: Some(PrivacyConfig { clip: Some(f64::INFINITY), ..Default::default() }), ..Config::default() }, "dp_clip"),
             (Config { privacy: Some(PrivacyConfig { delta: Some(1.0), ..Default::default() }), ..Config::default() }, "dp_delta"),
         ]);
         // The same settings without privacy are allowed.

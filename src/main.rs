@@ -101,9 +101,15 @@ struct PrivacyArgs {
     /// delta (default 1/(10 × training patients), at most 1e-5).
     #[arg(long, value_name = "DELTA")]
     dp_delta: Option<f64>,
-    /// The clipping norm of each patient's gradient (default 10).
+    /// The clipping norm of each patient's contribution (default 10; with --objective matching 1,
+    /// one image's worth).
     #[arg(long, value_name = "C")]
     dp_clip: Option<f64>,
+    /// With --objective matching: the noisy releases of the class targets, drawn once before
+    /// the images are optimised against them (default 200); --max-iterations then counts the
+    /// optimisation's iterations, which cost no privacy.
+    #[arg(long, value_name = "R")]
+    dp_draws: Option<usize>,
     /// Each patient's chance to be sampled in an iteration, instead of --batch-size / patients.
     #[arg(long, value_name = "Q")]
     dp_sample_rate: Option<f64>,
@@ -116,13 +122,14 @@ impl PrivacyArgs {
             c.privacy = Some(PrivacyConfig { epsilon: e, ..c.privacy.clone().unwrap_or_default() });
         }
         let Some(p) = c.privacy.as_mut() else {
-            if self.dp_delta.is_some() || self.dp_clip.is_some() || self.dp_sample_rate.is_some() {
-                return Err(Error::Config("--dp-delta, --dp-clip and --dp-sample-rate need --dp-epsilon, which turns differential privacy on".into()));
+            if self.dp_delta.is_some() || self.dp_clip.is_some() || self.dp_sample_rate.is_some() || self.dp_draws.is_some() {
+                return Err(Error::Config("--dp-delta, --dp-clip, --dp-sample-rate and --dp-draws need --dp-epsilon, which turns differential privacy on".into()));
             }
             return Ok(());
         };
         p.delta = self.dp_delta.or(p.delta);
-        p.clip = self.dp_clip.unwrap_or(p.clip);
+        p.clip = self.dp_clip.or(p.clip);
+        p.draws = self.dp_draws.unwrap_or(p.draws);
         p.sample_rate = self.dp_sample_rate.or(p.sample_rate);
         Ok(())
     }
@@ -317,8 +324,15 @@ fn describe_splits(prepared: &Prepared) -> String {
 
 /// A private run's plan, and what its noise costs, in words.
 fn describe_privacy(p: &PrivacyPlan, dims: usize) -> String {
+    let matching = p.objective == anondistill::Objective::Matching;
+    let (steps, what) = if matching { ("releases of the class targets", "contribution (per class, its images' unit-norm embeddings summed, and their count)") } else { ("iterations", "gradient") };
+    let after = if matching {
+        "The images are then optimised against these releases only; their losses are shown.".to_string()
+    } else {
+        "The loss is not shown: it would be the members' loss without noise.".to_string()
+    };
     format!(
-        "differential privacy per {unit}: epsilon {:.3} at delta {:.1e} over {} iterations; each samples {:.1} of {} {unit}s on average (rate {:.4}), clips each {unit}'s gradient to norm {}, rounds the sum to a fine grid and adds discrete Gaussian noise of standard deviation at least {:.3} x {} per coordinate (noise multiplier {:.3}).\nin words: {}\ncovered: the distilled images, labels and learning rates, with respect to adding or removing one {unit} of the data given. Not covered: the evaluation (test {unit}s) and the privacy audit (members and holdout, without noise), shown here; nothing of the audit goes into the archive. The loss is not shown: it would be the members' loss without noise.",
+        "differential privacy per {unit}: epsilon {:.3} at delta {:.1e} over {} {steps}; each samples {:.1} of {} {unit}s on average (rate {:.4}), clips each {unit}'s {what} to norm {}, rounds the sum to a fine grid and adds discrete Gaussian noise of standard deviation at least {:.3} x {} per coordinate (noise multiplier {:.3}).\nin words: {}\ncovered: {}\n{after}",
         p.target_epsilon,
         p.delta,
         p.iterations,
@@ -330,6 +344,7 @@ fn describe_privacy(p: &PrivacyPlan, dims: usize) -> String {
         p.clip,
         p.noise_multiplier,
         p.noise_in_words(dims),
+        p.record(p.iterations).covers,
         unit = p.unit,
     )
 }
@@ -376,7 +391,8 @@ fn distill<B: Backend>(args: &DistillArgs, config: Config, device: B::Device) ->
         eprintln!("notice (local, not in the archive): {dropped} sampled patient gradient(s) were not finite and were left out of their iterations");
     }
     if let Some(p) = d.privacy() {
-        eprintln!("privacy spent: epsilon {:.3} at delta {:.1e} after {} iterations", p.spent(outcome.iterations), p.delta, outcome.iterations);
+        let r = p.record(outcome.iterations);
+        eprintln!("privacy spent: epsilon {:.3} at delta {:.1e} ({} of {} planned {})", r.epsilon, r.delta, r.iterations, r.planned_iterations, if p.objective == anondistill::Objective::Matching { "releases" } else { "iterations" });
     }
     let metrics = if args.no_eval {
         None

@@ -55,7 +55,7 @@ fn demo_in_threes(config: &Config) -> (Prepared, Vec<Vec<usize>>) {
 
 /// A plan without the accountant: the noise multiplier, the clipping norm, every patient sampled.
 fn plan(noise_multiplier: f64, clip: f64, patients: usize) -> PrivacyPlan {
-    PrivacyPlan { target_epsilon: f64::INFINITY, delta: 1e-5, clip, sample_rate: 1.0, noise_multiplier, iterations: 3, patients, unit: "patient" }
+    PrivacyPlan { target_epsilon: f64::INFINITY, delta: 1e-5, clip, sample_rate: 1.0, noise_multiplier, iterations: 3, patients, unit: "patient", objective: Default::default() }
 }
 
 fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {

@@ -70,7 +70,7 @@ impl MechanismAudit {
             nets_per_iteration: 1,
             max_iterations: Some(1),
             holdout_fraction: 0.0,
-            privacy: Some(PrivacyConfig { epsilon, delta: Some(delta), clip: 1.0, sample_rate: Some(1.0) }),
+            privacy: Some(PrivacyConfig { epsilon, delta: Some(delta), clip: Some(1.0), sample_rate: Some(1.0), ..Default::default() }),
             ..Config::default()
         };
         Ok(Self { config, without, with })
@@ -80,7 +80,7 @@ impl MechanismAudit {
     /// ε, the other two show whether the test has power.
     pub fn arms<B: Backend>(&self, runs: usize) -> Result<Arms> {
         let (epsilon, delta) = self.budget();
-        let clip = self.config.privacy.as_ref().expect("a private configuration").clip;
+        let clip = self.config.privacy.as_ref().expect("a private configuration").clip_for(self.config.objective);
         let sigma = calibrate_sigma(epsilon, delta, 1.0, 1)?;
         Ok(Arms {
             sigma,
@@ -102,7 +102,7 @@ impl MechanismAudit {
     fn release<B: Backend>(&self, data: &Dataset, noise_multiplier: f64, clip: f64, rng: SecretRng) -> Result<Vec<f64>> {
         let (epsilon, delta) = self.budget();
         let mut d = Distiller::<B>::new(self.config.clone(), data, PUBLIC_NORMALIZATION, &Default::default())?;
-        let plan = PrivacyPlan { target_epsilon: epsilon, delta, clip, sample_rate: 1.0, noise_multiplier, iterations: 1, patients: self.without.len(), unit: "patient" };
+        let plan = PrivacyPlan { target_epsilon: epsilon, delta, clip, sample_rate: 1.0, noise_multiplier, iterations: 1, patients: self.without.len(), unit: "patient", objective: self.config.objective };
         d.override_privacy(plan, rng)?;
         let g = d.hypergradient().images.into_data().to_vec::<f32>().map_err(|e| Error::Config(format!("{e:?}")))?;
         Ok(g.into_iter().map(f64::from).collect())

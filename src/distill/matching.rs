@@ -47,6 +47,20 @@ impl Embedder {
         }
         h.flatten(1, 3)
     }
+
+    /// Embeddings of `size × size` images have this many values.
+    pub fn dims(&self, size: usize) -> usize {
+        let side = size >> self.depth;
+        self.width * side * side
+    }
+
+    /// [`Embedder::embed`], each image's embedding divided by its norm (private matching: one
+    /// image's contribution is bounded whatever its pixels).
+    pub fn embed_unit<B: Backend>(&self, params: &[(Tensor<B, 4>, Tensor<B, 1>)], x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let e = self.embed(params, x);
+        let norm = e.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+        e / norm
+    }
 }
 
 /// Each image's channels normalised over their pixels (mean 0, variance 1; no learned scale).
@@ -81,14 +95,16 @@ pub fn class_means<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, real: &
     real.iter().map(|x| e.embed(params, x.clone()).mean_dim(0).squeeze::<1>()).collect()
 }
 
-/// The matching loss of `images` (image `i` of class `of_class` rows: `members[c]` lists the
-/// images of class `c`) against `targets`, and its gradient with respect to the images.
+/// The matching loss of `images` (`members[c]` lists the images of class `c`) against
+/// `targets`, and its gradient with respect to the images; with `unit`, each image's embedding
+/// is divided by its norm first (as private matching's targets are made).
 pub fn image_gradient<B: Backend>(
     e: &Embedder,
     params: &EmbedderParams<B>,
     images: &Tensor<B, 4>,
     members: &[Vec<usize>],
     targets: &[Tensor<B, 1>],
+    unit: bool,
 ) -> (Tensor<B, 1>, Tensor<B, 4>) {
     let device = images.device();
     let params: EmbedderParams<Autodiff<B>> = params.iter().map(|(w, b)| (Tensor::from_inner(w.clone()), Tensor::from_inner(b.clone()))).collect();
@@ -97,7 +113,8 @@ pub fn image_gradient<B: Backend>(
         .iter()
         .map(|idx| {
             let idx = Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), [idx.len()]), &device);
-            e.embed(&params, x.clone().select(0, idx))
+            let x = x.clone().select(0, idx);
+            if unit { e.embed_unit(&params, x) } else { e.embed(&params, x) }
         })
         .collect();
     let targets: Vec<Tensor<Autodiff<B>, 1>> = targets.iter().map(|t| Tensor::from_inner(t.clone())).collect();
@@ -207,7 +224,7 @@ mod tests {
                 .iter()
                 .map(|p| {
                     let targets = class_means(&e, p, &real);
-                    image_gradient(&e, p, &d.state().images, &members, &targets).0.into_scalar()
+                    image_gradient(&e, p, &d.state().images, &members, &targets, false).0.into_scalar()
                 })
                 .sum()
         };

@@ -5,6 +5,7 @@
 //! drive both the same way.
 
 pub mod matching;
+mod matching_private;
 mod private;
 
 pub use private::{Chunk, ChunkNorms, PrivatePlan};
@@ -21,7 +22,9 @@ use crate::engine::Engine;
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
 use crate::net::{Network, Params};
+use crate::privacy::{PrivacyPlan, PUBLIC_NORMALIZATION};
 use crate::rng::{normal, permutation, rng, Stream};
+use rand::RngCore;
 use crate::loss::{label_targets, one_hot, soft_cross_entropy, weighted_rows};
 use crate::train::{loss_grads, sgd_update};
 
@@ -166,17 +169,21 @@ pub struct Distiller<B: Backend> {
     /// Differential privacy's plan, patients and secret randomness, when it is on.
     private: Option<private::Private<B>>,
     /// The matching objective's embedding network and classes, when it is the objective.
-    matching: Option<Matching>,
+    matching: Option<Matching<B>>,
     /// The images' SGD velocity (matching; kept as the images' first moment in a session).
     velocity: Tensor<B, 4>,
 }
 
 /// What a matching iteration draws from: the embedding network's shape, the training images of
 /// each class, and the distilled images of each class.
-struct Matching {
+struct Matching<B: Backend> {
     embedder: matching::Embedder,
     real: Vec<Vec<usize>>,
     members: Vec<Vec<usize>>,
+    /// The private form's plan, patients and releases, when privacy is on.
+    private: Option<matching_private::PrivateMatching<B>>,
+    /// The training labels (private releases need them per image); emptied with the members.
+    labels: Vec<usize>,
 }
 
 impl<B: Backend> Distiller<B> {
@@ -230,15 +237,31 @@ impl<B: Backend> Distiller<B> {
         let adam = (Adam::new(&state.images), Adam::new(&state.labels), Adam::new(&state.raw_lrs));
         let mut rng_train = rng(config.seed, Stream::Training);
         let fixed_init = config.known_init.then(|| net.init::<B>(&mut rng_train, device));
+        let matching_objective = config.objective == Objective::Matching;
         let private = match &config.privacy {
-            Some(_) => Some(private::Private::new(&config, train, norm)?),
-            None => None,
+            Some(_) if !matching_objective => Some(private::Private::new(&config, train, norm)?),
+            _ => None,
         };
-        let matching = (config.objective == Objective::Matching).then(|| Matching {
-            embedder: matching::Embedder { width: config.embed_width, depth: config.embed_depth },
-            real: train.indices_by_class(),
-            members: (0..classes).map(|c| (0..n).filter(|&i| classes_of[i] == c).collect()).collect(),
-        });
+        let matching = if matching_objective {
+            let private = match PrivacyPlan::of(&config, train.patient_counts().total, train.len())? {
+                Some(plan) => {
+                    if norm != PUBLIC_NORMALIZATION {
+                        return Err(Error::Config("a private run normalises pixels with the fixed public constants (privacy::PUBLIC_NORMALIZATION), not with statistics of the training images".into()));
+                    }
+                    Some(matching_private::PrivateMatching::new(plan, train)?)
+                }
+                None => None,
+            };
+            Some(Matching {
+                embedder: matching::Embedder { width: config.embed_width, depth: config.embed_depth },
+                real: train.indices_by_class(),
+                members: (0..classes).map(|c| (0..n).filter(|&i| classes_of[i] == c).collect()).collect(),
+                private,
+                labels: train.labels.clone(),
+            })
+        } else {
+            None
+        };
         let velocity = state.images.zeros_like();
         Ok(Self {
             net,
@@ -303,8 +326,9 @@ impl<B: Backend> Distiller<B> {
         if let Some(p) = &self.private {
             return p.plan.iterations;
         }
-        if self.matching.is_some() {
-            return self.config.max_iterations.unwrap_or(MATCHING_ITERATIONS);
+        if let Some(m) = &self.matching {
+            let releases = m.private.as_ref().map_or(0, |p| p.plan.iterations);
+            return releases + self.config.max_iterations.unwrap_or(MATCHING_ITERATIONS);
         }
         let all = self.config.epochs_outer * self.iterations_per_epoch();
         self.config.max_iterations.map_or(all, |m| m.min(all))
@@ -464,16 +488,63 @@ impl<B: Backend> Distiller<B> {
     /// mean distilled embedding‖² and its gradient with respect to the images (labels and
     /// learning rates: zero).
     fn matching_gradient(&mut self) -> MetaGradient<B> {
+        let zero = |s: &Self| MetaGradient { loss: Tensor::zeros([1], &s.device), images: s.state.images.zeros_like(), labels: s.state.labels.zeros_like(), raw_lrs: s.state.raw_lrs.zeros_like() };
         let m = self.matching.as_ref().expect("the matching objective");
-        let params = m.embedder.init::<B>(&mut self.rng, &self.device);
-        let mut takes = Vec::with_capacity(m.real.len());
-        for idx in &m.real {
-            takes.push(permutation(&mut self.rng, idx.len()).into_iter().take(self.config.real_per_class).map(|k| idx[k]).collect::<Vec<_>>());
+        let e = m.embedder;
+        let params = e.init::<B>(&mut self.rng, &self.device);
+        let (loss, images) = match &m.private {
+            // A private run's first iterations draw its releases; the images wait.
+            Some(p) if !p.drawn() => {
+                let classes = self.net.classes();
+                let m = self.matching.as_mut().expect("the matching objective");
+                let p = m.private.as_mut().expect("private");
+                p.draw(&e, params, &self.train_x, &m.labels, classes);
+                if p.drawn() {
+                    self.drop_members();
+                }
+                return zero(self);
+            }
+            // Then each iteration matches one release, drawn at random (post-processing).
+            Some(p) => {
+                let r = (self.rng.next_u64() % p.releases.len() as u64) as usize;
+                let release = &p.releases[r];
+                matching::image_gradient(&e, &release.params, &self.state.images, &m.members, &release.targets(), true)
+            }
+            None => {
+                let mut takes = Vec::with_capacity(m.real.len());
+                for idx in &m.real {
+                    takes.push(permutation(&mut self.rng, idx.len()).into_iter().take(self.config.real_per_class).map(|k| idx[k]).collect::<Vec<_>>());
+                }
+                let real: Vec<Tensor<B, 4>> = takes.iter().map(|take| self.real_batch(take).0).collect();
+                let targets = matching::class_means(&e, &params, &real);
+                matching::image_gradient(&e, &params, &self.state.images, &m.members, &targets, false)
+            }
+        };
+        MetaGradient { loss, images, ..zero(self) }
+    }
+
+    /// Forgets the training images, their labels and classes (private matching, once its
+    /// releases are drawn): one black image stands in for the pixels.
+    fn drop_members(&mut self) {
+        let size = self.config.image_size;
+        self.train_x = Tensor::zeros([1, 1, size, size], &self.device);
+        self.train_y = Tensor::zeros([1, self.net.classes()], &self.device);
+        if let Some(m) = &mut self.matching {
+            m.real = Vec::new();
+            m.labels = Vec::new();
         }
-        let real: Vec<Tensor<B, 4>> = takes.iter().map(|take| self.real_batch(take).0).collect();
-        let targets = matching::class_means(&m.embedder, &params, &real);
-        let (loss, images) = matching::image_gradient(&m.embedder, &params, &self.state.images, &m.members, &targets);
-        MetaGradient { loss, images, labels: self.state.labels.zeros_like(), raw_lrs: self.state.raw_lrs.zeros_like() }
+    }
+
+    /// Whether the run holds no member image any more (private matching after its releases).
+    pub fn members_dropped(&self) -> bool {
+        self.matching.as_ref().is_some_and(|m| m.private.as_ref().is_some_and(|p| p.drawn())) && self.train_x.dims()[0] == 1
+    }
+
+    /// Whether an iteration's loss is the members' own, without noise (never shown then): the
+    /// unrolled private run's, and a private matching run's while it draws its releases.
+    fn loss_is_private(&self) -> bool {
+        // Called before the iteration counts itself: iterations up to the plan's releases draw.
+        self.private.is_some() || self.matching.as_ref().is_some_and(|m| m.private.as_ref().is_some_and(|p| self.iteration < p.plan.iterations))
     }
 
     /// Networks sampled per iteration: `nets_per_iteration`, or 1 with a fixed initialisation.
@@ -510,7 +581,8 @@ impl<B: Backend> Distiller<B> {
         let iteration = self.iteration + 1;
         let names = ["the outer loss", "the image gradient", "the label gradient", "the learning-rate gradient"];
         // With differential privacy no decision looks at the real loss, only at the noisy gradient.
-        let first = usize::from(self.private.is_some());
+        let private_loss = self.loss_is_private();
+        let first = usize::from(private_loss);
         if let Some(k) = values[..4].iter().enumerate().skip(first).find(|(_, v)| !v.is_finite()).map(|(k, _)| k) {
             return Err(Error::Diverged {
                 iteration,
@@ -536,7 +608,7 @@ impl<B: Backend> Distiller<B> {
         Ok(StepReport {
             iteration,
             epoch: (iteration - 1) / self.iterations_per_epoch(),
-            loss: self.private.is_none().then_some(values[0]),
+            loss: (!private_loss).then_some(values[0]),
             dropped_patients: values[4] as usize,
             outer_lr: lr,
             lrs: read_f32(softplus(self.state.raw_lrs.clone(), 1.0)).await?,
@@ -546,6 +618,9 @@ impl<B: Backend> Distiller<B> {
     /// The whole state read back to the host, to be saved and resumed later (see
     /// [`Distiller::restore`]).
     pub async fn checkpoint(&self) -> Result<Checkpoint> {
+        if self.matching.as_ref().is_some_and(|m| m.private.is_some()) {
+            return Err(Error::Session("a private matching run cannot be saved as a session yet: its releases would have to travel with it".into()));
+        }
         async fn host<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Result<HostTensor> {
             Ok(HostTensor { shape: t.dims().to_vec(), values: read_f32(t.clone().reshape([-1])).await? })
         }

@@ -102,26 +102,30 @@ impl<B: Backend> Private<B> {
         Ok(())
     }
 
-    /// One Poisson sample: the sampled patients ordered by their number of images (the order of a
-    /// sum; it keeps the padding of [`patient_grads`]'s Gram matrices small), in chunks of whole
-    /// patients of at most `chunk` images (a larger patient is a chunk alone).
+    /// One Poisson sample of the patients ([`sample_chunks`]).
     fn sample(&mut self, chunk: usize) -> Vec<Chunk> {
-        let q = self.plan.sample_rate;
-        let mut sampled: Vec<&Vec<usize>> = self.patients.iter().filter(|_| self.rng.sampled(q)).collect();
-        sampled.sort_by_key(|p| p.len());
-        let mut chunks: Vec<Chunk> = Vec::new();
-        for p in sampled {
-            match chunks.last_mut() {
-                Some(c) if c.batch.len() + p.len() <= chunk => c.push(p),
-                _ => {
-                    let mut c = Chunk { batch: Vec::new(), bounds: vec![0] };
-                    c.push(p);
-                    chunks.push(c);
-                }
+        sample_chunks(&self.patients, self.plan.sample_rate, &mut self.rng, chunk)
+    }
+}
+
+/// One Poisson sample of `patients` at rate `q`: the sampled patients ordered by their number of
+/// images (the order of a sum; it keeps the padding of [`patient_grads`]'s Gram matrices small),
+/// in chunks of whole patients of at most `chunk` images (a larger patient is a chunk alone).
+pub(super) fn sample_chunks(patients: &[Vec<usize>], q: f64, rng: &mut SecretRng, chunk: usize) -> Vec<Chunk> {
+    let mut sampled: Vec<&Vec<usize>> = patients.iter().filter(|_| rng.sampled(q)).collect();
+    sampled.sort_by_key(|p| p.len());
+    let mut chunks: Vec<Chunk> = Vec::new();
+    for p in sampled {
+        match chunks.last_mut() {
+            Some(c) if c.batch.len() + p.len() <= chunk => c.push(p),
+            _ => {
+                let mut c = Chunk { batch: Vec::new(), bounds: vec![0] };
+                c.push(p);
+                chunks.push(c);
             }
         }
-        chunks
     }
+    chunks
 }
 
 /// Some sampled patients, whole: their images (indices into the training split), patient after
@@ -239,12 +243,16 @@ fn out_of_order(what: &str) -> Error {
 impl<B: Backend> Distiller<B> {
     /// The differential-privacy plan of this run, when privacy is on.
     pub fn privacy(&self) -> Option<&PrivacyPlan> {
-        self.private.as_ref().map(|p| &p.plan)
+        self.private.as_ref().map(|p| &p.plan).or_else(|| self.matching.as_ref().and_then(|m| m.private.as_ref()).map(|p| &p.plan))
     }
 
     /// Replaces the privacy plan and its randomness: for tests, which need σ = 0, C = ∞ or
     /// known noise. The archive records the ε of the plan that ran, whatever it is.
     pub fn override_privacy(&mut self, plan: PrivacyPlan, rng: SecretRng) -> Result<()> {
+        if let Some(p) = self.matching.as_mut().and_then(|m| m.private.as_mut()) {
+            p.override_plan(plan, rng);
+            return Ok(());
+        }
         let p = self.private_mut()?;
         p.plan = plan;
         p.rng = rng;

@@ -18,7 +18,7 @@ pub mod noise;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, PrivacyConfig};
+use crate::config::{Config, Objective, PrivacyConfig};
 
 use crate::data::Normalization;
 use crate::error::{Error, Result};
@@ -52,6 +52,10 @@ pub struct PrivacyPlan {
     /// Whether every patient has one image ("image") or some have several ("patient").
     #[serde(deserialize_with = "unit")]
     pub unit: &'static str,
+    /// The objective whose mechanism this is: the unrolled one's iterations are DP-SGD steps,
+    /// matching's are releases of its class targets.
+    #[serde(default)]
+    pub objective: Objective,
 }
 
 /// Reads a plan's unit back ("image" or "patient").
@@ -64,26 +68,33 @@ fn unit<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<&'static 
 }
 
 impl PrivacyPlan {
-    /// Calibrates σ so that `iterations` iterations spend `settings.epsilon` (by bisection).
-    pub fn new(settings: &PrivacyConfig, batch_size: usize, iterations: usize, patients: usize, images: usize) -> Result<Self> {
+    /// Calibrates σ so that `iterations` iterations (releases, for matching) spend
+    /// `settings.epsilon` (by bisection).
+    pub fn new(settings: &PrivacyConfig, objective: Objective, batch_size: usize, iterations: usize, patients: usize, images: usize) -> Result<Self> {
         if patients < 2 {
             return Err(Error::Data(format!("differential privacy needs training patients to sample from; there are {patients}")));
         }
-        if !(settings.clip.is_finite() && settings.clip > 0.0) {
-            return Err(Error::Config(format!("the clipping norm dp_clip = {} must be a positive finite number", settings.clip)));
+        let clip = settings.clip_for(objective);
+        if !(clip.is_finite() && clip > 0.0) {
+            return Err(Error::Config(format!("the clipping norm dp_clip = {clip} must be a positive finite number")));
         }
         let sample_rate = settings.sample_rate.unwrap_or((batch_size as f64 / patients as f64).min(1.0));
         let delta = settings.delta.unwrap_or((0.1 / patients as f64).min(1e-5));
         let noise_multiplier = accountant::calibrate_sigma(settings.epsilon, delta, sample_rate, iterations)?;
         let unit = if patients < images { "patient" } else { "image" };
-        Ok(Self { target_epsilon: settings.epsilon, delta, clip: settings.clip, sample_rate, noise_multiplier, iterations, patients, unit })
+        Ok(Self { target_epsilon: settings.epsilon, delta, clip, sample_rate, noise_multiplier, iterations, patients, unit, objective })
     }
 
     /// The plan of `config` (`None` without privacy) on `patients` training patients holding
-    /// `images` images: `max_iterations` iterations, or [`DEFAULT_ITERATIONS`].
+    /// `images` images: `max_iterations` iterations, or [`DEFAULT_ITERATIONS`]; for matching,
+    /// its `draws` releases.
     pub fn of(config: &Config, patients: usize, images: usize) -> Result<Option<Self>> {
         let Some(settings) = &config.privacy else { return Ok(None) };
-        Self::new(settings, config.batch_size, config.max_iterations.unwrap_or(DEFAULT_ITERATIONS), patients, images).map(Some)
+        let releases = match config.objective {
+            Objective::Unrolled => config.max_iterations.unwrap_or(DEFAULT_ITERATIONS),
+            Objective::Matching => settings.draws,
+        };
+        Self::new(settings, config.objective, config.batch_size, releases, patients, images).map(Some)
     }
 
     /// ε spent after `iterations` iterations.
@@ -113,8 +124,10 @@ impl PrivacyPlan {
             "moderate"
         };
         format!(
-            "each iteration adds discrete Gaussian noise of standard deviation {:.3} to each of the {dims} coordinates it perturbs, a vector of norm about {noise:.0}, to the clipped gradients of {expected:.1} {unit}s on average, whose sum has norm at most {signal:.0}. That is {verdict}.",
-            self.noise_multiplier * self.clip
+            "each {} adds discrete Gaussian noise of standard deviation {:.3} to each of the {dims} coordinates it perturbs, a vector of norm about {noise:.0}, to the clipped {} of {expected:.1} {unit}s on average, whose sum has norm at most {signal:.0}. That is {verdict}.",
+            if self.objective == Objective::Matching { "release" } else { "iteration" },
+            self.noise_multiplier * self.clip,
+            if self.objective == Objective::Matching { "contributions" } else { "gradients" }
         )
     }
 
@@ -123,6 +136,9 @@ impl PrivacyPlan {
     /// released so far; the guarantee that holds whatever the reason is the whole plan's, so that
     /// is the ε recorded then (what the iterations run spent alone is in `covers`).
     pub fn record(&self, iterations_run: usize) -> Privacy {
+        if self.objective == Objective::Matching {
+            return self.matching_record(iterations_run);
+        }
         let planned = self.spent(self.iterations);
         let epsilon = if iterations_run < self.iterations { planned } else { self.spent(iterations_run) };
         let early = if iterations_run < self.iterations {
@@ -159,9 +175,48 @@ impl PrivacyPlan {
     }
 }
 
+impl PrivacyPlan {
+    /// A matching run's record after `iterations_run` iterations, the first [`Self::iterations`]
+    /// of which drew the releases (the rest optimise against them at no cost).
+    fn matching_record(&self, iterations_run: usize) -> Privacy {
+        let releases = iterations_run.min(self.iterations);
+        let epsilon = self.spent(self.iterations);
+        let early = if releases < self.iterations {
+            format!(
+                " The run stopped after {releases} of its {} planned releases, possibly because of what it showed: ε is that of the whole plan (the {releases} releases alone spend ε = {:.3} only if the decision to stop depended on none of them).",
+                self.iterations,
+                self.spent(releases)
+            )
+        } else {
+            String::new()
+        };
+        let unit = self.unit;
+        Privacy {
+            mechanism: "distribution matching against cached noisy targets (NDPDC, Dosser): each release Poisson-samples patients; each sampled patient's vector (per class, the sum of its images' unit-norm embeddings under the release's random network and its image count, each image's part scaled to norm 1) is clipped jointly to C, the sum rounded to a grid and discrete Gaussian noise added on it (Canonne, Kamath & Steinke 2020); class means are the noisy sums over the noisy counts".into(),
+            unit: unit.into(),
+            epsilon,
+            delta: self.delta,
+            noise_multiplier: self.noise_multiplier,
+            clip: self.clip,
+            sample_rate: self.sample_rate,
+            iterations: releases,
+            planned_iterations: self.iterations,
+            accountant: accountant::NAME.into(),
+            covers: format!(
+                "The distilled images are ({epsilon:.3}, {:.1e})-differentially private with respect to adding or removing one {unit} of the data given: they depend on the training {unit}s only through the {} noisy releases, drawn before any image was optimised; the labels are one-hot and the learning rates are not learned. Not covered: the number of training {unit}s (treated as public; it sets the sampling rate), the class names, the evaluation (the test {unit}s), and the privacy audit, which compares the result with the member and holdout images and is kept out of this archive.{early}",
+                self.delta, self.iterations
+            ),
+        }
+    }
+}
+
 /// Coordinates the noise of one private iteration perturbs: the final weights of all the
-/// iteration's networks.
+/// iteration's networks; for matching, one release's per-class embedding sums and counts.
 pub fn noised_dims(config: &Config, classes: usize) -> Result<usize> {
+    if config.objective == Objective::Matching {
+        let side = config.image_size >> config.embed_depth;
+        return Ok(classes * (config.embed_width * side * side + 1));
+    }
     let per_network = Network::new(config, classes)?.weights();
     Ok(per_network * if config.known_init { 1 } else { config.nets_per_iteration })
 }
@@ -200,12 +255,12 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_patients() {
-        let p = PrivacyPlan::new(&PrivacyConfig { epsilon: 1.0, ..Default::default() }, 1024, 300, 60_000, 60_000).unwrap();
+        let p = PrivacyPlan::new(&PrivacyConfig { epsilon: 1.0, ..Default::default() }, Objective::Unrolled, 1024, 300, 60_000, 60_000).unwrap();
         assert!((p.sample_rate - 1024.0 / 60_000.0).abs() < 1e-15);
         assert!((p.delta - 1.0 / 600_000.0).abs() < 1e-18);
         assert_eq!(p.unit, "image");
         assert!(p.spent(300) <= 1.0 && p.spent(300) > 0.999 && p.spent(100) < p.spent(300));
-        let few = PrivacyPlan::new(&PrivacyConfig::default(), 1024, 300, 300, 900).unwrap();
+        let few = PrivacyPlan::new(&PrivacyConfig::default(), Objective::Unrolled, 1024, 300, 300, 900).unwrap();
         assert_eq!((few.sample_rate, few.delta, few.unit), (1.0, 1e-5, "patient"));
         let record = few.record(300);
         assert!(record.covers.contains("one patient of the data given") && (record.epsilon - few.spent(300)).abs() < 1e-12);
@@ -214,7 +269,7 @@ mod tests {
         assert_eq!((early.iterations, early.planned_iterations), (100, 300));
         assert!((early.epsilon - few.spent(300)).abs() < 1e-12, "{early:?}");
         assert!(early.covers.contains("stopped after 100 of its 300 planned iterations") && early.covers.contains(&format!("{:.3}", few.spent(100))), "{}", early.covers);
-        assert!(PrivacyPlan::new(&PrivacyConfig { clip: 0.0, ..Default::default() }, 64, 10, 100, 100).is_err());
+        assert!(PrivacyPlan::new(&PrivacyConfig { clip: Some(0.0), ..Default::default() }, Objective::Unrolled, 64, 10, 100, 100).is_err());
     }
 
     #[test]
@@ -232,6 +287,26 @@ mod tests {
             let words = p.noise_in_words(dims);
             assert!(words.contains(verdict) && words.contains(&format!("each of the {dims} coordinates")), "{dims}: {words}");
         }
+    }
+
+    #[test]
+    fn matching_composes_its_releases_whatever_the_optimisation_runs() {
+        let settings = PrivacyConfig { epsilon: 1.0, draws: 50, ..Default::default() };
+        let m = |iterations: usize| Config { objective: Objective::Matching, max_iterations: Some(iterations), privacy: Some(settings.clone()), ..Config::default() };
+        let p = PrivacyPlan::of(&m(1000), 60_000, 60_000).unwrap().unwrap();
+        assert_eq!(PrivacyPlan::of(&m(100_000), 60_000, 60_000).unwrap().unwrap(), p, "the optimisation's iterations cost nothing");
+        assert_eq!((p.iterations, p.clip, p.objective), (50, 1.0, Objective::Matching));
+        // The accountant composes the 50 subsampled Gaussian releases: ε at 50, more at 100.
+        let (eps50, eps100) = (accountant::epsilon(p.sample_rate, p.noise_multiplier, 50, p.delta).0, accountant::epsilon(p.sample_rate, p.noise_multiplier, 100, p.delta).0);
+        assert!(eps50 <= 1.0 && eps50 > 0.99 && eps100 > 1.05, "{eps50} {eps100}");
+        let r = p.record(1050);
+        assert_eq!((r.iterations, r.planned_iterations, r.epsilon), (50, 50, eps50));
+        assert!(r.covers.contains("through the 50 noisy releases"), "{}", r.covers);
+        let early = p.record(20);
+        assert!(early.epsilon == eps50 && early.covers.contains("stopped after 20 of its 50 planned releases"), "{}", early.covers);
+        // Fewer releases, less noise each.
+        let fewer = PrivacyPlan::of(&Config { privacy: Some(PrivacyConfig { draws: 10, ..settings.clone() }), ..m(1000) }, 60_000, 60_000).unwrap().unwrap();
+        assert!(fewer.noise_multiplier < p.noise_multiplier);
     }
 
     #[test]
