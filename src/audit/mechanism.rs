@@ -9,7 +9,7 @@
 use burn_tensor::backend::Backend;
 
 use super::clopper_pearson;
-use crate::config::{Config, NetKind, PrivacyConfig};
+use crate::config::{Config, NetKind, Objective, PrivacyConfig};
 use crate::data::Dataset;
 use crate::distill::Distiller;
 use crate::error::{Error, Result};
@@ -76,6 +76,30 @@ impl MechanismAudit {
         Ok(Self { config, without, with })
     }
 
+    /// The same audit of distribution matching's private release (`distill::matching_private`):
+    /// one release under a random embedder of width 2 and depth 1, every patient sampled. The
+    /// canary patient holds `copies` copies of each of its two images, so that without clipping
+    /// it would move the release by about `copies`·√2, where clipped it moves it by C at most.
+    pub fn matching(self, copies: usize) -> Self {
+        let n = self.without.len();
+        let canary: Vec<f32> = self.with.image(n).to_vec();
+        let mut pixels = self.without.pixels.clone();
+        let mut labels = self.without.labels.clone();
+        for label in [0, 1] {
+            for _ in 0..copies {
+                pixels.extend_from_slice(&canary);
+                labels.push(label);
+            }
+        }
+        let mut with = Dataset::new(self.without.size, pixels, labels, self.without.classes.clone());
+        for i in n..with.len() {
+            with.patients[i] = with.patients[n];
+        }
+        let privacy = self.config.privacy.clone().map(|p| PrivacyConfig { draws: 1, ..p });
+        let config = Config { objective: Objective::Matching, embed_width: 2, embed_depth: 1, privacy, ..self.config };
+        Self { config, without: self.without, with }
+    }
+
     /// The three arms at `runs` runs a side: the private one must stay below the accountant's
     /// ε, the other two show whether the test has power.
     pub fn arms<B: Backend>(&self, runs: usize) -> Result<Arms> {
@@ -97,14 +121,18 @@ impl MechanismAudit {
     }
 
     /// The released images' hyper-gradient of one private iteration on `data` (a
-    /// post-processing of the mechanism's noisy sum), from the same seed and state every time:
-    /// only the noise differs. The divisor qN counts the patients without the canary on both sides.
+    /// post-processing of the mechanism's noisy sum), or matching's released vector, from the
+    /// same seed and state every time: only the noise differs. The divisor qN counts the patients without the canary on both sides.
     fn release<B: Backend>(&self, data: &Dataset, noise_multiplier: f64, clip: f64, rng: SecretRng) -> Result<Vec<f64>> {
         let (epsilon, delta) = self.budget();
         let mut d = Distiller::<B>::new(self.config.clone(), data, PUBLIC_NORMALIZATION, &Default::default())?;
         let plan = PrivacyPlan { target_epsilon: epsilon, delta, clip, sample_rate: 1.0, noise_multiplier, iterations: 1, patients: self.without.len(), unit: "patient", objective: self.config.objective };
         d.override_privacy(plan, rng)?;
-        let g = d.hypergradient().images.into_data().to_vec::<f32>().map_err(|e| Error::Config(format!("{e:?}")))?;
+        let released = d.hypergradient();
+        let g = match d.matching_release(0) {
+            Some(r) => r,
+            None => released.images.into_data().to_vec::<f32>().map_err(|e| Error::Config(format!("{e:?}")))?,
+        };
         Ok(g.into_iter().map(f64::from).collect())
     }
 

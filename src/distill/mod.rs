@@ -535,6 +535,12 @@ impl<B: Backend> Distiller<B> {
         }
     }
 
+    /// Private matching's release `r` (its noisy per-class sums and counts, flat), once drawn.
+    pub fn matching_release(&self, r: usize) -> Option<Vec<f32>> {
+        let p = self.matching.as_ref()?.private.as_ref()?;
+        p.releases.get(r).and_then(|x| x.noisy.clone().reshape([-1]).into_data().to_vec::<f32>().ok())
+    }
+
     /// Whether the run holds no member image any more (private matching after its releases).
     pub fn members_dropped(&self) -> bool {
         self.matching.as_ref().is_some_and(|m| m.private.as_ref().is_some_and(|p| p.drawn())) && self.train_x.dims()[0] == 1
