@@ -127,63 +127,8 @@ pub fn image_gradient<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn_autodiff::Autodiff;
     use burn_ndarray::NdArray;
     use rand::SeedableRng;
-
-    type B = Autodiff<NdArray<f64>>;
-
-    /// The loss of synthetic images `syn` (2 classes × 2 images of 8 × 8) against the means of
-    /// fixed "real" images, under one random embedder.
-    fn loss(syn: Tensor<B, 4>, real: &Tensor<B, 4>, params: &[(Tensor<B, 4>, Tensor<B, 1>)], e: &Embedder) -> Tensor<B, 1> {
-        let targets: Vec<Tensor<B, 1>> = (0..2)
-            .map(|c| e.embed(params, real.clone().narrow(0, 3 * c, 3)).mean_dim(0).squeeze::<1>().detach())
-            .collect();
-        let synthetic: Vec<Tensor<B, 2>> = (0..2).map(|c| e.embed(params, syn.clone().narrow(0, 2 * c, 2))).collect();
-        matching_loss(&targets, &synthetic)
-    }
-
-    #[test]
-    fn the_gradient_of_the_matching_loss_is_its_finite_difference() {
-        let device = Default::default();
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let e = Embedder { width: 4, depth: 2 };
-        let params = e.init::<B>(&mut rng, &device);
-        let real = Tensor::<B, 1>::from_data(TensorData::new(normal(&mut rng, 6 * 64, 1.0).into_iter().map(f64::from).collect::<Vec<_>>(), [6 * 64]), &device).reshape([6, 1, 8, 8]);
-        let x0: Vec<f64> = normal(&mut rng, 4 * 64, 1.0).into_iter().map(f64::from).collect();
-        let at = |x: &[f64]| Tensor::<B, 1>::from_data(TensorData::new(x.to_vec(), [4 * 64]), &device).reshape([4, 1, 8, 8]);
-        let syn = at(&x0).require_grad();
-        let l = loss(syn.clone(), &real, &params, &e);
-        let grads = l.backward();
-        let g: Vec<f64> = syn.grad(&grads).unwrap().into_data().to_vec().unwrap();
-        let value = |x: &[f64]| -> f64 { loss(at(x), &real, &params, &e).into_scalar() };
-        let h = 1e-5;
-        let scale = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        assert!(scale > 1e-6, "a gradient of zero checks nothing");
-        for i in (0..x0.len()).step_by(7) {
-            let (mut up, mut down) = (x0.clone(), x0.clone());
-            up[i] += h;
-            down[i] -= h;
-            let fd = (value(&up) - value(&down)) / (2.0 * h);
-            assert!((fd - g[i]).abs() <= 1e-6 * scale.max(1.0), "pixel {i}: autodiff {} vs finite difference {fd}", g[i]);
-        }
-    }
-
-    #[test]
-    fn identical_sets_match_exactly() {
-        let device = Default::default();
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let e = Embedder { width: 3, depth: 3 };
-        let params = e.init::<B>(&mut rng, &device);
-        let real = Tensor::<B, 1>::from_data(TensorData::new(normal(&mut rng, 6 * 64, 1.0).into_iter().map(f64::from).collect::<Vec<_>>(), [6 * 64]), &device).reshape([6, 1, 8, 8]);
-        // The first two real images of each class, repeated so the means agree: use the whole
-        // class as the synthetic set.
-        let targets: Vec<Tensor<B, 1>> = (0..2).map(|c| e.embed(&params, real.clone().narrow(0, 3 * c, 3)).mean_dim(0).squeeze::<1>()).collect();
-        let synthetic: Vec<Tensor<B, 2>> = (0..2).map(|c| e.embed(&params, real.clone().narrow(0, 3 * c, 3))).collect();
-        let l: f64 = matching_loss(&targets, &synthetic).into_scalar();
-        assert!(l.abs() < 1e-20, "{l}");
-        assert_eq!(e.embed(&params, real).dims(), [6, 3]);
-    }
 
     /// Two classes of 12 × 12 images (LeNet's smallest): class 0 bright on the left, class 1 on
     /// the right, plus noise.

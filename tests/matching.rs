@@ -1,0 +1,127 @@
+//! Distribution matching's loss (`src/distill/matching.rs`) against finite differences, in f64.
+//! Here rather than beside the code: burn-ndarray's f64 and f32 tensors in one process's parallel
+//! tests disturbed each other (an f64 gradient read back as f32), and the library's own tests
+//! run in f32.
+
+use anondistill::distill::matching::{matching_loss, Embedder};
+use anondistill::rng::normal;
+use burn_autodiff::Autodiff;
+use burn_ndarray::NdArray;
+use burn_tensor::{Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+type B = Autodiff<NdArray<f64>>;
+
+/// The loss of synthetic images `syn` (2 classes × 2 images of 8 × 8) against the means of
+/// fixed "real" images, under one random embedder.
+/// With `unit`, every embedding divided by its norm (private matching's form).
+fn loss(
+    syn: Tensor<B, 4>,
+    real: &Tensor<B, 4>,
+    params: &[(Tensor<B, 4>, Tensor<B, 1>)],
+    e: &Embedder,
+    unit: bool,
+) -> Tensor<B, 1> {
+    let embed = |x: Tensor<B, 4>| {
+        if unit {
+            e.embed_unit(params, x)
+        } else {
+            e.embed(params, x)
+        }
+    };
+    let targets: Vec<Tensor<B, 1>> = (0..2)
+        .map(|c| {
+            embed(real.clone().narrow(0, 3 * c, 3))
+                .mean_dim(0)
+                .squeeze::<1>()
+                .detach()
+        })
+        .collect();
+    let synthetic: Vec<Tensor<B, 2>> = (0..2)
+        .map(|c| embed(syn.clone().narrow(0, 2 * c, 2)))
+        .collect();
+    matching_loss(&targets, &synthetic)
+}
+
+#[test]
+fn the_gradient_of_the_matching_loss_is_its_finite_difference() {
+    let device = Default::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let e = Embedder { width: 4, depth: 2 };
+    let params = e.init::<B>(&mut rng, &device);
+    let real = Tensor::<B, 1>::from_data(
+        TensorData::new(
+            normal(&mut rng, 6 * 64, 1.0)
+                .into_iter()
+                .map(f64::from)
+                .collect::<Vec<_>>(),
+            [6 * 64],
+        ),
+        &device,
+    )
+    .reshape([6, 1, 8, 8]);
+    let x0: Vec<f64> = normal(&mut rng, 4 * 64, 1.0)
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let at = |x: &[f64]| {
+        Tensor::<B, 1>::from_data(TensorData::new(x.to_vec(), [4 * 64]), &device)
+            .reshape([4, 1, 8, 8])
+    };
+    for unit in [false, true] {
+        let syn = at(&x0).require_grad();
+        let l = loss(syn.clone(), &real, &params, &e, unit);
+        let grads = l.backward();
+        let g: Vec<f64> = syn.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        let value = |x: &[f64]| -> f64 { loss(at(x), &real, &params, &e, unit).into_scalar() };
+        let h = 1e-5;
+        let scale = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 1e-6, "a gradient of zero checks nothing");
+        for i in (0..x0.len()).step_by(7) {
+            let (mut up, mut down) = (x0.clone(), x0.clone());
+            up[i] += h;
+            down[i] -= h;
+            let fd = (value(&up) - value(&down)) / (2.0 * h);
+            assert!(
+                (fd - g[i]).abs() <= 1e-6 * scale.max(1.0),
+                "unit {unit}, pixel {i}: autodiff {} vs finite difference {fd}",
+                g[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn identical_sets_match_exactly() {
+    let device = Default::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let e = Embedder { width: 3, depth: 3 };
+    let params = e.init::<B>(&mut rng, &device);
+    let real = Tensor::<B, 1>::from_data(
+        TensorData::new(
+            normal(&mut rng, 6 * 64, 1.0)
+                .into_iter()
+                .map(f64::from)
+                .collect::<Vec<_>>(),
+            [6 * 64],
+        ),
+        &device,
+    )
+    .reshape([6, 1, 8, 8]);
+    // The first two real images of each class, repeated so the means agree: use the whole
+    // class as the synthetic set.
+    let targets: Vec<Tensor<B, 1>> = (0..2)
+        .map(|c| {
+            e.embed(&params, real.clone().narrow(0, 3 * c, 3))
+                .mean_dim(0)
+                .squeeze::<1>()
+        })
+        .collect();
+    let synthetic: Vec<Tensor<B, 2>> = (0..2)
+        .map(|c| e.embed(&params, real.clone().narrow(0, 3 * c, 3)))
+        .collect();
+    let l: f64 = matching_loss(&targets, &synthetic).into_scalar();
+    assert!(l.abs() < 1e-20, "{l}");
+    assert_eq!(e.embed(&params, real).dims(), [6, 3]);
+}
