@@ -44,23 +44,22 @@ fn loss(
     matching_loss(&targets, &synthetic)
 }
 
+/// A random embedder of `width` and `depth` and six "real" 8 × 8 images (two classes of three),
+/// from `seed`; the stream, to draw more.
+fn setup(seed: u64, width: usize, depth: usize) -> (Embedder, Vec<(Tensor<B, 4>, Tensor<B, 1>)>, Tensor<B, 4>, ChaCha8Rng) {
+    let device = Default::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let e = Embedder { width, depth };
+    let params = e.init::<B>(&mut rng, &device);
+    let values: Vec<f64> = normal(&mut rng, 6 * 64, 1.0).into_iter().map(f64::from).collect();
+    let real = Tensor::<B, 1>::from_data(TensorData::new(values, [6 * 64]), &device).reshape([6, 1, 8, 8]);
+    (e, params, real, rng)
+}
+
 #[test]
 fn the_gradient_of_the_matching_loss_is_its_finite_difference() {
+    let (e, params, real, mut rng) = setup(3, 4, 2);
     let device = Default::default();
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let e = Embedder { width: 4, depth: 2 };
-    let params = e.init::<B>(&mut rng, &device);
-    let real = Tensor::<B, 1>::from_data(
-        TensorData::new(
-            normal(&mut rng, 6 * 64, 1.0)
-                .into_iter()
-                .map(f64::from)
-                .collect::<Vec<_>>(),
-            [6 * 64],
-        ),
-        &device,
-    )
-    .reshape([6, 1, 8, 8]);
     let x0: Vec<f64> = normal(&mut rng, 4 * 64, 1.0)
         .into_iter()
         .map(f64::from)
@@ -94,21 +93,7 @@ fn the_gradient_of_the_matching_loss_is_its_finite_difference() {
 
 #[test]
 fn identical_sets_match_exactly() {
-    let device = Default::default();
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let e = Embedder { width: 3, depth: 3 };
-    let params = e.init::<B>(&mut rng, &device);
-    let real = Tensor::<B, 1>::from_data(
-        TensorData::new(
-            normal(&mut rng, 6 * 64, 1.0)
-                .into_iter()
-                .map(f64::from)
-                .collect::<Vec<_>>(),
-            [6 * 64],
-        ),
-        &device,
-    )
-    .reshape([6, 1, 8, 8]);
+    let (e, params, real, _) = setup(5, 3, 3);
     // The first two real images of each class, repeated so the means agree: use the whole
     // class as the synthetic set.
     let targets: Vec<Tensor<B, 1>> = (0..2)

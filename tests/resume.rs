@@ -27,12 +27,11 @@ fn steps<B: Backend>(d: &mut Distiller<B>, n: usize) -> Vec<f32> {
     (0..n).map(|_| pollster::block_on(d.step()).unwrap().loss.unwrap()).collect()
 }
 
-#[test]
-fn a_resumed_run_continues_exactly() {
-    let cfg = config();
+/// Runs `cfg` 7 iterations straight, and 3, saved (through the file's bytes), restored into a
+/// fresh distiller and run to the end: the losses and the final state must be the same.
+fn continues_exactly(cfg: Config) -> Checkpoint {
     let p = demo(&cfg);
     let dev = Default::default();
-
     let mut straight = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
     let straight_losses = steps(&mut straight, 7);
     let end = pollster::block_on(straight.checkpoint()).unwrap();
@@ -43,7 +42,6 @@ fn a_resumed_run_continues_exactly() {
     drop(first);
     let saved = Checkpoint::from_bytes(&bytes).unwrap();
     assert_eq!(saved.meta.iteration, 3);
-    assert_eq!(saved.meta.order.len(), 2 * 64, "two batches of the pass are left");
 
     let mut second = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
     second.restore(&saved).unwrap();
@@ -52,28 +50,20 @@ fn a_resumed_run_continues_exactly() {
     assert_eq!(losses, straight_losses);
     let resumed = pollster::block_on(second.checkpoint()).unwrap();
     assert!(resumed == end, "the resumed state differs from the uninterrupted one");
+    saved
+}
+
+#[test]
+fn a_resumed_run_continues_exactly() {
+    let saved = continues_exactly(config());
+    assert_eq!(saved.meta.order.len(), 2 * 64, "two batches of the pass are left");
 }
 
 #[test]
 fn a_resumed_matching_run_continues_exactly() {
     // The images' velocity (SGD with momentum) travels in the session as their first moment:
     // resumed without it, the 4th iteration's step would differ.
-    let cfg = Config { objective: Objective::Matching, embed_width: 4, real_per_class: 16, ..config() };
-    let p = demo(&cfg);
-    let dev = Default::default();
-    let mut straight = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
-    let straight_losses = steps(&mut straight, 7);
-    let end = pollster::block_on(straight.checkpoint()).unwrap();
-
-    let mut first = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
-    let mut losses = steps(&mut first, 3);
-    let saved = Checkpoint::from_bytes(&pollster::block_on(first.checkpoint()).unwrap().to_bytes().unwrap()).unwrap();
-    let mut second = Distiller::<NdArray>::new(cfg.clone(), &p.train, p.norm, &dev).unwrap();
-    second.restore(&saved).unwrap();
-    let outcome = pollster::block_on(run_to_end(&mut second, |r| losses.push(r.loss.unwrap())));
-    assert_eq!(outcome.iterations, 7);
-    assert_eq!(losses, straight_losses);
-    assert!(pollster::block_on(second.checkpoint()).unwrap() == end, "the resumed state differs from the uninterrupted one");
+    continues_exactly(Config { objective: Objective::Matching, embed_width: 4, real_per_class: 16, ..config() });
 }
 
 /// Saves a run on burn-ndarray with the default engine after 3 iterations (through the file's
