@@ -250,7 +250,7 @@ config_args! {
     decay_epochs: usize, "Halve it every this many passes over the data instead";
     decay_factor: f64, "Factor of the step decay";
     epochs_outer: usize, "Passes over the real training data";
-    max_iterations: usize, "Stop after this many outer iterations (at most epochs_outer passes)";
+    max_iterations: usize, "Stop after this many outer iterations (unrolled: at most epochs_outer passes; private: T, default 300; matching: the optimisation's length, default 1000, after any private releases)";
     eval_nets: usize, "Evaluation networks";
     full_data_nets: usize, "Networks of the full-data baseline (0 skips it)";
     full_data_epochs: usize, "Epochs of the full-data baseline";
