@@ -93,6 +93,11 @@ pub fn logits<B: Backend>(net: &Network, params: &[Tensor<B, 1>], x: Tensor<B, 4
     Tensor::cat(chunks, 0)
 }
 
+/// The indices `idx` as a tensor, for `select`.
+pub fn indices<B: Backend>(idx: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
+    Tensor::from_data(TensorData::new(idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), [idx.len()]), device)
+}
+
 /// An ordinary training loop, the way a receiver trains a network on images and label rows:
 /// Adam (β 0.9 and 0.999, ε 1e-8) at `lr` on the soft cross-entropy against the label rows, in
 /// minibatches of `batch` (capped by the images) reshuffled every pass, the rest of a pass
@@ -118,7 +123,7 @@ pub fn ordinary<B: Backend>(net: &Network, mut params: Params<B>, x: &Tensor<B, 
     for _ in 0..recipe.epochs {
         let order = permutation(r, n);
         for chunk in order.chunks_exact(batch) {
-            let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(chunk.iter().map(|&i| i as i64).collect::<Vec<_>>(), [batch]), &device);
+            let idx = indices::<B>(chunk, &device);
             let (xb, yb) = (x.clone().select(0, idx.clone()), targets.clone().select(0, idx));
             let (_, grads) = loss_grads::<burn_autodiff::Autodiff<B>>(net, &params, xb, yb, Some(&OnceOps::plain()));
             params = params.into_iter().zip(grads).zip(moments.iter_mut()).map(|((p, g), m)| m.step(adam, recipe.lr, p, g)).collect();

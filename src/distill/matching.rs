@@ -7,11 +7,12 @@
 //! [`crate::distill::Distiller`] runs it when the configuration's objective is `matching`.
 
 use burn_autodiff::Autodiff;
-use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d}, Int, Tensor, TensorData};
+use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d}, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 
 use crate::conv::stride1;
 use crate::rng::normal;
+use crate::train::indices;
 
 /// The random embedding network of one matching iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,8 +113,7 @@ pub fn image_gradient<B: Backend>(
     let synthetic: Vec<Tensor<Autodiff<B>, 2>> = members
         .iter()
         .map(|idx| {
-            let idx = Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), [idx.len()]), &device);
-            let x = x.clone().select(0, idx);
+            let x = x.clone().select(0, indices::<Autodiff<B>>(idx, &device));
             if unit { e.embed_unit(&params, x) } else { e.embed(&params, x) }
         })
         .collect();

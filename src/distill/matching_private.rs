@@ -12,15 +12,16 @@
 //! images. After the last release the distiller drops the members' pixels
 //! ([`super::Distiller::members_dropped`]) and never reads a member again.
 
-use std::collections::BTreeMap;
-
-use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn_tensor::{backend::Backend, Tensor, TensorData};
 
 use super::matching::{Embedder, EmbedderParams};
-use super::private::{sample_chunks, Chunk};
-use crate::data::Dataset;
+use super::private::{members, sample_chunks, Chunk};
+use crate::config::Config;
+use crate::data::{Dataset, Normalization};
+use crate::loss::one_hot;
 use crate::privacy::noise::{grid_release, Grid, SecretRng};
 use crate::privacy::PrivacyPlan;
+use crate::train::indices;
 
 /// Floats a chunk's per-image vectors may take at most, roughly.
 const CHUNK_VALUES: usize = 4 << 20;
@@ -62,12 +63,12 @@ pub(super) struct PrivateMatching<B: Backend> {
 }
 
 impl<B: Backend> PrivateMatching<B> {
-    pub(super) fn new(plan: PrivacyPlan, train: &Dataset) -> crate::Result<Self> {
-        let mut by_patient: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-        for (i, &p) in train.patients.iter().enumerate() {
-            by_patient.entry(p).or_default().push(i);
-        }
-        Ok(Self { plan, patients: by_patient.into_values().collect(), rng: SecretRng::from_os()?, releases: Vec::new() })
+    /// Calibrates the plan of `config` for `train`'s patients, normalised with `norm` (the
+    /// public constants only).
+    pub(super) fn new(config: &Config, train: &Dataset, norm: Normalization) -> crate::Result<Self> {
+        let patients = members(train, norm)?;
+        let plan = PrivacyPlan::of(config, patients.len(), train.len())?.ok_or_else(|| crate::Error::Config("privacy is off in this configuration".into()))?;
+        Ok(Self { plan, patients, rng: SecretRng::from_os()?, releases: Vec::new() })
     }
 
     /// Whether every release is drawn.
@@ -119,16 +120,12 @@ pub(super) fn clipped_sum<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, 
 pub(super) fn patient_vectors<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, train_x: &Tensor<B, 4>, labels: &[usize], classes: usize, chunk: &Chunk) -> Tensor<B, 2> {
     let device = train_x.device();
     let n = chunk.batch.len();
-    let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(chunk.batch.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]), &device);
-    let x = train_x.clone().select(0, idx);
+    let x = train_x.clone().select(0, indices::<B>(&chunk.batch, &device));
     let emb = e.embed_unit(params, x);
     let d = emb.dims()[1];
     let part = Tensor::cat(vec![emb, Tensor::ones([n, 1], &device)], 1).mul_scalar(IMAGE_PART);
-    let mut one_hot = vec![0.0f32; n * classes];
-    for (k, &i) in chunk.batch.iter().enumerate() {
-        one_hot[k * classes + labels[i]] = 1.0;
-    }
-    let y = Tensor::<B, 2>::from_data(TensorData::new(one_hot, [n, classes]), &device);
+    let of_image: Vec<usize> = chunk.batch.iter().map(|&i| labels[i]).collect();
+    let y = one_hot::<B>(&of_image, classes, &device);
     let rows = (y.reshape([n, classes, 1]) * part.reshape([n, 1, d + 1])).reshape([n, classes * (d + 1)]);
     let p = chunk.patients();
     let mut member = vec![0.0f32; p * n];
@@ -179,7 +176,8 @@ mod tests {
     /// of `secret`: its raw vector and its targets.
     fn release(d: &Dataset, plan: PrivacyPlan, secret: u64) -> (Vec<f32>, Vec<Vec<f32>>) {
         let device = Default::default();
-        let mut m = PrivateMatching::<F>::new(plan.clone(), d).unwrap();
+        let private = Config { objective: Objective::Matching, privacy: Some(PrivacyConfig::default()), ..Config::default() };
+        let mut m = PrivateMatching::<F>::new(&private, d, PUBLIC_NORMALIZATION).unwrap();
         m.override_plan(plan, SecretRng::known(secret));
         let params = E.init::<F>(&mut ChaCha8Rng::seed_from_u64(7), &device);
         let all: Vec<usize> = (0..d.len()).collect();

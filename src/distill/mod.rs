@@ -11,7 +11,7 @@ mod private;
 pub use private::{Chunk, ChunkNorms, PrivatePlan};
 
 use burn_autodiff::Autodiff;
-use burn_tensor::{activation::softplus, backend::Backend, Int, Tensor, TensorData};
+use burn_tensor::{activation::softplus, backend::Backend, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -22,11 +22,10 @@ use crate::engine::Engine;
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
 use crate::net::{Network, Params};
-use crate::privacy::{PrivacyPlan, PUBLIC_NORMALIZATION};
 use crate::rng::{normal, permutation, rng, Stream};
 use rand::RngCore;
 use crate::loss::{label_targets, one_hot, soft_cross_entropy, weighted_rows};
-use crate::train::{loss_grads, sgd_update};
+use crate::train::{indices, loss_grads, sgd_update};
 
 type A<B> = Autodiff<B>;
 type AA<B> = Autodiff<Autodiff<B>>;
@@ -243,13 +242,8 @@ impl<B: Backend> Distiller<B> {
             _ => None,
         };
         let matching = if matching_objective {
-            let private = match PrivacyPlan::of(&config, train.patient_counts().total, train.len())? {
-                Some(plan) => {
-                    if norm != PUBLIC_NORMALIZATION {
-                        return Err(Error::Config("a private run normalises pixels with the fixed public constants (privacy::PUBLIC_NORMALIZATION), not with statistics of the training images".into()));
-                    }
-                    Some(matching_private::PrivateMatching::new(plan, train)?)
-                }
+            let private = match &config.privacy {
+                Some(_) => Some(matching_private::PrivateMatching::new(&config, train, norm)?),
                 None => None,
             };
             Some(Matching {
@@ -436,10 +430,7 @@ impl<B: Backend> Distiller<B> {
 
     /// The real images `batch` of the training split and their targets.
     fn real_batch(&self, batch: &[usize]) -> (Tensor<B, 4>, Tensor<B, 2>) {
-        let idx = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(batch.iter().map(|&i| i as i64).collect::<Vec<_>>(), [batch.len()]),
-            &self.device,
-        );
+        let idx = indices::<B>(batch, &self.device);
         (self.train_x.clone().select(0, idx.clone()), self.train_y.clone().select(0, idx))
     }
 
@@ -540,22 +531,26 @@ impl<B: Backend> Distiller<B> {
         }
     }
 
+    /// Private matching's plan, patients and releases, when that is the run.
+    fn private_matching(&self) -> Option<&matching_private::PrivateMatching<B>> {
+        self.matching.as_ref()?.private.as_ref()
+    }
+
     /// Private matching's release `r` (its noisy per-class sums and counts, flat), once drawn.
     pub fn matching_release(&self, r: usize) -> Option<Vec<f32>> {
-        let p = self.matching.as_ref()?.private.as_ref()?;
-        p.releases.get(r).and_then(|x| x.noisy.clone().reshape([-1]).into_data().to_vec::<f32>().ok())
+        self.private_matching()?.releases.get(r).and_then(|x| x.noisy.clone().reshape([-1]).into_data().to_vec::<f32>().ok())
     }
 
     /// Whether the run holds no member image any more (private matching after its releases).
     pub fn members_dropped(&self) -> bool {
-        self.matching.as_ref().is_some_and(|m| m.private.as_ref().is_some_and(|p| p.drawn())) && self.train_x.dims()[0] == 1
+        self.private_matching().is_some_and(|p| p.drawn()) && self.train_x.dims()[0] == 1
     }
 
     /// Whether an iteration's loss is the members' own, without noise (never shown then): the
     /// unrolled private run's, and a private matching run's while it draws its releases.
     fn loss_is_private(&self) -> bool {
         // Called before the iteration counts itself: iterations up to the plan's releases draw.
-        self.private.is_some() || self.matching.as_ref().is_some_and(|m| m.private.as_ref().is_some_and(|p| self.iteration < p.plan.iterations))
+        self.private.is_some() || self.private_matching().is_some_and(|p| self.iteration < p.plan.iterations)
     }
 
     /// Networks sampled per iteration: `nets_per_iteration`, or 1 with a fixed initialisation.
@@ -601,12 +596,14 @@ impl<B: Backend> Distiller<B> {
                 cause: format!("{} is {}", names[k], values[k]),
             });
         }
-        let lr = if self.matching.is_some() { self.config.image_lr } else { self.outer_lr(self.iteration) };
-        if self.matching.is_some() {
+        let lr = if self.matching.is_some() {
             // SGD with momentum 0.5, as the paper's code: the images only.
+            let lr = self.config.image_lr;
             self.velocity = self.velocity.clone() * 0.5 + g.images;
             self.state.images = self.state.images.clone() - self.velocity.clone() * lr;
+            lr
         } else {
+            let lr = self.outer_lr(self.iteration);
             let adam = AdamConfig { beta1: self.config.beta1, beta2: self.config.beta2, eps: 1e-8 };
             let s = &mut self.state;
             s.images = self.adam.0.step(adam, lr, s.images.clone(), g.images);
@@ -614,7 +611,8 @@ impl<B: Backend> Distiller<B> {
                 s.labels = self.adam.1.step(adam, lr, s.labels.clone(), g.labels);
             }
             s.raw_lrs = self.adam.2.step(adam, lr, s.raw_lrs.clone(), g.raw_lrs);
-        }
+            lr
+        };
         self.iteration = iteration;
         Ok(StepReport {
             iteration,
@@ -629,7 +627,7 @@ impl<B: Backend> Distiller<B> {
     /// The whole state read back to the host, to be saved and resumed later (see
     /// [`Distiller::restore`]).
     pub async fn checkpoint(&self) -> Result<Checkpoint> {
-        if self.matching.as_ref().is_some_and(|m| m.private.is_some()) {
+        if self.private_matching().is_some() {
             return Err(Error::Session("a private matching run cannot be saved as a session yet: its releases would have to travel with it".into()));
         }
         async fn host<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Result<HostTensor> {

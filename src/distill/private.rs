@@ -63,14 +63,7 @@ pub(super) struct Private<B: Backend> {
 impl<B: Backend> Private<B> {
     /// Calibrates the plan for `train`'s patients; refuses a normalisation other than the public one.
     pub(super) fn new(config: &Config, train: &Dataset, norm: Normalization) -> Result<Self> {
-        if norm != PUBLIC_NORMALIZATION {
-            return Err(Error::Config("a private run normalises pixels with the fixed public constants (privacy::PUBLIC_NORMALIZATION), not with statistics of the training images".into()));
-        }
-        let mut by_patient: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-        for (i, &p) in train.patients.iter().enumerate() {
-            by_patient.entry(p).or_default().push(i);
-        }
-        let patients: Vec<Vec<usize>> = by_patient.into_values().collect();
+        let patients = members(train, norm)?;
         let plan = PrivacyPlan::of(config, patients.len(), train.len())?.ok_or_else(|| Error::Config("privacy is off in this configuration".into()))?;
         let mut rng = SecretRng::from_os()?;
         let segment = rng.hex_id();
@@ -106,6 +99,20 @@ impl<B: Backend> Private<B> {
     fn sample(&mut self, chunk: usize) -> Vec<Chunk> {
         sample_chunks(&self.patients, self.plan.sample_rate, &mut self.rng, chunk)
     }
+}
+
+/// The training patients as either private form samples them: each patient's images (indices
+/// into the training split), in patient-id order. Refuses a normalisation other than the public
+/// one (statistics of the members would reach the result outside the mechanism).
+pub(super) fn members(train: &Dataset, norm: Normalization) -> Result<Vec<Vec<usize>>> {
+    if norm != PUBLIC_NORMALIZATION {
+        return Err(Error::Config("a private run normalises pixels with the fixed public constants (privacy::PUBLIC_NORMALIZATION), not with statistics of the training images".into()));
+    }
+    let mut by_patient: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, &p) in train.patients.iter().enumerate() {
+        by_patient.entry(p).or_default().push(i);
+    }
+    Ok(by_patient.into_values().collect())
 }
 
 /// One Poisson sample of `patients` at rate `q`: the sampled patients ordered by their number of
@@ -243,7 +250,7 @@ fn out_of_order(what: &str) -> Error {
 impl<B: Backend> Distiller<B> {
     /// The differential-privacy plan of this run, when privacy is on.
     pub fn privacy(&self) -> Option<&PrivacyPlan> {
-        self.private.as_ref().map(|p| &p.plan).or_else(|| self.matching.as_ref().and_then(|m| m.private.as_ref()).map(|p| &p.plan))
+        self.private.as_ref().map(|p| &p.plan).or_else(|| self.private_matching().map(|p| &p.plan))
     }
 
     /// Replaces the privacy plan and its randomness: for tests, which need σ = 0, C = ∞ or

@@ -136,76 +136,49 @@ impl PrivacyPlan {
     /// released so far; the guarantee that holds whatever the reason is the whole plan's, so that
     /// is the ε recorded then (what the iterations run spent alone is in `covers`).
     pub fn record(&self, iterations_run: usize) -> Privacy {
-        if self.objective == Objective::Matching {
-            return self.matching_record(iterations_run);
-        }
+        // A matching run's first iterations are its releases; the rest cost nothing.
+        let matching = self.objective == Objective::Matching;
+        let (done, what) = if matching { (iterations_run.min(self.iterations), "releases") } else { (iterations_run, "iterations") };
         let planned = self.spent(self.iterations);
-        let epsilon = if iterations_run < self.iterations { planned } else { self.spent(iterations_run) };
-        let early = if iterations_run < self.iterations {
+        let epsilon = if done < self.iterations { planned } else { self.spent(done) };
+        let early = if done < self.iterations {
             format!(
-                " The run stopped after {iterations_run} of its {} planned iterations, possibly because of what it showed: ε is that of the whole plan, which holds whatever the reason (the {iterations_run} iterations alone spend ε = {:.3} only if the decision to stop depended on none of them).",
+                " The run stopped after {done} of its {} planned {what}, possibly because of what it showed: ε is that of the whole plan, which holds whatever the reason (the {done} {what} alone spend ε = {:.3} only if the decision to stop depended on none of them).",
                 self.iterations,
-                self.spent(iterations_run)
+                self.spent(done)
             )
         } else {
             String::new()
         };
-        Privacy {
-            mechanism: "DP-SGD on the outer loss: Poisson sampling of patients, each patient's gradient with respect to the final inner weights of all networks of the iteration clipped jointly, the sum rounded to a grid and discrete Gaussian noise added on it (Canonne, Kamath & Steinke 2020)".into(),
-            unit: self.unit.into(),
-            epsilon,
-            delta: self.delta,
-            noise_multiplier: self.noise_multiplier,
-            clip: self.clip,
-            sample_rate: self.sample_rate,
-            iterations: iterations_run,
-            planned_iterations: self.iterations,
-            accountant: accountant::NAME.into(),
-            covers: format!(
-                "The distilled images, labels and learning rates are ({:.3}, {:.1e})-differentially private with respect to adding or removing one {} of the data given (one added to or removed from the folder changes no other {}'s side of the split, so the training set changes by that {} at most). Not covered: the number of training {}s (treated as public; it sets the sampling rate and the divisor), the class names, the evaluation (the test {}s), and the privacy audit, which compares the result with the member and holdout images and is kept out of this archive. The loss of the sampled members is never shown during the run.{early}",
-                epsilon,
-                self.delta,
-                self.unit,
-                self.unit,
-                self.unit,
-                self.unit,
-                self.unit
-            ),
-        }
-    }
-}
-
-impl PrivacyPlan {
-    /// A matching run's record after `iterations_run` iterations, the first [`Self::iterations`]
-    /// of which drew the releases (the rest optimise against them at no cost).
-    fn matching_record(&self, iterations_run: usize) -> Privacy {
-        let releases = iterations_run.min(self.iterations);
-        let epsilon = self.spent(self.iterations);
-        let early = if releases < self.iterations {
-            format!(
-                " The run stopped after {releases} of its {} planned releases, possibly because of what it showed: ε is that of the whole plan (the {releases} releases alone spend ε = {:.3} only if the decision to stop depended on none of them).",
-                self.iterations,
-                self.spent(releases)
+        let (unit, delta) = (self.unit, self.delta);
+        let (mechanism, covers) = if matching {
+            (
+                "distribution matching against cached noisy targets (NDPDC, Dosser): each release Poisson-samples patients; each sampled patient's vector (per class, the sum of its images' unit-norm embeddings under the release's random network and its image count, each image's part scaled to norm 1) is clipped jointly to C, the sum rounded to a grid and discrete Gaussian noise added on it (Canonne, Kamath & Steinke 2020); class means are the noisy sums over the noisy counts",
+                format!(
+                    "The distilled images are ({epsilon:.3}, {delta:.1e})-differentially private with respect to adding or removing one {unit} of the data given: they depend on the training {unit}s only through the {} noisy releases, drawn before any image was optimised; the labels are one-hot and the learning rates are not learned. Not covered: the number of training {unit}s (treated as public; it sets the sampling rate), the class names, the evaluation (the test {unit}s), and the privacy audit, which compares the result with the member and holdout images and is kept out of this archive.{early}",
+                    self.iterations
+                ),
             )
         } else {
-            String::new()
+            (
+                "DP-SGD on the outer loss: Poisson sampling of patients, each patient's gradient with respect to the final inner weights of all networks of the iteration clipped jointly, the sum rounded to a grid and discrete Gaussian noise added on it (Canonne, Kamath & Steinke 2020)",
+                format!(
+                    "The distilled images, labels and learning rates are ({epsilon:.3}, {delta:.1e})-differentially private with respect to adding or removing one {unit} of the data given (one added to or removed from the folder changes no other {unit}'s side of the split, so the training set changes by that {unit} at most). Not covered: the number of training {unit}s (treated as public; it sets the sampling rate and the divisor), the class names, the evaluation (the test {unit}s), and the privacy audit, which compares the result with the member and holdout images and is kept out of this archive. The loss of the sampled members is never shown during the run.{early}"
+                ),
+            )
         };
-        let unit = self.unit;
         Privacy {
-            mechanism: "distribution matching against cached noisy targets (NDPDC, Dosser): each release Poisson-samples patients; each sampled patient's vector (per class, the sum of its images' unit-norm embeddings under the release's random network and its image count, each image's part scaled to norm 1) is clipped jointly to C, the sum rounded to a grid and discrete Gaussian noise added on it (Canonne, Kamath & Steinke 2020); class means are the noisy sums over the noisy counts".into(),
+            mechanism: mechanism.into(),
             unit: unit.into(),
             epsilon,
-            delta: self.delta,
+            delta,
             noise_multiplier: self.noise_multiplier,
             clip: self.clip,
             sample_rate: self.sample_rate,
-            iterations: releases,
+            iterations: done,
             planned_iterations: self.iterations,
             accountant: accountant::NAME.into(),
-            covers: format!(
-                "The distilled images are ({epsilon:.3}, {:.1e})-differentially private with respect to adding or removing one {unit} of the data given: they depend on the training {unit}s only through the {} noisy releases, drawn before any image was optimised; the labels are one-hot and the learning rates are not learned. Not covered: the number of training {unit}s (treated as public; it sets the sampling rate), the class names, the evaluation (the test {unit}s), and the privacy audit, which compares the result with the member and holdout images and is kept out of this archive.{early}",
-                self.delta, self.iterations
-            ),
+            covers,
         }
     }
 }
@@ -214,8 +187,8 @@ impl PrivacyPlan {
 /// iteration's networks; for matching, one release's per-class embedding sums and counts.
 pub fn noised_dims(config: &Config, classes: usize) -> Result<usize> {
     if config.objective == Objective::Matching {
-        let side = config.image_size >> config.embed_depth;
-        return Ok(classes * (config.embed_width * side * side + 1));
+        let embedder = crate::distill::matching::Embedder { width: config.embed_width, depth: config.embed_depth };
+        return Ok(classes * (embedder.dims(config.image_size) + 1));
     }
     let per_network = Network::new(config, classes)?.weights();
     Ok(per_network * if config.known_init { 1 } else { config.nets_per_iteration })
