@@ -67,6 +67,11 @@ pub struct SessionPrivacy {
     /// The plan, whose iterations a resume never passes.
     #[serde(deserialize_with = "plan_of")]
     pub plan: PrivacyPlan,
+    /// Private matching: where the training random stream stood (a `u128`, as text) when each
+    /// saved release's embedding network was drawn, so that a resume draws the same networks;
+    /// the releases are the tensor `matching.releases`. Empty for the unrolled form.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<String>,
 }
 
 /// Reads a plan through an owned JSON value (its `unit` is a `&'static str`).
@@ -95,7 +100,13 @@ pub struct SessionTensors {
     pub labels: Learned,
     /// `[steps × epochs]`, before softplus.
     pub raw_lrs: Learned,
+    /// Private matching's releases so far, `[releases, classes, d + 1]`: the noisy outputs of
+    /// the mechanism (see `distill::matching_private`), nothing else about the members.
+    pub releases: Option<HostTensor>,
 }
+
+/// The name of the releases' tensor in the file.
+const RELEASES: &str = "matching.releases";
 
 impl SessionTensors {
     /// Every tensor with its name in the file.
@@ -103,6 +114,7 @@ impl SessionTensors {
         [("images", &self.images), ("labels", &self.labels), ("raw_lrs", &self.raw_lrs)]
             .into_iter()
             .flat_map(|(name, l)| [(name.to_string(), &l.value), (format!("adam.{name}.m"), &l.m), (format!("adam.{name}.v"), &l.v)])
+            .chain(self.releases.iter().map(|r| (RELEASES.to_string(), r)))
             .collect()
     }
 
@@ -118,7 +130,8 @@ impl SessionTensors {
         let learned = |name: &str| -> Result<Learned> {
             Ok(Learned { value: tensor(name)?, m: tensor(&format!("adam.{name}.m"))?, v: tensor(&format!("adam.{name}.v"))? })
         };
-        Ok(Self { images: learned("images")?, labels: learned("labels")?, raw_lrs: learned("raw_lrs")? })
+        let releases = if st.names().iter().any(|n| n.as_str() == RELEASES) { Some(tensor(RELEASES)?) } else { None };
+        Ok(Self { images: learned("images")?, labels: learned("labels")?, raw_lrs: learned("raw_lrs")?, releases })
     }
 }
 

@@ -71,6 +71,10 @@ pub struct Config {
     pub real_per_class: usize,
     /// Matching: learning rate of the images' SGD with momentum 0.5 (the paper's code: 1).
     pub image_lr: f64,
+    /// Matching: differentiable Siamese augmentation (`crate::augment`): each iteration
+    /// transforms a class's real and distilled images alike, image by image; a private release
+    /// transforms every image by one draw.
+    pub dsa: bool,
     /// The ordinary loop a matching set is meant for and evaluated with, and its random subset:
     /// passes over the set.
     pub recipe_epochs: usize,
@@ -78,6 +82,8 @@ pub struct Config {
     pub recipe_lr: f64,
     /// The ordinary loop's minibatch (capped by the set).
     pub recipe_batch: usize,
+    /// The ordinary loop augments each minibatch (`crate::augment`, one transform an image).
+    pub recipe_augment: bool,
     /// Network trained on the distilled data.
     pub net: NetKind,
     /// Channels of every ConvNet block.
@@ -257,6 +263,7 @@ pub const LIMITS: &[Limit] = &[
         whole: false,
         why: "below 0.1 the noise drowns the data (the result is noise); above 20 the guarantee bounds nothing a user could rely on",
     },
+    Limit { key: "draws", label: "releases", min: 1.0, max: 100_000.0, whole: true, why: "" },
 ];
 
 /// The limit of `key` in [`LIMITS`].
@@ -290,9 +297,11 @@ impl Default for Config {
             embed_depth: 3,
             real_per_class: 128,
             image_lr: 1.0,
+            dsa: false,
             recipe_epochs: 300,
             recipe_lr: 1e-3,
             recipe_batch: 256,
+            recipe_augment: false,
             net: NetKind::LeNet,
             convnet_width: 32,
             convnet_depth: 3,
@@ -435,9 +444,7 @@ impl Config {
         if let Some(c) = p.clip.filter(|c| !(c.is_finite() && *c > 0.0)) {
             return Err(Error::Config(format!("dp_clip = {c} must be a positive finite number")));
         }
-        if !(1..=100_000).contains(&p.draws) {
-            return Err(Error::Config(format!("dp_draws = {} is outside [1, 100000]", p.draws)));
-        }
+        limit("draws").check(p.draws as f64)?;
         if p.delta.is_some_and(|d| !(d > 0.0 && d < 1.0)) {
             return Err(Error::Config(format!("dp_delta = {} is outside (0, 1)", p.delta.unwrap_or_default())));
         }
@@ -451,6 +458,9 @@ impl Config {
     /// mistake.
     fn check_matching(&self) -> Result<()> {
         if self.objective != Objective::Matching {
+            if self.dsa || self.recipe_augment {
+                return Err(Error::Config("dsa and recipe_augment belong to the matching objective; the unrolled objective's set is replayed as learned".into()));
+            }
             return Ok(());
         }
         if self.known_init {
@@ -467,7 +477,7 @@ impl Config {
 
     /// How a network is trained on the distilled set by an ordinary loop (matching's recipe).
     pub fn recipe(&self) -> crate::train::Recipe {
-        crate::train::Recipe { epochs: self.recipe_epochs, lr: self.recipe_lr, batch: self.recipe_batch }
+        crate::train::Recipe { epochs: self.recipe_epochs, lr: self.recipe_lr, batch: self.recipe_batch, augment: self.recipe_augment }
     }
 
     /// Inner SGD steps of one replay: `steps × epochs`.
@@ -543,7 +553,7 @@ mod tests {
         m.validate().unwrap();
         Config { privacy: Some(PrivacyConfig::default()), ..m.clone() }.validate().unwrap();
         let no_draws = Config { privacy: Some(PrivacyConfig { draws: 0, ..Default::default() }), ..m.clone() };
-        assert!(no_draws.validate().unwrap_err().to_string().contains("dp_draws = 0"));
+        assert!(no_draws.validate().unwrap_err().to_string().contains("draws = 0 is outside [1, 100000]"));
         let fixed = Config { known_init: true, ..m.clone() };
         assert!(fixed.validate().unwrap_err().to_string().contains("known_init"));
         let small = Config { image_size: 8, embed_depth: 4, ..m.clone() };
@@ -647,6 +657,8 @@ mod tests {
                 let mut j = serde_json::to_value(Config { privacy: Some(PrivacyConfig::default()), ..Config::default() }).unwrap();
                 if l.key == "epsilon" {
                     j["privacy"]["epsilon"] = v.into();
+                } else if l.key == "draws" {
+                    j["privacy"]["draws"] = (v as u64).into();
                 } else {
                     j[l.key] = (v as u64).into();
                 }

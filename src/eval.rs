@@ -273,7 +273,7 @@ pub async fn evaluate_full_data<B: Backend>(
     let all: Vec<usize> = (0..train.len()).collect();
     let (x, y) = train.tensors::<B>(&all, norm, device);
     let y = if config.balance_classes { crate::loss::weighted_rows(y, &train.class_weights()) } else { y };
-    let recipe = Recipe { epochs: config.full_data_epochs, lr: 1e-3, batch: 64 };
+    let recipe = Recipe { epochs: config.full_data_epochs, lr: 1e-3, batch: 64, augment: false };
     let mut r = rng(config.seed, Stream::Baseline);
     let mut outputs = Vec::new();
     for _ in 0..config.full_data_nets {
@@ -323,7 +323,7 @@ mod tests {
                 match p {
                     Program::Ordinary { images, recipe, .. } => {
                         assert!(ordinary, "{objective:?} trained by an ordinary loop");
-                        assert_eq!(recipe, Recipe { epochs: 7, lr: 0.004, batch: 256 });
+                        assert_eq!(recipe, Recipe { epochs: 7, lr: 0.004, batch: 256, augment: false });
                         assert_eq!(images.dims()[0], 20);
                     }
                     Program::Replay { steps, epochs, .. } => {

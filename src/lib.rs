@@ -9,6 +9,7 @@
 
 pub mod adam;
 pub mod audit;
+pub mod augment;
 pub mod checkpoint;
 pub mod config;
 pub mod conv;

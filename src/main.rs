@@ -223,9 +223,11 @@ config_args! {
     embed_depth: usize, "Matching: blocks of the embedding network";
     real_per_class: usize, "Matching: real images of each class embedded per iteration";
     image_lr: f64, "Matching: learning rate of the images' SGD (momentum 0.5)";
+    dsa: bool, "Matching: differentiable Siamese augmentation of real and distilled images alike (true/false)";
     recipe_epochs: usize, "Matching: passes of the ordinary loop the set is evaluated with (and recorded for)";
     recipe_lr: f64, "Matching: the ordinary loop's Adam learning rate";
     recipe_batch: usize, "Matching: the ordinary loop's minibatch";
+    recipe_augment: bool, "Matching: the ordinary loop augments each minibatch (true/false)";
     net: anondistill::NetKind => parse_json::<anondistill::NetKind>, "Network: lenet or convnet";
     convnet_width: usize, "Channels of every ConvNet block";
     convnet_depth: usize, "ConvNet blocks";

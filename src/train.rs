@@ -101,7 +101,8 @@ pub fn indices<B: Backend>(idx: &[usize], device: &B::Device) -> Tensor<B, 1, In
 /// An ordinary training loop, the way a receiver trains a network on images and label rows:
 /// Adam (β 0.9 and 0.999, ε 1e-8) at `lr` on the soft cross-entropy against the label rows, in
 /// minibatches of `batch` (capped by the images) reshuffled every pass, the rest of a pass
-/// that does not fill a minibatch left out, for `epochs` passes. The archive of a matching run
+/// that does not fill a minibatch left out, for `epochs` passes; with `augment`, each
+/// minibatch transformed image by image ([`crate::augment`]). The archive of a matching run
 /// records it (`manifest.json`, `recipe`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
@@ -111,6 +112,10 @@ pub struct Recipe {
     pub lr: f64,
     /// Images per minibatch (at most all of them).
     pub batch: usize,
+    /// Each minibatch is augmented, one transform an image ([`crate::augment::draw`]); archives
+    /// written before the setting existed did not augment.
+    #[serde(default)]
+    pub augment: bool,
 }
 
 /// Trains `params` on `(x, targets)` by `recipe`, shuffling with `r`.
@@ -124,7 +129,10 @@ pub fn ordinary<B: Backend>(net: &Network, mut params: Params<B>, x: &Tensor<B, 
         let order = permutation(r, n);
         for chunk in order.chunks_exact(batch) {
             let idx = indices::<B>(chunk, &device);
-            let (xb, yb) = (x.clone().select(0, idx.clone()), targets.clone().select(0, idx));
+            let (mut xb, yb) = (x.clone().select(0, idx.clone()), targets.clone().select(0, idx));
+            if recipe.augment {
+                xb = crate::augment::apply(xb, &crate::augment::draw(r, chunk.len(), x.dims()[2]));
+            }
             let (_, grads) = loss_grads::<burn_autodiff::Autodiff<B>>(net, &params, xb, yb, Some(&OnceOps::plain()));
             params = params.into_iter().zip(grads).zip(moments.iter_mut()).map(|((p, g), m)| m.step(adam, recipe.lr, p, g)).collect();
         }

@@ -120,11 +120,12 @@ pub fn demo_attribution() -> String {
     ATTRIBUTION.to_string()
 }
 
-/// The ranges of the numbers the page's settings take ([`crate::config::LIMITS`]), and the
-/// CPU workers' largest count: the page sets its fields and checks each value with them.
+/// The ranges of the numbers the page's settings take ([`crate::config::LIMITS`]), the CPU
+/// workers' largest count (the page sets its fields and checks each value with them), and a
+/// matching run's iterations when none are given.
 #[wasm_bindgen(js_name = settingsFields)]
 pub fn settings_fields() -> Result<JsValue, JsValue> {
-    to_js(&serde_json::json!({ "limits": crate::config::LIMITS, "max_workers": crate::config::MAX_WORKERS }))
+    to_js(&serde_json::json!({ "limits": crate::config::LIMITS, "max_workers": crate::config::MAX_WORKERS, "matching_iterations": crate::config::MATCHING_ITERATIONS }))
 }
 
 /// The configuration a session file was saved with, as JSON (to load the data with it before
@@ -155,6 +156,10 @@ struct PlanView {
     unit: &'static str,
     in_words: String,
     covers: String,
+    /// `unrolled` or `matching`: for matching, `iterations` are its releases.
+    objective: crate::config::Objective,
+    /// Matching: the iterations after the releases, which read no member (0 for unrolled).
+    then: usize,
 }
 
 fn plan_view(p: &PrivacyPlan, config: &Config, classes: usize) -> Result<JsValue, JsValue> {
@@ -171,12 +176,18 @@ fn plan_view(p: &PrivacyPlan, config: &Config, classes: usize) -> Result<JsValue
         unit: p.unit,
         in_words: p.noise_in_words(dims),
         covers: p.record(p.iterations).covers,
+        objective: p.objective,
+        then: match p.objective {
+            crate::config::Objective::Matching => config.max_iterations.unwrap_or(crate::config::MATCHING_ITERATIONS),
+            crate::config::Objective::Unrolled => 0,
+        },
     })
 }
 
 /// The differential-privacy plan the configuration (JSON) would run with on `patients` training
 /// patients holding `images` images of `classes` classes: `{epsilon, delta, noise_multiplier,
-/// sample_rate, clip, iterations, patients, expected_batch, unit, in_words, covers}`, or `null`
+/// sample_rate, clip, iterations, patients, expected_batch, unit, in_words, covers, objective,
+/// then}` (for matching, `iterations` are the releases and `then` the iterations after), or `null`
 /// when privacy is off. For the page to say what the noise costs before the run.
 #[wasm_bindgen(js_name = privacyPlan)]
 pub fn privacy_plan(config_json: &str, patients: usize, images: usize, classes: usize) -> Result<JsValue, JsValue> {
@@ -496,7 +507,7 @@ fn settle(inner: &Rc<RefCell<Inner>>, engine: Engine, chunk: Chunk) -> Result<Js
         total,
         stopped: chunk.stopped,
         device_lost: chunk.device_lost,
-        epsilon_spent: s.privacy.as_ref().map(|p| p.spent(s.outcome.iterations)),
+        epsilon_spent: s.privacy.as_ref().map(|p| p.spent_by(s.outcome.iterations)),
     })
 }
 

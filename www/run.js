@@ -96,6 +96,11 @@ export function started(m) {
   $('backend-label').dataset.backend = m.backend;
   $('backend-label').dataset.workers = m.workers;
   store.privacy = m.privacy || null;
+  store.objective = m.objective;
+  // A matching set keeps its learning rates and labels: only the loss is plotted.
+  const matching = m.objective === 'matching';
+  $('lr-plot').closest('figure').hidden = matching;
+  $('loss-plot').nextElementSibling.textContent = matching ? 'matching loss: distance of the class-mean embeddings' : 'outer loss on real minibatches';
   if (store.privacy) showPrivacyPlan(store.privacy, m.epsilonSpent);
   else $('privacy-plan').hidden = true;
   $('progress').max = m.total;
@@ -125,9 +130,19 @@ export function progress(m) {
   const first = store.firstChunk || (store.firstChunk = { elapsed: m.elapsed, done: m.doneThisRun });
   const per = m.doneThisRun > first.done ? (m.elapsed - first.elapsed) / (m.doneThisRun - first.done) : m.elapsed / Math.max(1, m.doneThisRun);
   const eta = (m.total - m.iterations) * per;
-  const loss = last && last.loss == null ? 'loss not shown: in a private run it is the members\' loss without noise, outside the guarantee'
+  const releases = store.privacy && store.privacy.objective === 'matching' ? store.privacy.iterations : 0;
+  let where = `iteration ${m.iterations} of ${m.total}`;
+  let loss = last && last.loss == null ? 'loss not shown: in a private run it is the members\' loss without noise, outside the guarantee'
     : `loss ${last ? last.loss.toFixed(4) : '–'}`;
-  dispatch({ type: 'progress', text: `iteration ${m.iterations} of ${m.total} · ${loss} · ${fmt(m.elapsed)} elapsed · about ${fmt(eta)} left` });
+  // Private matching: the releases first (the only part that reads the patients), then the
+  // images matched to them.
+  if (releases && m.iterations <= releases) {
+    where = `release ${m.iterations} of ${releases}, then ${m.total - releases} matching iterations`;
+    loss = 'no loss yet: the images move once the releases are drawn';
+  } else if (releases) {
+    where = `matching iteration ${m.iterations - releases} of ${m.total - releases}, after ${releases} releases (no patient read)`;
+  }
+  dispatch({ type: 'progress', text: `${where} · ${loss} · ${fmt(m.elapsed)} elapsed · about ${fmt(eta)} left` });
   if (store.dropped) {
     dispatch({ type: 'note', panel: 'notice', text: `${store.dropped} sampled patient gradient(s) were not finite and were left out of their iterations (a notice on this machine only, not in the download).` });
   }

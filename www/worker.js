@@ -143,7 +143,8 @@ async function startHelpers(backend, workers) {
   stopHelpers();
   const config = session.configJson();
   const cfg = JSON.parse(config);
-  const nets = cfg.known_init ? 1 : cfg.nets_per_iteration;
+  // A matching iteration draws one embedding network: nothing to share.
+  const nets = cfg.known_init || cfg.objective === 'matching' ? 1 : cfg.nets_per_iteration;
   const count = Math.min((workers || 1) - 1, nets - 1);
   if (backend === 'webgpu' || count < 1) return;
   while (pool.length < count) newHelper();
@@ -347,7 +348,8 @@ async function begin(backend, sessionFile, workers) {
   const chosen = await pickBackend(backend);
   const total = await session.start(chosen, sessionFile);
   await startHelpers(session.backend(), workers);
-  post({ type: 'started', backend: session.backend(), workers: helpers.length + 1, total, iterations: session.iterations(), resumed: !!sessionFile, privacy: session.privacy(), resumedSession: session.resumedSession() });
+  const objective = JSON.parse(session.configJson()).objective;
+  post({ type: 'started', backend: session.backend(), workers: helpers.length + 1, total, iterations: session.iterations(), resumed: !!sessionFile, privacy: session.privacy(), resumedSession: session.resumedSession(), objective });
   postSnapshot();
 }
 

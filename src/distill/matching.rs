@@ -10,6 +10,7 @@ use burn_autodiff::Autodiff;
 use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2d}, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 
+use crate::augment::{self, Transform};
 use crate::conv::stride1;
 use crate::rng::normal;
 use crate::train::indices;
@@ -98,7 +99,9 @@ pub fn class_means<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, real: &
 
 /// The matching loss of `images` (`members[c]` lists the images of class `c`) against
 /// `targets`, and its gradient with respect to the images; with `unit`, each image's embedding
-/// is divided by its norm first (as private matching's targets are made).
+/// is divided by its norm first (as private matching's targets are made); with `aug`, class
+/// `c`'s images are transformed by `aug[c]` first (image `i` by its `i`-th transform, or all by
+/// the one there is), inside the graph.
 pub fn image_gradient<B: Backend>(
     e: &Embedder,
     params: &EmbedderParams<B>,
@@ -106,14 +109,20 @@ pub fn image_gradient<B: Backend>(
     members: &[Vec<usize>],
     targets: &[Tensor<B, 1>],
     unit: bool,
+    aug: Option<&[Vec<Transform>]>,
 ) -> (Tensor<B, 1>, Tensor<B, 4>) {
     let device = images.device();
     let params: EmbedderParams<Autodiff<B>> = params.iter().map(|(w, b)| (Tensor::from_inner(w.clone()), Tensor::from_inner(b.clone()))).collect();
     let x = Tensor::<Autodiff<B>, 4>::from_inner(images.clone()).require_grad();
     let synthetic: Vec<Tensor<Autodiff<B>, 2>> = members
         .iter()
-        .map(|idx| {
-            let x = x.clone().select(0, indices::<Autodiff<B>>(idx, &device));
+        .enumerate()
+        .map(|(c, idx)| {
+            let mut x = x.clone().select(0, indices::<Autodiff<B>>(idx, &device));
+            if let Some(aug) = aug {
+                let t = &aug[c];
+                x = augment::apply(x, if t.len() == 1 { t } else { &t[..idx.len()] });
+            }
             if unit { e.embed_unit(&params, x) } else { e.embed(&params, x) }
         })
         .collect();
@@ -169,7 +178,7 @@ mod tests {
                 .iter()
                 .map(|p| {
                     let targets = class_means(&e, p, &real);
-                    image_gradient(&e, p, &d.state().images, &members, &targets, false).0.into_scalar()
+                    image_gradient(&e, p, &d.state().images, &members, &targets, false, None).0.into_scalar()
                 })
                 .sum()
         };

@@ -11,11 +11,17 @@
 //! count (at least one image): no exact count, no other statistic of the members, reaches the
 //! images. After the last release the distiller drops the members' pixels
 //! ([`super::Distiller::members_dropped`]) and never reads a member again.
+//!
+//! A session file carries the releases drawn so far (they are the mechanism's noisy outputs)
+//! and where the public stream stood for each one's network: a resume after the last release
+//! needs no member; one during the draws draws the rest with fresh secret randomness.
 
 use burn_tensor::{backend::Backend, Tensor, TensorData};
 
 use super::matching::{Embedder, EmbedderParams};
-use super::private::{members, sample_chunks, Chunk};
+use crate::augment::{self, Transform};
+use super::private::{members, sample_chunks, saved_plan, Chunk};
+use crate::checkpoint::{HostTensor, SessionPrivacy};
 use crate::config::Config;
 use crate::data::{Dataset, Normalization};
 use crate::loss::one_hot;
@@ -31,6 +37,10 @@ const CHUNK_VALUES: usize = 4 << 20;
 pub struct Release<B: Backend> {
     /// The release's random embedding network.
     pub params: EmbedderParams<B>,
+    /// Where the public training stream stood when `params` were drawn from it.
+    pub stream: u128,
+    /// With DSA, the one transform every image of the release took (drawn after `params`).
+    pub aug: Option<Transform>,
     /// The noisy released vector, `[classes, d + 1]`.
     pub noisy: Tensor<B, 2>,
 }
@@ -60,6 +70,10 @@ pub(super) struct PrivateMatching<B: Backend> {
     patients: Vec<Vec<usize>>,
     rng: SecretRng,
     pub(super) releases: Vec<Release<B>>,
+    /// This run segment's random id (a session file saved from it carries it).
+    segment: String,
+    /// The id of the session file this run resumed, if it did.
+    pub(super) resumed_from: Option<String>,
 }
 
 impl<B: Backend> PrivateMatching<B> {
@@ -68,7 +82,69 @@ impl<B: Backend> PrivateMatching<B> {
     pub(super) fn new(config: &Config, train: &Dataset, norm: Normalization) -> crate::Result<Self> {
         let patients = members(train, norm)?;
         let plan = PrivacyPlan::of(config, patients.len(), train.len())?.ok_or_else(|| crate::Error::Config("privacy is off in this configuration".into()))?;
-        Ok(Self { plan, patients, rng: SecretRng::from_os()?, releases: Vec::new() })
+        let mut rng = SecretRng::from_os()?;
+        let segment = rng.hex_id();
+        Ok(Self { plan, patients, rng, releases: Vec::new(), segment, resumed_from: None })
+    }
+
+    /// What a session file saved after `iteration` iterations carries besides the releases'
+    /// tensor ([`PrivateMatching::releases_host`]).
+    pub(super) fn session_record(&self, iteration: usize) -> SessionPrivacy {
+        SessionPrivacy {
+            id: self.segment.clone(),
+            epsilon_spent: self.plan.spent_by(iteration),
+            plan: self.plan.clone(),
+            releases: self.releases.iter().map(|r| r.stream.to_string()).collect(),
+        }
+    }
+
+    /// The releases so far, `[releases, classes, d + 1]`, read back to the host (`None` before
+    /// the first).
+    pub(super) async fn releases_host(&self) -> crate::Result<Option<HostTensor>> {
+        let Some(first) = self.releases.first() else { return Ok(None) };
+        let [classes, cols] = first.noisy.dims();
+        let all = Tensor::cat(self.releases.iter().map(|r| r.noisy.clone().reshape([1, classes, cols])).collect(), 0);
+        let values = super::read_f32(all.reshape([-1])).await?;
+        Ok(Some(HostTensor { shape: vec![self.releases.len(), classes, cols], values }))
+    }
+
+    /// Continues the releases a session file saved after `iteration` iterations: the same plan
+    /// (see [`saved_plan`]), its `releases` (`[k, classes, d + 1]`, k the releases among those
+    /// iterations) each under the network the public stream `stream` gave at its saved
+    /// position. The remaining releases are drawn with this run's own secret randomness; after
+    /// the last one the patients are forgotten.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn resume(&mut self, saved: Option<&SessionPrivacy>, releases: Option<&HostTensor>, iteration: usize, e: &Embedder, config: &Config, classes: usize, stream: &rand_chacha::ChaCha8Rng, device: &B::Device) -> crate::Result<()> {
+        let size = config.image_size;
+        let saved = saved_plan(&self.plan, saved)?;
+        let bad = |why: &str| crate::Error::Session(format!("the private session's releases do not fit: {why}"));
+        let k = self.plan.releases_in(iteration);
+        if saved.releases.len() != k {
+            return Err(bad(&format!("{} saved after {iteration} iterations, where {k} were drawn", saved.releases.len())));
+        }
+        let cols = e.dims(size) + 1;
+        let mut restored = Vec::with_capacity(k);
+        if k > 0 {
+            let r = releases.ok_or_else(|| bad("the file has none"))?;
+            if r.shape != [k, classes, cols] || r.values.len() != k * classes * cols {
+                return Err(bad(&format!("their shape is {:?}, not [{k}, {classes}, {cols}]", r.shape)));
+            }
+            for (j, pos) in saved.releases.iter().enumerate() {
+                let pos: u128 = pos.parse().map_err(|_| bad("a bad random-stream position"))?;
+                let mut at = stream.clone();
+                at.set_word_pos(pos);
+                let values = r.values[j * classes * cols..(j + 1) * classes * cols].to_vec();
+                let params = e.init::<B>(&mut at, device);
+                let aug = config.dsa.then(|| augment::draw(&mut at, 1, size)[0]);
+                restored.push(Release { params, stream: pos, aug, noisy: Tensor::from_data(TensorData::new(values, [classes, cols]), device) });
+            }
+        }
+        self.releases = restored;
+        self.resumed_from = Some(saved.id.clone());
+        if self.drawn() {
+            self.patients = Vec::new();
+        }
+        Ok(())
     }
 
     /// Whether every release is drawn.
@@ -84,19 +160,22 @@ impl<B: Backend> PrivateMatching<B> {
 
     /// Draws the next release under `params` from the training images `train_x` with labels
     /// `labels`; forgets the patients after the last one.
-    pub(super) fn draw(&mut self, e: &Embedder, params: EmbedderParams<B>, train_x: &Tensor<B, 4>, labels: &[usize], classes: usize) {
+    /// `stream` is where the public stream stood when `params` were drawn (a session file keeps
+    /// it).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn draw(&mut self, e: &Embedder, params: EmbedderParams<B>, aug: Option<Transform>, stream: u128, train_x: &Tensor<B, 4>, labels: &[usize], classes: usize) {
         let cols = classes * (e.dims(train_x.dims()[2]) + 1);
         let chunk = (CHUNK_VALUES / cols).clamp(1, 1024);
         let chunks = sample_chunks(&self.patients, self.plan.sample_rate, &mut self.rng, chunk);
         let device = train_x.device();
         let mut sum = Tensor::<B, 1>::zeros([cols], &device);
         for c in &chunks {
-            sum = sum + clipped_sum(e, &params, train_x, labels, classes, c, self.plan.clip);
+            sum = sum + clipped_sum(e, &params, aug, train_x, labels, classes, c, self.plan.clip);
         }
         let grid = Grid::of(self.plan.noise_multiplier, self.plan.clip, cols);
         let noise = grid.map_or_else(|| vec![0.0; cols], |g| self.rng.grid_noise(cols, &g));
         let noisy = grid_release(sum, Tensor::from_data(TensorData::new(noise, [cols]), &device), grid.map_or(0.0, |g| g.step));
-        self.releases.push(Release { params, noisy: noisy.reshape([classes, cols / classes]) });
+        self.releases.push(Release { params, stream, aug, noisy: noisy.reshape([classes, cols / classes]) });
         if self.drawn() {
             self.patients = Vec::new();
         }
@@ -105,8 +184,9 @@ impl<B: Backend> PrivateMatching<B> {
 
 /// The sum over a chunk's patients of each patient's vector clipped to `clip` (a patient whose
 /// vector is not finite counts for nothing), `[classes · (d + 1)]`.
-pub(super) fn clipped_sum<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, train_x: &Tensor<B, 4>, labels: &[usize], classes: usize, chunk: &Chunk, clip: f64) -> Tensor<B, 1> {
-    let vectors = patient_vectors(e, params, train_x, labels, classes, chunk);
+#[allow(clippy::too_many_arguments)]
+pub(super) fn clipped_sum<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, aug: Option<Transform>, train_x: &Tensor<B, 4>, labels: &[usize], classes: usize, chunk: &Chunk, clip: f64) -> Tensor<B, 1> {
+    let vectors = patient_vectors(e, params, aug, train_x, labels, classes, chunk);
     let dims = vectors.dims();
     let norms = vectors.clone().powi_scalar(2).sum_dim(1).sqrt();
     let bad = norms.clone().is_finite().bool_not();
@@ -116,11 +196,15 @@ pub(super) fn clipped_sum<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, 
 }
 
 /// Each patient's vector, unclipped: `[patients, classes · (d + 1)]`, per class the sum of its
-/// images' unit embeddings and its image count, each image's part scaled by 1/√2.
-pub(super) fn patient_vectors<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, train_x: &Tensor<B, 4>, labels: &[usize], classes: usize, chunk: &Chunk) -> Tensor<B, 2> {
+/// images' unit embeddings (each image transformed by `aug` first, with DSA) and its image
+/// count, each image's part scaled by 1/√2.
+pub(super) fn patient_vectors<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, aug: Option<Transform>, train_x: &Tensor<B, 4>, labels: &[usize], classes: usize, chunk: &Chunk) -> Tensor<B, 2> {
     let device = train_x.device();
     let n = chunk.batch.len();
-    let x = train_x.clone().select(0, indices::<B>(&chunk.batch, &device));
+    let mut x = train_x.clone().select(0, indices::<B>(&chunk.batch, &device));
+    if let Some(t) = aug {
+        x = augment::apply(x, &[t]);
+    }
     let emb = e.embed_unit(params, x);
     let d = emb.dims()[1];
     let part = Tensor::cat(vec![emb, Tensor::ones([n, 1], &device)], 1).mul_scalar(IMAGE_PART);
@@ -182,7 +266,7 @@ mod tests {
         let params = E.init::<F>(&mut ChaCha8Rng::seed_from_u64(7), &device);
         let all: Vec<usize> = (0..d.len()).collect();
         let x = d.tensors::<F>(&all, PUBLIC_NORMALIZATION, &device).0;
-        m.draw(&E, params, &x, &d.labels, 2);
+        m.draw(&E, params, None, 0, &x, &d.labels, 2);
         assert!(m.drawn() && m.patients.is_empty(), "the patients are forgotten after the last release");
         let r = &m.releases[0];
         let targets = r.targets().into_iter().map(|t| t.into_data().to_vec().unwrap()).collect();
@@ -219,7 +303,7 @@ mod tests {
         let all: Vec<usize> = (0..d.len()).collect();
         let x = big.tensors::<F>(&all, PUBLIC_NORMALIZATION, &device).0;
         let alone = Chunk { batch: vec![0, 1, 2], bounds: vec![0, 3] };
-        let v: Vec<f32> = patient_vectors(&E, &params, &x, &big.labels, 2, &alone).into_data().to_vec().unwrap();
+        let v: Vec<f32> = patient_vectors(&E, &params, None, &x, &big.labels, 2, &alone).into_data().to_vec().unwrap();
         let unclipped = norm(&v, &vec![0.0; v.len()]);
         assert!(unclipped > 2.0 * clip, "the patient's vector is {unclipped}: clipping must act");
         // Without noise, every patient sampled: with and without the patient differ by C.
@@ -279,6 +363,70 @@ mod tests {
         let record = plan.record(15);
         assert_eq!((record.iterations, record.planned_iterations), (5, 5));
         assert!((record.epsilon - plan.spent(5)).abs() < 1e-12 && record.epsilon <= 8.0 + 1e-9);
-        assert!(pollster::block_on(dist.checkpoint()).is_err(), "a private matching session is refused, not saved without its releases");
+    }
+
+    fn images(d: &Distiller<F>) -> Vec<f32> {
+        d.state().images.clone().into_data().to_vec().unwrap()
+    }
+
+    fn steps(d: &mut Distiller<F>, n: usize) {
+        (0..n).for_each(|_| drop(pollster::block_on(d.step()).unwrap()));
+    }
+
+    fn saved(d: &Distiller<F>) -> crate::checkpoint::Checkpoint {
+        let bytes = pollster::block_on(d.checkpoint()).unwrap().to_bytes().unwrap();
+        crate::checkpoint::Checkpoint::from_bytes(&bytes).unwrap()
+    }
+
+    #[test]
+    fn a_private_matching_session_carries_its_releases_and_resumes_without_the_members() {
+        let d = data(5);
+        let privacy = PrivacyConfig { epsilon: 8.0, draws: 5, ..Default::default() };
+        let config = Config { objective: Objective::Matching, image_size: 12, embed_width: 4, embed_depth: 2, steps: 2, max_iterations: Some(10), holdout_fraction: 0.0, privacy: Some(privacy), ..Config::default() };
+        let device = Default::default();
+        let new = || Distiller::<F>::new(config.clone(), &d, PUBLIC_NORMALIZATION, &device).unwrap();
+        let mut a = new();
+        let plan = a.privacy().unwrap().clone();
+        steps(&mut a, 3);
+        let mid = saved(&a);
+        steps(&mut a, 4);
+        let after = saved(&a);
+        steps(&mut a, 8);
+        let (p, r) = (after.meta.privacy.as_ref().unwrap(), after.tensors.releases.as_ref().unwrap());
+        assert_eq!((p.releases.len(), r.shape.clone()), (5, vec![5, 2, E.dims(12) + 1]));
+        assert!((p.epsilon_spent - plan.spent(5)).abs() < 1e-12, "7 iterations spend the 5 releases' ε only");
+        assert_eq!(mid.meta.privacy.as_ref().unwrap().releases.len(), 3);
+
+        // Resumed after the draws: no member is held, and the run goes on exactly (each release
+        // under its own network again).
+        let mut b = new();
+        b.restore(&after).unwrap();
+        assert!(b.members_dropped(), "a resume after the last release drops the members at once");
+        assert_eq!(b.resumed_session(), Some(p.id.as_str()));
+        steps(&mut b, 8);
+        assert_eq!(images(&b), images(&a), "the resumed run continues the saved one exactly");
+        for k in 0..5 {
+            assert_eq!(b.matching_release(k), a.matching_release(k), "release {k}");
+        }
+
+        // Resumed during the draws: the saved three are kept, the other two drawn afresh.
+        let mut c = new();
+        c.restore(&mid).unwrap();
+        assert!(!c.members_dropped());
+        for k in 0..3 {
+            assert_eq!(c.matching_release(k), a.matching_release(k), "release {k}");
+        }
+        steps(&mut c, 2);
+        assert!(c.members_dropped() && c.matching_release(4).is_some());
+
+        // Releases that do not fit the saved progress are refused, naming the cause.
+        let mut bent = after.clone();
+        bent.meta.privacy.as_mut().unwrap().releases.pop();
+        let msg = new().restore(&bent).unwrap_err().to_string();
+        assert!(msg.contains("releases do not fit"), "{msg}");
+        let mut plain = after.clone();
+        plain.meta.privacy = None;
+        let msg = new().restore(&plain).unwrap_err().to_string();
+        assert!(msg.contains("without privacy"), "{msg}");
     }
 }

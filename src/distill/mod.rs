@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig};
+use crate::augment;
 use crate::checkpoint::{Checkpoint, HostTensor, Learned, SessionMeta, SessionTensors, FORMAT as SESSION_FORMAT};
 use crate::config::{Config, ImageInit, Objective, MATCHING_ITERATIONS};
 use crate::engine::Engine;
@@ -482,6 +483,7 @@ impl<B: Backend> Distiller<B> {
         let zero = |s: &Self| MetaGradient { loss: Tensor::zeros([1], &s.device), images: s.state.images.zeros_like(), labels: s.state.labels.zeros_like(), raw_lrs: s.state.raw_lrs.zeros_like() };
         let m = self.matching.as_ref().expect("the matching objective");
         let e = m.embedder;
+        let stream = self.rng.get_word_pos();
         let params = e.init::<B>(&mut self.rng, &self.device);
         let (loss, images) = match &m.private {
             // A private run's first iterations draw its releases; the images wait.
@@ -489,7 +491,9 @@ impl<B: Backend> Distiller<B> {
                 let classes = self.net.classes();
                 let m = self.matching.as_mut().expect("the matching objective");
                 let p = m.private.as_mut().expect("private");
-                p.draw(&e, params, &self.train_x, &m.labels, classes);
+                // With DSA, one transform for every image of the release: part of its network.
+                let aug = self.config.dsa.then(|| augment::draw(&mut self.rng, 1, self.config.image_size)[0]);
+                p.draw(&e, params, aug, stream, &self.train_x, &m.labels, classes);
                 if p.drawn() {
                     self.drop_members();
                 }
@@ -499,7 +503,8 @@ impl<B: Backend> Distiller<B> {
             Some(p) => {
                 let r = (self.rng.next_u64() % p.releases.len() as u64) as usize;
                 let release = &p.releases[r];
-                let (loss, g) = matching::image_gradient(&e, &release.params, &self.state.images, &m.members, &release.targets(), true);
+                let aug: Option<Vec<Vec<augment::Transform>>> = release.aug.map(|t| vec![vec![t]; m.members.len()]);
+                let (loss, g) = matching::image_gradient(&e, &release.params, &self.state.images, &m.members, &release.targets(), true, aug.as_deref());
                 // Unit embeddings make the loss and its gradient about ‖φ‖² times smaller than
                 // the plain objective's (‖φ‖² ≈ 0.3·d: 82–87 for d = 288 on the demo); d/4, a
                 // public constant, gives the images' step back the plain objective's scale.
@@ -511,9 +516,24 @@ impl<B: Backend> Distiller<B> {
                 for idx in &m.real {
                     takes.push(permutation(&mut self.rng, idx.len()).into_iter().take(self.config.real_per_class).map(|k| idx[k]).collect::<Vec<_>>());
                 }
-                let real: Vec<Tensor<B, 4>> = takes.iter().map(|take| self.real_batch(take).0).collect();
+                // DSA: image i of a class's real sample and of its distilled images get the same
+                // transform (Siamese), a fresh draw for each class.
+                let size = self.config.image_size;
+                let aug: Option<Vec<Vec<augment::Transform>>> =
+                    self.config.dsa.then(|| takes.iter().zip(&m.members).map(|(t, s)| augment::draw(&mut self.rng, t.len().max(s.len()), size)).collect());
+                let real: Vec<Tensor<B, 4>> = takes
+                    .iter()
+                    .enumerate()
+                    .map(|(c, take)| {
+                        let x = self.real_batch(take).0;
+                        match &aug {
+                            Some(a) => augment::apply(x, &a[c][..take.len()]),
+                            None => x,
+                        }
+                    })
+                    .collect();
                 let targets = matching::class_means(&e, &params, &real);
-                matching::image_gradient(&e, &params, &self.state.images, &m.members, &targets, false)
+                matching::image_gradient(&e, &params, &self.state.images, &m.members, &targets, false, aug.as_deref())
             }
         };
         MetaGradient { loss, images, ..zero(self) }
@@ -627,9 +647,6 @@ impl<B: Backend> Distiller<B> {
     /// The whole state read back to the host, to be saved and resumed later (see
     /// [`Distiller::restore`]).
     pub async fn checkpoint(&self) -> Result<Checkpoint> {
-        if self.private_matching().is_some() {
-            return Err(Error::Session("a private matching run cannot be saved as a session yet: its releases would have to travel with it".into()));
-        }
         async fn host<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Result<HostTensor> {
             Ok(HostTensor { shape: t.dims().to_vec(), values: read_f32(t.clone().reshape([-1])).await? })
         }
@@ -641,6 +658,10 @@ impl<B: Backend> Distiller<B> {
             images: Learned { value: host(&s.images).await?, m: host(image_m).await?, v: host(a.1).await? },
             labels: Learned { value: host(&s.labels).await?, m: host(b.0).await?, v: host(b.1).await? },
             raw_lrs: Learned { value: host(&s.raw_lrs).await?, m: host(c.0).await?, v: host(c.1).await? },
+            releases: match self.private_matching() {
+                Some(p) => p.releases_host().await?,
+                None => None,
+            },
         };
         let meta = SessionMeta {
             format: SESSION_FORMAT.into(),
@@ -653,7 +674,11 @@ impl<B: Backend> Distiller<B> {
             rng_word_pos: self.rng.get_word_pos().to_string(),
             order: self.order.clone(),
             adam_steps: [a.2, b.2, c.2],
-            privacy: self.private.as_ref().map(|p| p.session_record(self.iteration)),
+            privacy: match (&self.private, self.private_matching()) {
+                (Some(p), _) => Some(p.session_record(self.iteration)),
+                (None, Some(p)) => Some(p.session_record(self.iteration)),
+                (None, None) => None,
+            },
         };
         Ok(Checkpoint { meta, tensors })
     }
@@ -686,6 +711,15 @@ impl<B: Backend> Distiller<B> {
             for t in [&l.value, &l.m, &l.v] {
                 if &t.shape != shape || t.values.len() != shape.iter().product::<usize>() {
                     return Err(Error::Session(format!("tensor {name} or its moments have the wrong shape for these settings")));
+                }
+            }
+        }
+        let classes = self.net.classes();
+        if let Some(matching) = &mut self.matching {
+            if let Some(p) = &mut matching.private {
+                p.resume(m.privacy.as_ref(), x.releases.as_ref(), m.iteration, &matching.embedder, &self.config, classes, &self.rng, &self.device)?;
+                if p.drawn() {
+                    self.drop_members();
                 }
             }
         }

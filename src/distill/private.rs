@@ -72,7 +72,7 @@ impl<B: Backend> Private<B> {
 
     /// What a session file saved after `iteration` iterations carries.
     pub(super) fn session_record(&self, iteration: usize) -> SessionPrivacy {
-        SessionPrivacy { id: self.segment.clone(), epsilon_spent: self.plan.spent(iteration), plan: self.plan.clone() }
+        SessionPrivacy { id: self.segment.clone(), epsilon_spent: self.plan.spent_by(iteration), plan: self.plan.clone(), releases: Vec::new() }
     }
 
     /// Continues the plan a private session file saved: the same σ, q, C, δ and T (so the run
@@ -81,17 +81,7 @@ impl<B: Backend> Private<B> {
     /// (its state was computed from the members without noise) or with another plan than this
     /// data and these settings give.
     pub(super) fn resume(&mut self, saved: Option<&SessionPrivacy>) -> Result<()> {
-        let Some(s) = saved else {
-            return Err(Error::Session("the session was saved by a run without privacy: its state was computed from the training images without noise, so a private run cannot continue it".into()));
-        };
-        let p = &s.plan;
-        if *p != self.plan {
-            return Err(Error::Session(format!(
-                "the private session was saved with another plan (epsilon {} over {} iterations, {} {}s); a resume continues the plan it was saved with",
-                p.target_epsilon, p.iterations, p.patients, p.unit
-            )));
-        }
-        self.resumed_from = Some(s.id.clone());
+        self.resumed_from = Some(saved_plan(&self.plan, saved)?.id.clone());
         Ok(())
     }
 
@@ -99,6 +89,27 @@ impl<B: Backend> Private<B> {
     fn sample(&mut self, chunk: usize) -> Vec<Chunk> {
         sample_chunks(&self.patients, self.plan.sample_rate, &mut self.rng, chunk)
     }
+}
+
+/// The private record of a session file that a private run with `plan` may continue: refuses a
+/// session saved without privacy (its state was computed from the members without noise) or
+/// with another plan than this data and these settings give.
+pub(super) fn saved_plan<'a>(plan: &PrivacyPlan, saved: Option<&'a SessionPrivacy>) -> Result<&'a SessionPrivacy> {
+    let Some(s) = saved else {
+        return Err(Error::Session("the session was saved by a run without privacy: its state was computed from the training images without noise, so a private run cannot continue it".into()));
+    };
+    let p = &s.plan;
+    if p != plan {
+        return Err(Error::Session(format!(
+            "the private session was saved with another plan (epsilon {} over {} {}, {} {}s); a resume continues the plan it was saved with",
+            p.target_epsilon,
+            p.iterations,
+            if p.objective == crate::config::Objective::Matching { "releases" } else { "iterations" },
+            p.patients,
+            p.unit
+        )));
+    }
+    Ok(s)
 }
 
 /// The training patients as either private form samples them: each patient's images (indices
@@ -275,7 +286,7 @@ impl<B: Backend> Distiller<B> {
     /// The id of the private session file this run resumed, if it did (see
     /// [`SessionPrivacy::id`]).
     pub fn resumed_session(&self) -> Option<&str> {
-        self.private.as_ref().and_then(|p| p.resumed_from.as_deref())
+        self.private.as_ref().and_then(|p| p.resumed_from.as_deref()).or_else(|| self.private_matching().and_then(|p| p.resumed_from.as_deref()))
     }
 
     /// The count of patients the last private round left out, taken (once).

@@ -102,6 +102,18 @@ impl PrivacyPlan {
         accountant::epsilon(self.sample_rate, self.noise_multiplier, iterations, self.delta).0
     }
 
+    /// The mechanism's runs among a run's first `iterations_run` iterations: all of them for the
+    /// unrolled objective; for matching, its first `iterations` are its releases and the rest
+    /// read no member.
+    pub fn releases_in(&self, iterations_run: usize) -> usize {
+        if self.objective == Objective::Matching { iterations_run.min(self.iterations) } else { iterations_run }
+    }
+
+    /// ε spent once a run has done `iterations_run` iterations ([`PrivacyPlan::releases_in`]).
+    pub fn spent_by(&self, iterations_run: usize) -> f64 {
+        self.spent(self.releases_in(iterations_run))
+    }
+
     /// Patients an iteration samples on average, qN.
     pub fn expected_batch(&self) -> f64 {
         self.sample_rate * self.patients as f64
@@ -138,7 +150,7 @@ impl PrivacyPlan {
     pub fn record(&self, iterations_run: usize) -> Privacy {
         // A matching run's first iterations are its releases; the rest cost nothing.
         let matching = self.objective == Objective::Matching;
-        let (done, what) = if matching { (iterations_run.min(self.iterations), "releases") } else { (iterations_run, "iterations") };
+        let (done, what) = (self.releases_in(iterations_run), if matching { "releases" } else { "iterations" });
         let planned = self.spent(self.iterations);
         let epsilon = if done < self.iterations { planned } else { self.spent(done) };
         let early = if done < self.iterations {

@@ -202,9 +202,16 @@ async function runSeed(browser, seed, dirs) {
     [3, 'setting', async () => {
       const [name, values] = pick(SETTINGS);
       const v = pick(values);
+      // The objective hides the fields it does not use: a user cannot type into them.
+      if (!(await page.isVisible(`#settings [name=${name}]`))) return `${name} (hidden)`;
       await page.fill(`#settings [name=${name}]`, v);
       await page.dispatchEvent(`#settings [name=${name}]`, 'change');
       return `${name}=${v}`;
+    }],
+    [1, 'objective', async () => {
+      const v = pick(['unrolled', 'matching']);
+      await page.selectOption('#settings [name=objective]', v);
+      return `objective ${v}`;
     }],
     [1, 'privacy', async () => {
       const v = pick(['off', 'off', '8', 'custom']);
@@ -238,6 +245,7 @@ async function runSeed(browser, seed, dirs) {
     // Never stuck: from wherever the actions left it, a user who fixes the settings and loads a
     // good folder can start a run, and it finishes.
     for (const [k, v] of [['max_iterations', 2], ['nets_per_iteration', 1], ['lenet_width', 1], ['steps', 2], ['seed', 0], ['image_size', 28]]) {
+      if (!(await page.isVisible(`#settings [name=${k}]`))) continue; // not the objective's
       await page.fill(`#settings [name=${k}]`, String(v));
       await page.dispatchEvent(`#settings [name=${k}]`, 'change');
     }

@@ -480,6 +480,92 @@ test('a private run says what the noise costs before it starts, shares its itera
   }
 });
 
+test('distribution matching: the objective picks its fields, a private run draws its releases then matches them, its session resumes exactly, and the archive records the recipe', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, late } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 200, workers: 2 });
+    const iterations = () => page.inputValue('#settings [name=max_iterations]');
+    const objective = page.locator('#settings [name=objective]');
+    // The iterations follow the objective while they hold its default; the replay's own fields
+    // hide for matching.
+    await objective.selectOption('matching');
+    assert.equal(await iterations(), '1000');
+    assert.equal(await page.isVisible('#settings [name=epochs]'), false);
+    assert.equal(await page.isVisible('#settings [name=nets_per_iteration]'), false);
+    assert.equal(await page.isVisible('#draws-label'), false, 'releases only with privacy on');
+    await objective.selectOption('unrolled');
+    assert.equal(await iterations(), '200');
+    assert.equal(await page.isVisible('#settings [name=epochs]'), true);
+    await objective.selectOption('matching');
+    await setSetting(page, 'max_iterations', 10);
+    await page.selectOption('#settings [name=privacy]', '8');
+    assert.equal(await page.isVisible('#draws-label'), true);
+    await setSetting(page, 'draws', 0);
+    await waitText(page, '#settings-status', /^releases = 0 is outside 1 to 100,000/);
+    assert.equal(await page.isDisabled('#start'), true);
+    await setSetting(page, 'draws', 5);
+    await waitText(page, '#privacy-plan', /over 5 releases/);
+    const plan = await page.textContent('#privacy-plan');
+    assert.match(plan, /epsilon 8 at delta 1\.0e-5 over 5 releases\. Each release draws a random embedding network, samples each of the \d+ training images with probability/);
+    assert.match(plan, /matched to the releases for 10 iterations, which read no image and spend nothing more/);
+    assert.match(plan, /What the noise costs: each release adds discrete Gaussian noise/);
+
+    // The status lines as the run goes: the releases, then the matching.
+    await page.evaluate(() => {
+      window.runLines = [];
+      new MutationObserver(() => window.runLines.push(document.getElementById('run-status').textContent)).observe(document.getElementById('run-status'), { childList: true, characterData: true, subtree: true });
+    });
+    await page.click('#start');
+    await waitText(page, '#run-status', /matching iteration [1-6] of 10/);
+    await page.click('#pause');
+    await waitText(page, '#run-status', /paused at iteration/);
+    assert.equal(await page.getAttribute('#backend-label', 'data-workers'), '1', 'a matching iteration is not shared');
+    assert.equal(await page.isVisible('#lr-plot'), false, 'no learning rates are learned');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#save-session')]);
+    const file = ARTIFACTS + 'matching-session.safetensors';
+    await download.saveAs(file);
+    const header = JSON.parse(execFileSync('python3', ['-c', 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]; print(b[8:8+n].decode())', file]));
+    assert.deepEqual(header['matching.releases'].shape.slice(0, 1), [5], 'the session carries the five releases');
+    await page.click('#pause');
+    await waitText(page, '#run-status', /finished after 15 iterations/);
+    const lines = await page.evaluate(() => window.runLines);
+    assert.ok(lines.some((t) => /^release [1-4] of 5, then 10 matching iterations · no loss yet: the images move once the releases are drawn/.test(t)), lines.join('\n'));
+    assert.ok(lines.some((t) => /^matching iteration \d+ of 10, after 5 releases \(no patient read\) · loss \d+\.\d+/.test(t)), lines.join('\n'));
+    assert.equal(await page.evaluate(() => window.anondistill.losses.length), 10, 'a loss for each matching iteration, none for the releases');
+    const expected = await page.evaluate(() => window.anondistill.distilled.images);
+
+    const [archive] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    const zip = ARTIFACTS + 'matching-private.zip';
+    await archive.saveAs(zip);
+    const manifest = JSON.parse(execFileSync('python3', ['-c', 'import sys,zipfile; print(zipfile.ZipFile(sys.argv[1]).read("manifest.json").decode())', zip]));
+    assert.equal(manifest.config.objective, 'matching');
+    assert.ok(manifest.recipe && manifest.recipe.epochs > 0, `the recipe: ${JSON.stringify(manifest.recipe)}`);
+    assert.equal(manifest.privacy.iterations, 5);
+    assert.ok(manifest.privacy.epsilon > 0 && manifest.privacy.epsilon <= 8, `epsilon ${manifest.privacy.epsilon}`);
+    assert.deepEqual(late, []);
+
+    // The session continues in a fresh page from the saved releases alone, to the same images.
+    const { page: second } = await demoPage(browser, server.url, { backend: 'cpu', iterations: 200 });
+    await second.setInputFiles('#session-input', file);
+    await waitText(second, '#run-status', /finished after 15 iterations/);
+    assert.equal(await second.inputValue('#settings [name=objective]'), 'matching', 'the saved settings are restored');
+    assert.match(await second.textContent('#notice'), /Resuming a private session continues its plan/);
+    assert.deepEqual(await second.evaluate(() => window.anondistill.distilled.images), expected, 'the resumed run ends where the uninterrupted one does');
+
+    // Without privacy, evaluated the way a receiver trains: the set and the subset by the recipe.
+    await page.selectOption('#settings [name=privacy]', 'off');
+    await page.click('#start');
+    await waitText(page, '#run-status', /finished after 10 iterations/);
+    await page.click('#evaluate');
+    await page.waitForSelector('#eval-table:not([hidden])', { timeout: 600000 });
+    const table = await page.textContent('#eval-table');
+    assert.match(table, /distilled set \(trained by its recipe\)\d+\.\d%/);
+    assert.match(table, /random real subset of the same size \(the same recipe, lr 0\.001\)/);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('pause holds the run and resume finishes it (on the burn-ndarray fallback)', async () => {
   const browser = await launch({ webgpu: false });
   try {
