@@ -3,6 +3,7 @@
 //! tests disturbed each other (an f64 gradient read back as f32), and the library's own tests
 //! run in f32.
 
+use anondistill::augment::{apply, transform, Kind, Transform};
 use anondistill::distill::matching::{matching_loss, Embedder};
 use anondistill::rng::normal;
 use burn_autodiff::Autodiff;
@@ -15,14 +16,24 @@ type B = Autodiff<NdArray<f64>>;
 
 /// The loss of synthetic images `syn` (2 classes × 2 images of 8 × 8) against the means of
 /// fixed "real" images, under one random embedder.
-/// With `unit`, every embedding divided by its norm (private matching's form).
+/// With `unit`, every embedding divided by its norm (private matching's form); with `aug`,
+/// class c's images transformed by `aug[c]` first, image i of the real and synthetic ones
+/// alike (DSA's Siamese form).
 fn loss(
     syn: Tensor<B, 4>,
     real: &Tensor<B, 4>,
     params: &[(Tensor<B, 4>, Tensor<B, 1>)],
     e: &Embedder,
     unit: bool,
+    aug: Option<&[Vec<Transform>]>,
 ) -> Tensor<B, 1> {
+    let moved = |x: Tensor<B, 4>, c: usize| match aug {
+        Some(a) => {
+            let n = x.dims()[0];
+            apply(x, &a[c][..n])
+        }
+        None => x,
+    };
     let embed = |x: Tensor<B, 4>| {
         if unit {
             e.embed_unit(params, x)
@@ -32,14 +43,14 @@ fn loss(
     };
     let targets: Vec<Tensor<B, 1>> = (0..2)
         .map(|c| {
-            embed(real.clone().narrow(0, 3 * c, 3))
+            embed(moved(real.clone().narrow(0, 3 * c, 3), c))
                 .mean_dim(0)
                 .squeeze::<1>()
                 .detach()
         })
         .collect();
     let synthetic: Vec<Tensor<B, 2>> = (0..2)
-        .map(|c| embed(syn.clone().narrow(0, 2 * c, 2)))
+        .map(|c| embed(moved(syn.clone().narrow(0, 2 * c, 2), c)))
         .collect();
     matching_loss(&targets, &synthetic)
 }
@@ -68,12 +79,16 @@ fn the_gradient_of_the_matching_loss_is_its_finite_difference() {
         Tensor::<B, 1>::from_data(TensorData::new(x.to_vec(), [4 * 64]), &device)
             .reshape([4, 1, 8, 8])
     };
-    for unit in [false, true] {
+    // DSA: per class, three transforms (a rotation, a scale and a colour change for class 0;
+    // a shift, a cutout and a rotation for class 1), the synthetic images taking the first two.
+    let kinds = [[Kind::Rotate, Kind::Scale, Kind::Color], [Kind::Shift, Kind::Cutout, Kind::Rotate]];
+    let aug: Vec<Vec<Transform>> = kinds.iter().map(|ks| ks.iter().map(|&k| transform(&mut rng, k, 8)).collect()).collect();
+    for (unit, aug) in [(false, None), (true, None), (false, Some(&aug[..])), (true, Some(&aug[..]))] {
         let syn = at(&x0).require_grad();
-        let l = loss(syn.clone(), &real, &params, &e, unit);
+        let l = loss(syn.clone(), &real, &params, &e, unit, aug);
         let grads = l.backward();
         let g: Vec<f64> = syn.grad(&grads).unwrap().into_data().to_vec().unwrap();
-        let value = |x: &[f64]| -> f64 { loss(at(x), &real, &params, &e, unit).into_scalar() };
+        let value = |x: &[f64]| -> f64 { loss(at(x), &real, &params, &e, unit, aug).into_scalar() };
         let h = 1e-5;
         let scale = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(scale > 1e-6, "a gradient of zero checks nothing");
@@ -84,7 +99,8 @@ fn the_gradient_of_the_matching_loss_is_its_finite_difference() {
             let fd = (value(&up) - value(&down)) / (2.0 * h);
             assert!(
                 (fd - g[i]).abs() <= 1e-6 * scale.max(1.0),
-                "unit {unit}, pixel {i}: autodiff {} vs finite difference {fd}",
+                "unit {unit}, augmented {}, pixel {i}: autodiff {} vs finite difference {fd}",
+                aug.is_some(),
                 g[i]
             );
         }

@@ -89,7 +89,61 @@ fn the_readme_pytorch_snippet_trains_a_matching_archive_by_its_recipe() {
     // The recipe trains from PyTorch's own random networks: no two runs are the same network, so
     // the mean of 5 is compared with the manifest's mean over its 10, within 3 of its std (the
     // std of the engine's networks, at least 2 test images' worth).
-    let v = run_snippet(&["--objective", "matching", "--max-iterations", "300", "--full-data-nets", "0"], 5);
+    // With DSA and the recipe's augmentation on, so that the snippet's augmentation runs too.
+    let v = run_snippet(&["--objective", "matching", "--dsa", "true", "--recipe-augment", "true", "--max-iterations", "300", "--full-data-nets", "0"], 5);
     let (torch, engine, std) = (v[0], v[1], v[2]);
+    println!("PyTorch {torch}, the manifest {engine} ± {std}");
     assert!((torch - engine).abs() <= 3.0 * std.max(2.0 / 80.0), "PyTorch's networks reach {torch} where the manifest says {engine} ± {std}");
+}
+
+/// The snippet's `augment` against the engine's (`anondistill::augment`): the same image, 4,000
+/// draws each, the mean squared change per pixel and the share of pixels set to zero (cutouts,
+/// pixels shifted or turned in from outside; below 1e-3, since `grid_sample`'s whole-pixel
+/// shifts leave a rounding error on the edge) must agree within 10 % (the two draw with their
+/// own random streams).
+#[test]
+fn the_readme_augmentation_is_the_engines() {
+    use anondistill::augment::{apply, draw};
+    use burn_ndarray::NdArray;
+    use burn_tensor::{Tensor, TensorData};
+    use rand::SeedableRng;
+    if !torch_present() {
+        println!("skipped: python3 with torch is not installed here, so the README's augmentation was not run");
+        return;
+    }
+    let (runs, s) = (4000, 28);
+    let demo = Prepared::from_loaded(load_files(demo_files(), s, &Grouping::default()).unwrap(), &Config::default()).unwrap();
+    let norm = demo.norm;
+    let image: Vec<f32> = demo.test.image(0).iter().map(|&v| norm.normalise(v)).collect();
+    let stats = |y: &[f32]| {
+        let change = y.iter().zip(&image).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>() / image.len() as f64;
+        let zeros = y.iter().filter(|&&v| v.abs() < 1e-3).count() as f64 / image.len() as f64;
+        (change, zeros)
+    };
+    let x = Tensor::<NdArray, 1>::from_data(TensorData::new(image.clone(), [s * s]), &Default::default()).reshape([1, 1, s, s]);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let (mut change, mut zeros) = (0.0, 0.0);
+    for _ in 0..runs {
+        let y: Vec<f32> = apply(x.clone(), &draw(&mut rng, 1, s)).into_data().to_vec().unwrap();
+        let (c, z) = stats(&y);
+        change += c / runs as f64;
+        zeros += z / runs as f64;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("image.f32"), image.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let code = snippet();
+    let start = code.find("def augment(x):").expect("the snippet defines augment");
+    let end = code[start..].find("\nif \"recipe\" in m:").expect("augment comes before the recipe") + start;
+    let script = format!(
+        "import numpy as np, torch, torch.nn.functional as F\ntorch.manual_seed(1)\n{}\nx = torch.from_numpy(np.fromfile({:?}, dtype='<f4').reshape(1, 1, {s}, {s}))\n\
+         c = z = 0.0\nfor _ in range({runs}):\n    y = augment(x)\n    c += float(((y - x) ** 2).mean()) / {runs}\n    z += float((y.abs() < 1e-3).float().mean()) / {runs}\nprint(repr(c), repr(z))\n",
+        &code[start..end],
+        dir.path().join("image.f32").to_str().unwrap()
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|t| t.parse().unwrap()).collect();
+    println!("mean squared change: engine {change:.4}, snippet {:.4}; zeroed pixels: engine {zeros:.4}, snippet {:.4}", v[0], v[1]);
+    assert!((v[0] - change).abs() <= 0.1 * change, "mean squared change per pixel: the snippet's {} against the engine's {change}", v[0]);
+    assert!((v[1] - zeros).abs() <= 0.1 * zeros, "pixels set to zero: the snippet's {} against the engine's {zeros}", v[1]);
 }
