@@ -380,9 +380,18 @@ mod tests {
 
     #[test]
     fn a_private_matching_session_carries_its_releases_and_resumes_without_the_members() {
+        session_resumes(false);
+    }
+
+    #[test]
+    fn a_private_matching_session_with_dsa_resumes_each_release_under_its_transform() {
+        session_resumes(true);
+    }
+
+    fn session_resumes(dsa: bool) {
         let d = data(5);
         let privacy = PrivacyConfig { epsilon: 8.0, draws: 5, ..Default::default() };
-        let config = Config { objective: Objective::Matching, image_size: 12, embed_width: 4, embed_depth: 2, steps: 2, max_iterations: Some(10), holdout_fraction: 0.0, privacy: Some(privacy), ..Config::default() };
+        let config = Config { objective: Objective::Matching, image_size: 12, embed_width: 4, embed_depth: 2, steps: 2, max_iterations: Some(10), holdout_fraction: 0.0, privacy: Some(privacy), dsa, ..Config::default() };
         let device = Default::default();
         let new = || Distiller::<F>::new(config.clone(), &d, PUBLIC_NORMALIZATION, &device).unwrap();
         let mut a = new();
