@@ -323,7 +323,7 @@ mod tests {
                 match p {
                     Program::Ordinary { images, recipe, .. } => {
                         assert!(ordinary, "{objective:?} trained by an ordinary loop");
-                        assert_eq!(recipe, Recipe { epochs: 7, lr: 0.004, batch: 256, augment: false });
+                        assert_eq!(recipe, Recipe { epochs: 7, lr: 0.004, batch: 256, augment: true });
                         assert_eq!(images.dims()[0], 20);
                     }
                     Program::Replay { steps, epochs, .. } => {

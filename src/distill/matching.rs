@@ -163,7 +163,8 @@ mod tests {
         type F = NdArray<f32>;
         let train = halves(30, 1);
         let norm = crate::data::Normalization { mean: 0.5, std: 0.3 };
-        let config = Config { objective: Objective::Matching, image_size: 12, embed_width: 8, steps: 2, max_iterations: Some(1500), ..Config::default() };
+        // Plain matching: the judges below embed unaugmented images (DSA matches transformed ones).
+        let config = Config { objective: Objective::Matching, image_size: 12, embed_width: 8, steps: 2, max_iterations: Some(1500), dsa: false, ..Config::default() };
         let device = Default::default();
         let mut d = Distiller::<F>::new(config, &train, norm, &device).unwrap();
         assert_eq!(d.total_iterations(), 1500);
