@@ -47,6 +47,7 @@ fn main() {
     let unrolled = median(&mut make(&base, prepared.norm), repeats);
     let matching_config = Config { objective: Objective::Matching, ..base.clone() };
     let matching = median(&mut make(&matching_config, prepared.norm), repeats);
+    let plain = median(&mut make(&Config { dsa: false, ..matching_config.clone() }, prepared.norm), repeats);
     // Private matching: every release first (R of them), then the optimisation.
     let draws = repeats + 1;
     let private = Config { privacy: Some(PrivacyConfig { epsilon: 8.0, draws, ..Default::default() }), ..matching_config };
@@ -59,8 +60,9 @@ fn main() {
     println!("|---|---|---|");
     for (what, t) in [
         ("unrolled (4 networks, 10 steps × 3 epochs, LeNet)", unrolled),
-        ("matching (embedder width 32, 128 real a class)", matching),
-        ("private matching: one release (q = 1, every member embedded)", release),
+        ("matching (embedder width 32, 128 real a class, DSA: the default)", matching),
+        ("matching without DSA", plain),
+        ("private matching: one release (q = 1, every member embedded, DSA)", release),
         ("private matching: one optimisation iteration (no member)", optimise),
     ] {
         println!("| {what} | {t:.4} | {:.3} |", t / unrolled);
