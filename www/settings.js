@@ -45,14 +45,17 @@ function number(key) {
 export function readSettings() {
   const f = new FormData(form());
   const objective = f.get('objective');
+  // The replay's own fields are hidden for matching: unused, so neither read nor checked there
+  // (a value the user cannot see must not block a run); the engine's defaults fill them.
+  const replay = (key) => (objective === 'matching' ? undefined : number(key));
   return {
     config: {
       objective,
       images_per_class_per_step: number('images_per_class_per_step'),
       steps: number('steps'),
-      epochs: number('epochs'),
+      epochs: replay('epochs'),
       max_iterations: number('max_iterations'),
-      nets_per_iteration: number('nets_per_iteration'),
+      nets_per_iteration: replay('nets_per_iteration'),
       image_size: number('image_size'),
       net: f.get('net'),
       lenet_width: number('lenet_width'),

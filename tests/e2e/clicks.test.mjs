@@ -250,11 +250,12 @@ async function runSeed(browser, seed, dirs) {
       await page.dispatchEvent(`#settings [name=${k}]`, 'change');
     }
     await page.selectOption('#settings [name=privacy]', 'off');
-    const stuck = (why) => assert.fail(`seed ${seed}: stuck after ${trail.slice(-8).join(' → ')}: ${why}`);
-    if (await page.isDisabled('#folder-input')) stuck('the folder input is disabled with nothing under way');
+    const lines = () => page.evaluate(() => ['data-status', 'settings-status', 'run-status', 'notice'].map((id) => `${id}: "${document.getElementById(id).textContent}"`).join('; '));
+    const stuck = async (why) => assert.fail(`seed ${seed}: stuck after ${trail.slice(-8).join(' → ')}: ${why} (${await lines()})`);
+    if (await page.isDisabled('#folder-input')) await stuck('the folder input is disabled with nothing under way');
     await page.setInputFiles('#folder-input', dirs.good);
     await page.waitForFunction(() => /12 images of 12 patients/.test(document.getElementById('data-status').textContent), null, { timeout: 60000 }).catch(() => stuck('the good folder did not load'));
-    if (await page.isDisabled('#start')) stuck('start is disabled with the data loaded and the settings valid');
+    if (await page.isDisabled('#start')) await stuck('start is disabled with the data loaded and the settings valid');
     await click(page, 'start');
     await page.waitForFunction(() => /finished after 2 iterations/.test(document.getElementById('run-status').textContent), null, { timeout: 120000 }).catch(() => stuck('the run did not finish'));
     await verify('after the run that shows the page is not stuck');
