@@ -476,6 +476,12 @@ impl Config {
         Ok(())
     }
 
+    /// A matching run's iterations after its releases (if private): `max_iterations`, or
+    /// [`MATCHING_ITERATIONS`].
+    pub fn matching_iterations(&self) -> usize {
+        self.max_iterations.unwrap_or(MATCHING_ITERATIONS)
+    }
+
     /// How a network is trained on the distilled set by an ordinary loop (matching's recipe).
     pub fn recipe(&self) -> crate::train::Recipe {
         crate::train::Recipe { epochs: self.recipe_epochs, lr: self.recipe_lr, batch: self.recipe_batch, augment: self.recipe_augment }

@@ -178,7 +178,7 @@ fn plan_view(p: &PrivacyPlan, config: &Config, classes: usize) -> Result<JsValue
         covers: p.record(p.iterations).covers,
         objective: p.objective,
         then: match p.objective {
-            crate::config::Objective::Matching => config.max_iterations.unwrap_or(crate::config::MATCHING_ITERATIONS),
+            crate::config::Objective::Matching => config.matching_iterations(),
             crate::config::Objective::Unrolled => 0,
         },
     })

@@ -135,7 +135,7 @@ impl<B: Backend> PrivateMatching<B> {
                 at.set_word_pos(pos);
                 let values = r.values[j * classes * cols..(j + 1) * classes * cols].to_vec();
                 let params = e.init::<B>(&mut at, device);
-                let aug = config.dsa.then(|| augment::draw(&mut at, 1, size)[0]);
+                let aug = release_transform(config, &mut at);
                 restored.push(Release { params, stream: pos, aug, noisy: Tensor::from_data(TensorData::new(values, [classes, cols]), device) });
             }
         }
@@ -180,6 +180,12 @@ impl<B: Backend> PrivateMatching<B> {
             self.patients = Vec::new();
         }
     }
+}
+
+/// With DSA, a release's one transform, for every image of it: drawn from the public stream
+/// right after the release's network (a run and its resume draw both in that order).
+pub(super) fn release_transform(config: &Config, stream: &mut rand_chacha::ChaCha8Rng) -> Option<Transform> {
+    config.dsa.then(|| augment::draw(stream, 1, config.image_size)[0])
 }
 
 /// The sum over a chunk's patients of each patient's vector clipped to `clip` (a patient whose

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::adam::{Adam, AdamConfig};
 use crate::augment;
 use crate::checkpoint::{Checkpoint, HostTensor, Learned, SessionMeta, SessionTensors, FORMAT as SESSION_FORMAT};
-use crate::config::{Config, ImageInit, Objective, MATCHING_ITERATIONS};
+use crate::config::{Config, ImageInit, Objective};
 use crate::engine::Engine;
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
@@ -323,7 +323,7 @@ impl<B: Backend> Distiller<B> {
         }
         if let Some(m) = &self.matching {
             let releases = m.private.as_ref().map_or(0, |p| p.plan.iterations);
-            return releases + self.config.max_iterations.unwrap_or(MATCHING_ITERATIONS);
+            return releases + self.config.matching_iterations();
         }
         let all = self.config.epochs_outer * self.iterations_per_epoch();
         self.config.max_iterations.map_or(all, |m| m.min(all))
@@ -491,8 +491,7 @@ impl<B: Backend> Distiller<B> {
                 let classes = self.net.classes();
                 let m = self.matching.as_mut().expect("the matching objective");
                 let p = m.private.as_mut().expect("private");
-                // With DSA, one transform for every image of the release: part of its network.
-                let aug = self.config.dsa.then(|| augment::draw(&mut self.rng, 1, self.config.image_size)[0]);
+                let aug = matching_private::release_transform(&self.config, &mut self.rng);
                 p.draw(&e, params, aug, stream, &self.train_x, &m.labels, classes);
                 if p.drawn() {
                     self.drop_members();
