@@ -15,6 +15,20 @@ pub enum NetKind {
     ConvNet,
 }
 
+/// What follows each convolution of the ConvNet, before its ReLU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvNorm {
+    /// Nothing (the seed's ConvNet).
+    #[default]
+    None,
+    /// Instance norm without a learned scale: each image's channel brought to mean 0 and variance
+    /// 1 over its pixels, as in the field's evaluation ConvNet (Zhao & Bilen). Trained only by the
+    /// ordinary loop (a matching set's recipe and the baselines): the unrolled objective's inner
+    /// gradients are written out for the plain network (`grad.rs`).
+    Instance,
+}
+
 /// How the distilled images start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +106,8 @@ pub struct Config {
     pub net: NetKind,
     /// Channels of every ConvNet block.
     pub convnet_width: usize,
+    /// What follows each ConvNet convolution: `none` or `instance` (matching only).
+    pub convnet_norm: ConvNorm,
     /// ConvNet blocks (each halves the image size).
     pub convnet_depth: usize,
     /// Multiplier of LeNet's channels and hidden units (1: the reference's 6, 16, 120 and 84).
@@ -308,6 +324,7 @@ impl Default for Config {
             recipe_augment: true,
             net: NetKind::LeNet,
             convnet_width: 32,
+            convnet_norm: ConvNorm::None,
             convnet_depth: 3,
             lenet_width: 1,
             image_size: 28,
@@ -421,6 +438,11 @@ impl Config {
         }
         self.check_privacy()?;
         self.check_matching()?;
+        if self.net == NetKind::ConvNet && self.convnet_norm == ConvNorm::Instance && self.objective == Objective::Unrolled {
+            return Err(Error::Config(
+                "convnet_norm instance works with the matching objective only: the unrolled objective differentiates its inner training, which is written for the ConvNet without a norm".into(),
+            ));
+        }
         if self.net == NetKind::ConvNet && self.image_size >> self.convnet_depth == 0 {
             return Err(Error::Config(format!(
                 "image_size {} is too small for a ConvNet of depth {} (each block halves it)",
@@ -565,8 +587,13 @@ mod tests {
         assert!(fixed.validate().unwrap_err().to_string().contains("known_init"));
         let small = Config { image_size: 8, embed_depth: 4, ..m.clone() };
         assert!(small.validate().unwrap_err().to_string().contains("too small for an embedding network of depth 4"));
-        let zero = Config { recipe_epochs: 0, ..m };
+        let zero = Config { recipe_epochs: 0, ..m.clone() };
         assert!(zero.validate().unwrap_err().to_string().contains("recipe_epochs = 0 is outside"));
+        // Instance norm: trained by the ordinary loop only, never differentiated through training.
+        let normed = Config { net: NetKind::ConvNet, convnet_norm: ConvNorm::Instance, ..m };
+        normed.validate().unwrap();
+        let unrolled = Config { objective: Objective::Unrolled, ..normed };
+        assert!(unrolled.validate().unwrap_err().to_string().contains("convnet_norm instance works with the matching objective only"));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use config::{Config, ImageInit, LabelMode, NetKind, Objective};
+pub use config::{Config, ConvNorm, ImageInit, LabelMode, NetKind, Objective};
 pub use engine::{ConvImpl, Engine, InnerGrad, OnceImpl};
 pub use distill::{Distilled, Distiller, StepReport};
 pub use error::{Error, Result};

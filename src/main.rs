@@ -231,6 +231,7 @@ config_args! {
     net: anondistill::NetKind => parse_json::<anondistill::NetKind>, "Network: lenet or convnet";
     convnet_width: usize, "Channels of every ConvNet block";
     convnet_depth: usize, "ConvNet blocks";
+    convnet_norm: anondistill::ConvNorm => parse_json::<anondistill::ConvNorm>, "What follows each ConvNet convolution: none or instance (instance norm, as the field's evaluation ConvNet; matching only)";
     lenet_width: usize, "Multiplier of LeNet's channels and hidden units (1: 6, 16, 120, 84)";
     image_size: usize, "Images are resized to this square size";
     steps: usize, "Distilled steps";

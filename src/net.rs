@@ -9,7 +9,7 @@ use burn_tensor::{activation::relu, backend::Backend, module::{avg_pool2d, conv2
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, NetKind};
+use crate::config::{Config, ConvNorm, NetKind};
 use crate::engine::{ConvImpl, Engine, InnerGrad, OnceImpl};
 use crate::conv::stride1;
 use crate::error::{Error, Result};
@@ -60,6 +60,8 @@ pub struct Network {
     classes: usize,
     width: usize,
     depth: usize,
+    /// Instance norm after each ConvNet convolution ([`ConvNorm::Instance`]).
+    norm: bool,
     params: Vec<ParamSpec>,
 }
 
@@ -108,7 +110,8 @@ impl Network {
                 p
             }
         };
-        Ok(Self { kind: config.net, engine, image_size: s, classes, width, depth, params })
+        let norm = config.net == NetKind::ConvNet && config.convnet_norm == ConvNorm::Instance;
+        Ok(Self { kind: config.net, engine, image_size: s, classes, width, depth, norm, params })
     }
 
     /// The parameters, in order.
@@ -136,9 +139,15 @@ impl Network {
         self.engine.conv
     }
 
-    /// How inner gradients are computed.
+    /// How inner gradients are computed: by autodiff for a network with instance norm, whose
+    /// gradients `grad.rs` does not write out.
     pub fn inner_grad(&self) -> InnerGrad {
-        self.engine.inner_grad
+        if self.norm { InnerGrad::Nested } else { self.engine.inner_grad }
+    }
+
+    /// Whether each ConvNet convolution is followed by instance norm.
+    pub fn has_norm(&self) -> bool {
+        self.norm
     }
 
     /// Number of output classes.
@@ -238,7 +247,8 @@ impl Network {
             NetKind::ConvNet => {
                 let mut x = x;
                 for _ in 0..self.depth {
-                    x = avg(relu4(conv(x, next(), next(), 1)));
+                    let y = conv(x, next(), next(), 1);
+                    x = avg(relu4(if self.norm { instance_norm(y) } else { y }));
                 }
                 debug_assert_eq!(x.dims()[1], self.width);
                 debug_assert_eq!(x.dims()[2], self.image_size >> self.depth);
@@ -246,6 +256,16 @@ impl Network {
             }
         }
     }
+}
+
+/// Each image's channels normalised over their pixels (mean 0, variance 1, ε 1e-5; no learned
+/// scale): the norm of matching's embedder and of the ConvNet with [`ConvNorm::Instance`].
+pub fn instance_norm<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let flat = x.reshape([n, c, h * w]);
+    let centred = flat.clone() - flat.mean_dim(2);
+    let var = centred.clone().powi_scalar(2).mean_dim(2);
+    (centred / (var + 1e-5).sqrt()).reshape([n, c, h, w])
 }
 
 /// Whether convolutions on backend `B` run as im2col under the setting `conv`.
@@ -405,6 +425,24 @@ mod tests {
         }
         let small = Config { image_size: 11, ..Config::default() };
         assert!(Network::new(&small, 2).unwrap_err().to_string().contains("too small for LeNet"));
+    }
+
+    #[test]
+    fn instance_norm_makes_the_convnet_blind_to_each_images_contrast() {
+        let dev = Default::default();
+        let mut r = rng(5, Stream::Training);
+        let x = Tensor::<B, 4>::from_data(TensorData::new(normal(&mut r, 2 * 16 * 16, 1.0), [2, 1, 16, 16]), &dev);
+        // Image 0 × 3, image 1 × 0.5: each convolution's output (zero padding included) moves
+        // by an affine map per channel, which the norm takes out; the plain ConvNet sees it.
+        let moved = x.clone() * Tensor::<B, 1>::from_floats([3.0, 0.5], &dev).reshape([2, 1, 1, 1]);
+        for (norm, blind) in [(ConvNorm::Instance, true), (ConvNorm::None, false)] {
+            let cfg = Config { net: NetKind::ConvNet, image_size: 16, convnet_width: 4, convnet_depth: 2, convnet_norm: norm, ..Config::default() };
+            let net = Network::new(&cfg, 3).unwrap();
+            assert_eq!(net.has_norm(), blind);
+            let params = net.init::<B>(&mut rng(0, Stream::Training), &dev);
+            let gap: f32 = (net.forward(&params, x.clone()) - net.forward(&params, moved.clone())).abs().max().into_scalar();
+            assert_eq!(gap < 1e-3, blind, "{norm:?}: the logits moved by {gap}");
+        }
     }
 
     #[test]

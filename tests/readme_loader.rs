@@ -1,9 +1,10 @@
 //! The PyTorch snippet of README.md, run as it stands on archives the command line writes with
-//! the command line's defaults and with the page's (LeNet width 2), both with a fixed initial
-//! network so that the replay is deterministic: the accuracy PyTorch gets on the demo's test
-//! split must be the accuracy the engine put in the manifest. A matching archive is trained by
-//! the snippet's ordinary loop (the manifest's recipe) from PyTorch's own random networks: their
-//! mean accuracy must land near the manifest's. Needs `python3` with `torch` and `safetensors`;
+//! the command line's defaults, with the page's (LeNet width 2) and with a ConvNet, each with a
+//! fixed initial network so that the replay is deterministic: the accuracy PyTorch gets on the
+//! demo's test split must be the accuracy the engine put in the manifest. Matching archives (for
+//! LeNet, and for the ConvNet with instance norm) are trained by the snippet's ordinary loop (the
+//! manifest's recipe) from PyTorch's own random networks: their mean accuracy must land near the
+//! manifest's. Needs `python3` with `torch` and `safetensors`;
 //! where they are missing (CI) the test says so and checks nothing.
 
 use std::{path::Path, process::Command};
@@ -73,7 +74,7 @@ fn the_readme_pytorch_snippet_replays_the_archive() {
         return;
     }
     let test_len = Prepared::from_loaded(load_files(demo_files(), 28, &Grouping::default()).unwrap(), &Config::default()).unwrap().test.len();
-    for options in [&[][..], &["--lenet-width", "2"][..], &["--label-mode", "softmax"][..]] {
+    for options in [&[][..], &["--lenet-width", "2"][..], &["--label-mode", "softmax"][..], &["--net", "convnet"][..]] {
         let (torch, engine) = check(options);
         // Float rounding may flip an image whose two logits are nearly equal; no more than one.
         assert!((torch - engine).abs() <= 1.0 / test_len as f64 + 1e-9, "{options:?}: PyTorch {torch} against the engine's {engine}");
@@ -90,10 +91,14 @@ fn the_readme_pytorch_snippet_trains_a_matching_archive_by_its_recipe() {
     // the mean of 5 is compared with the manifest's mean over its 10, within 3 of its std (the
     // std of the engine's networks, at least 2 test images' worth).
     // With DSA and the recipe's augmentation on, so that the snippet's augmentation runs too.
-    let v = run_snippet(&["--objective", "matching", "--dsa", "true", "--recipe-augment", "true", "--max-iterations", "300", "--full-data-nets", "0"], 5);
-    let (torch, engine, std) = (v[0], v[1], v[2]);
-    println!("PyTorch {torch}, the manifest {engine} ± {std}");
-    assert!((torch - engine).abs() <= 3.0 * std.max(2.0 / 80.0), "PyTorch's networks reach {torch} where the manifest says {engine} ± {std}");
+    // The second archive is trained into the field's ConvNet with instance norm.
+    let matching = ["--objective", "matching", "--dsa", "true", "--recipe-augment", "true", "--max-iterations", "300", "--full-data-nets", "0"];
+    for extra in [&[][..], &["--net", "convnet", "--convnet-norm", "instance"][..]] {
+        let v = run_snippet(&[&matching[..], extra].concat(), 5);
+        let (torch, engine, std) = (v[0], v[1], v[2]);
+        println!("{extra:?}: PyTorch {torch}, the manifest {engine} ± {std}");
+        assert!((torch - engine).abs() <= 3.0 * std.max(2.0 / 80.0), "{extra:?}: PyTorch's networks reach {torch} where the manifest says {engine} ± {std}");
+    }
 }
 
 /// The snippet's `augment` against the engine's (`anondistill::augment`): the same image, 4,000

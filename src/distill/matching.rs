@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::augment::{self, Transform};
 use crate::conv::stride1;
+use crate::net::instance_norm;
 use crate::rng::normal;
 use crate::train::indices;
 
@@ -63,15 +64,6 @@ impl Embedder {
         let norm = e.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
         e / norm
     }
-}
-
-/// Each image's channels normalised over their pixels (mean 0, variance 1; no learned scale).
-pub fn instance_norm<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
-    let flat = x.reshape([n, c, h * w]);
-    let centred = flat.clone() - flat.mean_dim(2);
-    let var = centred.clone().powi_scalar(2).mean_dim(2);
-    (centred / (var + 1e-5).sqrt()).reshape([n, c, h, w])
 }
 
 /// Σ_c ‖target_c − mean of the synthetic embeddings of class c‖²: `targets[c]` `[d]` (the real

@@ -70,6 +70,10 @@ pub(super) struct PrivateMatching<B: Backend> {
     patients: Vec<Vec<usize>>,
     rng: SecretRng,
     pub(super) releases: Vec<Release<B>>,
+    /// The values of the first releases, read back to the host by an earlier session save or
+    /// restored from a session file: a release never changes, so each save reads only the new
+    /// ones from the device ([`PrivateMatching::releases_host`]).
+    host: std::sync::Mutex<Vec<f32>>,
     /// This run segment's random id (a session file saved from it carries it).
     segment: String,
     /// The id of the session file this run resumed, if it did.
@@ -84,7 +88,7 @@ impl<B: Backend> PrivateMatching<B> {
         let plan = PrivacyPlan::of(config, patients.len(), train.len())?.ok_or_else(|| crate::Error::Config("privacy is off in this configuration".into()))?;
         let mut rng = SecretRng::from_os()?;
         let segment = rng.hex_id();
-        Ok(Self { plan, patients, rng, releases: Vec::new(), segment, resumed_from: None })
+        Ok(Self { plan, patients, rng, releases: Vec::new(), host: Default::default(), segment, resumed_from: None })
     }
 
     /// What a session file saved after `iteration` iterations carries besides the releases'
@@ -98,13 +102,22 @@ impl<B: Backend> PrivateMatching<B> {
         }
     }
 
-    /// The releases so far, `[releases, classes, d + 1]`, read back to the host (`None` before
-    /// the first).
+    /// The releases so far, `[releases, classes, d + 1]`, on the host (`None` before the first):
+    /// those not read back by an earlier call are read from the device now.
     pub(super) async fn releases_host(&self) -> crate::Result<Option<HostTensor>> {
         let Some(first) = self.releases.first() else { return Ok(None) };
         let [classes, cols] = first.noisy.dims();
-        let all = Tensor::cat(self.releases.iter().map(|r| r.noisy.clone().reshape([1, classes, cols])).collect(), 0);
-        let values = super::read_f32(all.reshape([-1])).await?;
+        let per = classes * cols;
+        let known = self.host.lock().expect("the host cache").len() / per;
+        if known < self.releases.len() {
+            let new = Tensor::cat(self.releases[known..].iter().map(|r| r.noisy.clone().reshape([1, classes, cols])).collect(), 0);
+            let values = super::read_f32(new.reshape([-1])).await?;
+            let mut host = self.host.lock().expect("the host cache");
+            // Another save may have read them meanwhile: keep one copy.
+            host.truncate(known * per);
+            host.extend(values);
+        }
+        let values = self.host.lock().expect("the host cache")[..self.releases.len() * per].to_vec();
         Ok(Some(HostTensor { shape: vec![self.releases.len(), classes, cols], values }))
     }
 
@@ -140,6 +153,11 @@ impl<B: Backend> PrivateMatching<B> {
             }
         }
         self.releases = restored;
+        // Validated above when there are any.
+        *self.host.lock().expect("the host cache") = match releases {
+            Some(r) if k > 0 => r.values.clone(),
+            _ => Vec::new(),
+        };
         self.resumed_from = Some(saved.id.clone());
         if self.drawn() {
             self.patients = Vec::new();
@@ -411,6 +429,10 @@ mod tests {
         assert_eq!((p.releases.len(), r.shape.clone()), (5, vec![5, 2, E.dims(12) + 1]));
         assert!((p.epsilon_spent - plan.spent(5)).abs() < 1e-12, "7 iterations spend the 5 releases' ε only");
         assert_eq!(mid.meta.privacy.as_ref().unwrap().releases.len(), 3);
+        // Saved twice: the second save read only releases 4 and 5 from the device, and its
+        // tensor holds all five as they are there.
+        let on_device = |d: &Distiller<F>, n: usize| (0..n).flat_map(|k| d.matching_release(k).unwrap()).collect::<Vec<f32>>();
+        assert_eq!(r.values, on_device(&a, 5), "the saved releases are the run's");
 
         // Resumed after the draws: no member is held, and the run goes on exactly (each release
         // under its own network again).
@@ -433,6 +455,8 @@ mod tests {
         }
         steps(&mut c, 2);
         assert!(c.members_dropped() && c.matching_release(4).is_some());
+        let again = saved(&c);
+        assert_eq!(again.tensors.releases.unwrap().values, on_device(&c, 5), "a resumed run saves the restored releases and its own");
 
         // Releases that do not fit the saved progress are refused, naming the cause.
         let mut bent = after.clone();
