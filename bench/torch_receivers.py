@@ -14,7 +14,7 @@ KINDS, comma-separated:
   …_nonorm              without the norm
 Needs torch, numpy and safetensors.
 """
-import io, json, sys, zipfile, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import io, json, os, re, sys, zipfile, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from safetensors.torch import load
 torch.set_num_threads(2)
 arch, data = sys.argv[1], sys.argv[2]
@@ -27,8 +27,7 @@ d = np.load(data)
 norm = lambda a: (torch.as_tensor(a).float()[:, None] / 255 - mean) / std
 xt, yt = norm(d["test_images"]), torch.as_tensor(d["test_labels"].reshape(-1)).long()
 tr, ytr = d["train_images"], d["train_labels"].reshape(-1)
-C = labels.shape[1]; per = len(images) // C
-import os
+C = labels.shape[1]; per = len(images) // C; size = images.shape[-1]
 readme = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")).read()
 code = readme[readme.index("def augment(x):"):readme.index('\nif "recipe" in m:')]
 exec(code)
@@ -50,11 +49,12 @@ class ConvIn(nn.Module):
 def train(kind, x, y, seed):
     torch.manual_seed(seed)
     if kind == "lenet_adam":
-        net = LeNet(); opt = torch.optim.Adam(net.parameters(), 1e-3); ep = 300; sched = None
+        net = LeNet(size=size); opt = torch.optim.Adam(net.parameters(), 1e-3); ep = 300; sched = None
     else:
         w = 128 if "128" in kind else 32
-        net = ConvIn(w, norm="nonorm" not in kind)
-        ep = int(kind.split("_e")[1]) if "_e" in kind else 1000
+        net = ConvIn(w, size=size, norm="nonorm" not in kind)
+        passes = re.search(r"_e(\d+)", kind)                # e.g. convin32_adam_e300_nonorm
+        ep = int(passes.group(1)) if passes else 1000
         if "adam" in kind:
             opt = torch.optim.Adam(net.parameters(), 1e-3); sched = None
         else:
