@@ -25,6 +25,19 @@ fn snippet() -> String {
     readme[start..start + len].to_string()
 }
 
+/// Writes `values` as little-endian f32, the layout the scripts read with `np.fromfile(…, '<f4')`.
+fn write_f32(path: &Path, values: impl IntoIterator<Item = f32>) {
+    std::fs::write(path, values.into_iter().flat_map(f32::to_le_bytes).collect::<Vec<u8>>()).unwrap();
+}
+
+/// Runs `script` with `python3`; the numbers it printed, separated by white space. `what` names
+/// the script in the failure message.
+fn python_numbers(script: &str, what: &str) -> Vec<f64> {
+    let out = Command::new("python3").args(["-c", script]).output().unwrap();
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(|t| t.parse().unwrap()).collect()
+}
+
 /// Distils (a few iterations, fixed init) with `options`; returns PyTorch's accuracy on the demo's
 /// test split and the manifest's.
 fn check(options: &[&str]) -> (f64, f64) {
@@ -47,8 +60,7 @@ fn run_snippet(options: &[&str], runs: usize) -> Vec<f64> {
 
     // The test split the command line evaluated on (the same seeded split of the demo).
     let test = Prepared::from_loaded(load_files(demo_files(), 28, &Grouping::default()).unwrap(), &Config::default()).unwrap().test;
-    let raw: Vec<u8> = test.pixels.iter().flat_map(|&p| (p * 255.0).to_le_bytes()).collect();
-    std::fs::write(dir.path().join("test.f32"), raw).unwrap();
+    write_f32(&dir.path().join("test.f32"), test.pixels.iter().map(|&p| p * 255.0));
     let labels: Vec<String> = test.labels.iter().map(|l| l.to_string()).collect();
     std::fs::write(dir.path().join("snippet.py"), snippet()).unwrap();
     let script = format!(
@@ -59,10 +71,7 @@ fn run_snippet(options: &[&str], runs: usize) -> Vec<f64> {
         dir = dir.path().to_str().unwrap(),
         s = test.size
     );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "the README's snippet failed: {}", String::from_utf8_lossy(&out.stderr));
-    let printed = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<f64> = printed.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let v = python_numbers(&script, "the README's snippet");
     println!("{options:?}: PyTorch {:.4} (mean of {runs}), manifest {:.4} ± {} on {} test images", v[0], v[1], v[2], test.len());
     v
 }
@@ -135,7 +144,7 @@ fn the_readme_augmentation_is_the_engines() {
         zeros += z / runs as f64;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("image.f32"), image.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    write_f32(&dir.path().join("image.f32"), image.iter().copied());
     let code = snippet();
     let start = code.find("def augment(x):").expect("the snippet defines augment");
     let end = code[start..].find("\nif \"recipe\" in m:").expect("augment comes before the recipe") + start;
@@ -145,9 +154,7 @@ fn the_readme_augmentation_is_the_engines() {
         &code[start..end],
         dir.path().join("image.f32").to_str().unwrap()
     );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|t| t.parse().unwrap()).collect();
+    let v = python_numbers(&script, "the snippet's augmentation");
     println!("mean squared change: engine {change:.4}, snippet {:.4}; zeroed pixels: engine {zeros:.4}, snippet {:.4}", v[0], v[1]);
     assert!((v[0] - change).abs() <= 0.1 * change, "mean squared change per pixel: the snippet's {} against the engine's {change}", v[0]);
     assert!((v[1] - zeros).abs() <= 0.1 * zeros, "pixels set to zero: the snippet's {} against the engine's {zeros}", v[1]);
@@ -178,11 +185,10 @@ fn the_readme_convnet_with_instance_norm_is_the_engines() {
     let logits: Vec<f32> = net.forward(&params, Tensor::<NdArray, 1>::from_data(TensorData::new(x.clone(), [n * s * s]), &dev).reshape([n, 1, s, s])).into_data().to_vec().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, v: &[f32]| std::fs::write(dir.path().join(name), v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
     for (i, p) in params.iter().enumerate() {
-        write(&format!("p{i}.f32"), &p.clone().into_data().to_vec::<f32>().unwrap());
+        write_f32(&dir.path().join(format!("p{i}.f32")), p.clone().into_data().to_vec::<f32>().unwrap());
     }
-    write("x.f32", &x);
+    write_f32(&dir.path().join("x.f32"), x);
     let code = snippet();
     let start = code.find("per_step, classes, s = ").expect("the snippet reads the sizes");
     let end = code.find("def augment(x):").expect("the snippet defines augment after net");
@@ -196,9 +202,7 @@ fn the_readme_convnet_with_instance_norm_is_the_engines() {
         &code[start..end],
         dir = dir.path().to_str().unwrap()
     );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let torch: Vec<f32> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|t| t.parse().unwrap()).collect();
+    let torch: Vec<f32> = python_numbers(&script, "the snippet's network").into_iter().map(|v| v as f32).collect();
     assert_eq!(torch.len(), logits.len());
     let gap = torch.iter().zip(&logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     println!("largest logit difference, the snippet's ConvNet with instance norm against the engine's: {gap:e}");
