@@ -91,6 +91,14 @@ pub struct Config {
     /// recipe's augmentation on PneumoniaMNIST (88.41 against 88.33 balanced without it, within
     /// the seeds' spread; alone it cost 3.7 points: bench/HISTORY.md).
     pub dsa: bool,
+    /// Matching: iterations of the unrolled objective after the matching ones, which learn a
+    /// label per image (when `learn_labels`) and the replay's learning rates on top of the
+    /// matched images, by the seed's hyper-gradient (issue 44; 0, the default: none). Not with
+    /// differential privacy: they read the members again, outside the releases' guarantee.
+    pub label_iterations: usize,
+    /// Matching: whether those iterations move the images too (Adam, as the unrolled objective
+    /// does), or only the labels and learning rates.
+    pub label_images: bool,
     /// The ordinary loop a matching set is meant for and evaluated with, and its random subset:
     /// passes over the set.
     pub recipe_epochs: usize,
@@ -318,6 +326,8 @@ impl Default for Config {
             real_per_class: 128,
             image_lr: 1.0,
             dsa: true,
+            label_iterations: 0,
+            label_images: false,
             recipe_epochs: 300,
             recipe_lr: 1e-3,
             recipe_batch: 256,
@@ -394,6 +404,7 @@ impl Config {
         range("embed_depth", self.embed_depth, 1, 6)?;
         range("real_per_class", self.real_per_class, 1, 1 << 20)?;
         range("recipe_epochs", self.recipe_epochs, 1, 100_000)?;
+        range("label_iterations", self.label_iterations, 0, 1_000_000)?;
         range("recipe_batch", self.recipe_batch, 1, 1 << 20)?;
         range("full_data_nets", self.full_data_nets, 0, 1000)?;
         range("full_data_epochs", self.full_data_epochs, 1, 10_000)?;
@@ -484,10 +495,19 @@ impl Config {
     /// mistake.
     fn check_matching(&self) -> Result<()> {
         if self.objective != Objective::Matching {
+            if self.label_iterations > 0 || self.label_images {
+                return Err(Error::Config("label_iterations and label_images belong to the matching objective: the unrolled objective learns labels and learning rates throughout".into()));
+            }
             return Ok(());
         }
         if self.known_init {
             return Err(Error::Config("known_init (one fixed network) belongs to the unrolled objective; matching draws a new embedding network every iteration".into()));
+        }
+        if self.label_iterations > 0 && self.privacy.is_some() {
+            return Err(Error::Config("label_iterations cannot be used with differential privacy: learning labels by the unrolled objective reads the training patients again, outside the releases' guarantee".into()));
+        }
+        if self.label_iterations > 0 && self.net == NetKind::ConvNet && self.convnet_norm == ConvNorm::Instance {
+            return Err(Error::Config("label_iterations need a network the unrolled objective can differentiate: convnet_norm instance is not one (its inner gradients are written for the ConvNet without a norm)".into()));
         }
         if self.image_size >> self.embed_depth == 0 {
             return Err(Error::Config(format!(
@@ -590,8 +610,17 @@ mod tests {
         let zero = Config { recipe_epochs: 0, ..m.clone() };
         assert!(zero.validate().unwrap_err().to_string().contains("recipe_epochs = 0 is outside"));
         // Instance norm: trained by the ordinary loop only, never differentiated through training.
-        let normed = Config { net: NetKind::ConvNet, convnet_norm: ConvNorm::Instance, ..m };
+        let normed = Config { net: NetKind::ConvNet, convnet_norm: ConvNorm::Instance, ..m.clone() };
         normed.validate().unwrap();
+        // Labels on top: matching's, without privacy, into a network the unrolled objective differentiates.
+        let on_top = Config { label_iterations: 10, ..m.clone() };
+        on_top.validate().unwrap();
+        let private = Config { privacy: Some(PrivacyConfig::default()), ..on_top.clone() };
+        assert!(private.validate().unwrap_err().to_string().contains("label_iterations cannot be used with differential privacy"));
+        let normed_on_top = Config { label_iterations: 10, ..normed.clone() };
+        assert!(normed_on_top.validate().unwrap_err().to_string().contains("label_iterations need a network the unrolled objective can differentiate"));
+        let replay = Config { objective: Objective::Unrolled, ..on_top };
+        assert!(replay.validate().unwrap_err().to_string().contains("label_iterations and label_images belong to the matching objective"));
         let unrolled = Config { objective: Objective::Unrolled, ..normed };
         assert!(unrolled.validate().unwrap_err().to_string().contains("convnet_norm instance works with the matching objective only"));
     }

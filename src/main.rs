@@ -224,6 +224,8 @@ config_args! {
     real_per_class: usize, "Matching: real images of each class embedded per iteration";
     image_lr: f64, "Matching: learning rate of the images' SGD (momentum 0.5)";
     dsa: bool, "Matching: differentiable Siamese augmentation of real and distilled images alike (true/false)";
+    label_iterations: usize, "Matching: iterations of the unrolled objective after matching that learn each image's label and the replay's learning rates on top (default 0: none; not with privacy)";
+    label_images: bool, "Matching: those label iterations move the images too (true/false)";
     recipe_epochs: usize, "Matching: passes of the ordinary loop the set is evaluated with (and recorded for)";
     recipe_lr: f64, "Matching: the ordinary loop's Adam learning rate";
     recipe_batch: usize, "Matching: the ordinary loop's minibatch";

@@ -66,6 +66,16 @@ fn a_resumed_matching_run_continues_exactly() {
     continues_exactly(Config { objective: Objective::Matching, embed_width: 4, real_per_class: 16, ..config() });
 }
 
+#[test]
+fn a_resumed_matching_run_with_labels_on_top_continues_exactly() {
+    // Saved after the first label iteration (its images' Adam moments travel instead of the
+    // velocity), and saved during matching with the label iterations still to come (the images'
+    // Adam starts afresh where they begin, wherever the run was resumed).
+    let matching = Config { objective: Objective::Matching, embed_width: 4, real_per_class: 16, label_iterations: 5, label_images: true, ..config() };
+    continues_exactly(Config { max_iterations: Some(2), ..matching.clone() });
+    continues_exactly(Config { max_iterations: Some(4), label_iterations: 3, ..matching });
+}
+
 /// Saves a run on burn-ndarray with the default engine after 3 iterations (through the file's
 /// bytes), restores it into the distiller `make` builds, and checks that its next 2 losses are
 /// those of the run that went on (within 1e-4).

@@ -149,6 +149,42 @@ mod tests {
     }
 
     #[test]
+    fn labels_on_top_learn_labels_and_rates_and_leave_the_matched_images_alone() {
+        use crate::config::{Config, Objective};
+        use crate::distill::Distiller;
+        type F = NdArray<f32>;
+        let train = halves(30, 2);
+        let norm = crate::data::Normalization { mean: 0.5, std: 0.3 };
+        let device = Default::default();
+        let host = |t: Tensor<F, 2>| -> Vec<f32> { t.into_data().to_vec().unwrap() };
+        let config = Config { objective: Objective::Matching, image_size: 12, embed_width: 4, steps: 2, max_iterations: Some(6), label_iterations: 4, nets_per_iteration: 1, batch_size: 16, ..Config::default() };
+        for label_images in [false, true] {
+            let mut d = Distiller::<F>::new(Config { label_images, ..config.clone() }, &train, norm, &device).unwrap();
+            assert_eq!((d.total_iterations(), d.label_start()), (10, Some(6)));
+            let (one_hot, lrs) = (host(d.state().labels.clone()), d.state().raw_lrs.clone().into_data().to_vec::<f32>().unwrap());
+            for _ in 0..6 {
+                pollster::block_on(d.step()).unwrap();
+            }
+            // Matching moves the images only.
+            assert_eq!(host(d.state().labels.clone()), one_hot);
+            let matched = host(d.state().images.clone().flatten(1, 3));
+            for _ in 0..4 {
+                let r = pollster::block_on(d.step()).unwrap();
+                assert!(r.loss.is_some_and(|l| l.is_finite() && l > 0.0), "the replay's outer loss: {:?}", r.loss);
+            }
+            assert_eq!(d.iteration(), 10);
+            assert_ne!(host(d.state().labels.clone()), one_hot, "the labels were not learned on top");
+            assert_ne!(d.state().raw_lrs.clone().into_data().to_vec::<f32>().unwrap(), lrs, "the learning rates were not learned on top");
+            let after = host(d.state().images.clone().flatten(1, 3));
+            if label_images {
+                assert_ne!(after, matched, "label_images: the images should move too");
+            } else {
+                assert_eq!(after, matched, "the label iterations moved the matched images");
+            }
+        }
+    }
+
+    #[test]
     fn a_matching_run_brings_each_class_to_its_real_mean_embedding() {
         use crate::config::{Config, Objective};
         use crate::distill::Distiller;

@@ -323,10 +323,29 @@ impl<B: Backend> Distiller<B> {
         }
         if let Some(m) = &self.matching {
             let releases = m.private.as_ref().map_or(0, |p| p.plan.iterations);
-            return releases + self.config.matching_iterations();
+            return releases + self.config.matching_iterations() + self.config.label_iterations;
         }
         let all = self.config.epochs_outer * self.iterations_per_epoch();
         self.config.max_iterations.map_or(all, |m| m.min(all))
+    }
+
+    /// A matching run's first iteration that learns labels on top (`label_iterations`), by the
+    /// unrolled objective: after the releases and the matching iterations. `None` for an
+    /// unrolled run.
+    pub fn label_start(&self) -> Option<usize> {
+        let m = self.matching.as_ref()?;
+        Some(m.private.as_ref().map_or(0, |p| p.plan.iterations) + self.config.matching_iterations())
+    }
+
+    /// Whether the next iteration matches embeddings (a matching run before its label iterations).
+    fn matches(&self) -> bool {
+        self.label_start().is_some_and(|s| self.iteration < s)
+    }
+
+    /// Whether the images' optimiser is matching's SGD with momentum, whose velocity a session
+    /// keeps (up to the first label iteration, which starts the images' Adam afresh).
+    fn keeps_velocity(&self) -> bool {
+        self.label_start().is_some_and(|s| self.iteration <= s)
     }
 
     /// The outer learning rate at `iteration` (step decay every `decay_iterations` iterations, or
@@ -468,9 +487,10 @@ impl<B: Backend> Distiller<B> {
         if self.private.is_some() {
             return self.private_hypergradient();
         }
-        if self.matching.is_some() {
+        if self.matches() {
             return self.matching_gradient();
         }
+        // The unrolled objective, or a matching run's label iterations.
         let plan = self.plan();
         MetaGradient::mean(plan.inits.iter().map(|init| self.meta_gradient(init, &plan.batch)).collect())
     }
@@ -615,17 +635,23 @@ impl<B: Backend> Distiller<B> {
                 cause: format!("{} is {}", names[k], values[k]),
             });
         }
-        let lr = if self.matching.is_some() {
+        let lr = if self.matches() {
             // SGD with momentum 0.5, as the paper's code: the images only.
             let lr = self.config.image_lr;
             self.velocity = self.velocity.clone() * 0.5 + g.images;
             self.state.images = self.state.images.clone() - self.velocity.clone() * lr;
             lr
         } else {
-            let lr = self.outer_lr(self.iteration);
+            // A matching run's label iterations: the unrolled objective's Adam and schedule,
+            // counted from their start; the images move only with `label_images`, from an Adam
+            // of their own (never stepped during matching, whose momentum is SGD's).
+            let start = self.label_start().unwrap_or(0);
+            let lr = self.outer_lr(self.iteration - start);
             let adam = AdamConfig { beta1: self.config.beta1, beta2: self.config.beta2, eps: 1e-8 };
             let s = &mut self.state;
-            s.images = self.adam.0.step(adam, lr, s.images.clone(), g.images);
+            if self.matching.is_none() || self.config.label_images {
+                s.images = self.adam.0.step(adam, lr, s.images.clone(), g.images);
+            }
             if self.config.learn_labels {
                 s.labels = self.adam.1.step(adam, lr, s.labels.clone(), g.labels);
             }
@@ -652,7 +678,8 @@ impl<B: Backend> Distiller<B> {
         let s = &self.state;
         let (a, b, c) = (self.adam.0.moments(), self.adam.1.moments(), self.adam.2.moments());
         // A matching run's image optimiser is SGD with momentum: its velocity is the first moment.
-        let image_m = if self.matching.is_some() { &self.velocity } else { a.0 };
+        // Until its label iterations start, that is; then Adam's.
+        let image_m = if self.keeps_velocity() { &self.velocity } else { a.0 };
         let tensors = SessionTensors {
             images: Learned { value: host(&s.images).await?, m: host(image_m).await?, v: host(a.1).await? },
             labels: Learned { value: host(&s.labels).await?, m: host(b.0).await?, v: host(b.1).await? },
@@ -731,12 +758,14 @@ impl<B: Backend> Distiller<B> {
         let dev = &self.device;
         self.state = DistilledTensors { images: up(&x.images.value, dev), labels: up(&x.labels.value, dev), raw_lrs: up(&x.raw_lrs.value, dev) };
         self.adam = (adam(&x.images, m.adam_steps[0], dev), adam(&x.labels, m.adam_steps[1], dev), adam(&x.raw_lrs, m.adam_steps[2], dev));
-        if self.matching.is_some() {
-            self.velocity = up(&x.images.m, dev);
-        }
         self.rng.set_word_pos(word_pos);
         self.order = m.order.clone();
         self.iteration = m.iteration;
+        if self.keeps_velocity() {
+            // The images' first moment is matching's velocity: their Adam has not started.
+            self.velocity = up(&x.images.m, dev);
+            self.adam.0 = Adam::new(&self.state.images);
+        }
         Ok(())
     }
 
