@@ -1,6 +1,8 @@
 //! Issue 44's speed row: one matching iteration against one unrolled iteration on the same data,
 //! the same number and size of distilled images, in the same run (flex, native). Also a private
-//! matching run's release (its members' pass) and its optimisation iteration (no member).
+//! matching run's release (its members' pass) and its optimisation iteration (no member). And,
+//! when `torch` is importable, the PyTorch reference of the same matching iteration without DSA
+//! (`bench/torch_matching.py`, the same shapes and real-image counts) on the same machine.
 //!
 //!     cargo run --release --example bench_objectives [-- REPEATS]
 //!
@@ -11,6 +13,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::process::Command;
 use std::time::Instant;
 
 use anondistill::{
@@ -38,6 +41,23 @@ fn median(d: &mut Distiller<B>, repeats: usize) -> f64 {
     t[repeats / 2]
 }
 
+/// The PyTorch reference's median seconds per matching iteration (no DSA) and its threads, with
+/// `real[c]` real images of class c and `per_class` distilled images of each; `None` (and why,
+/// on stderr) when it cannot run.
+fn torch(real: &[usize], per_class: usize, repeats: usize) -> Option<(f64, u64)> {
+    let real = real.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+    let out = Command::new("python3")
+        .args(["bench/torch_matching.py", "--real", &real, "--per-class", &per_class.to_string(), "--repeats", &repeats.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("PyTorch reference not run: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((v["median_s"].as_f64()?, v["threads"].as_u64()?))
+}
+
 fn main() {
     let repeats: usize = std::env::args().nth(1).map_or(21, |s| s.parse().unwrap());
     let base = Config { holdout_fraction: 0.2, max_iterations: Some(10_000), epochs_outer: 1_000_000, ..Config::default() };
@@ -55,6 +75,9 @@ fn main() {
     let release = median(&mut d, repeats);
     assert!(d.members_dropped());
     let optimise = median(&mut d, repeats);
+    // The reference embeds what the engine's iteration embeds: up to `real_per_class` of each class.
+    let real: Vec<usize> = prepared.train.class_counts().iter().map(|&n| n.min(base.real_per_class)).collect();
+    let reference = torch(&real, 10, repeats);
     println!("demo, {} training images, 20 distilled images 28 × 28, flex, median of {repeats} iterations after a warm-up", prepared.train.len());
     println!("| what | s per iteration | ÷ unrolled |");
     println!("|---|---|---|");
@@ -66,5 +89,12 @@ fn main() {
         ("private matching: one optimisation iteration (no member)", optimise),
     ] {
         println!("| {what} | {t:.4} | {:.3} |", t / unrolled);
+    }
+    match reference {
+        Some((t, threads)) => {
+            println!("| PyTorch reference: matching without DSA (`bench/torch_matching.py`, {threads} threads, real images {real:?}) | {t:.4} | {:.3} |", t / unrolled);
+            println!("\nmatching without DSA ÷ the PyTorch reference: {:.2}×", plain / t);
+        }
+        None => println!("\n(PyTorch reference not run)"),
     }
 }

@@ -1,10 +1,11 @@
-//! Distribution matching's loss (`src/distill/matching.rs`) against finite differences, in f64.
+//! Distribution matching's loss (`src/distill/matching.rs`) against finite differences, in f64,
+//! and the engine's batched form of it (`image_gradient`, `class_means`) against the class-by-class one.
 //! Here rather than beside the code: burn-ndarray's f64 and f32 tensors in one process's parallel
 //! tests disturbed each other (an f64 gradient read back as f32), and the library's own tests
 //! run in f32.
 
 use anondistill::augment::{apply, transform, Kind, Transform};
-use anondistill::distill::matching::{matching_loss, Embedder};
+use anondistill::distill::matching::{class_means, image_gradient, matching_loss, Embedder};
 use anondistill::rng::normal;
 use burn_autodiff::Autodiff;
 use burn_ndarray::NdArray;
@@ -55,6 +56,15 @@ fn loss(
     matching_loss(&targets, &synthetic)
 }
 
+/// The real images of class c (three each), transformed by `aug[c]` when given, off the graph.
+fn real_of(real: &Tensor<B, 4>, c: usize, aug: Option<&[Vec<Transform>]>) -> Tensor<NdArray<f64>, 4> {
+    let x = real.clone().narrow(0, 3 * c, 3).inner();
+    match aug {
+        Some(a) => apply(x, &a[c][..3]),
+        None => x,
+    }
+}
+
 /// A random embedder of `width` and `depth` and six "real" 8 × 8 images (two classes of three),
 /// from `seed`; the stream, to draw more.
 fn setup(seed: u64, width: usize, depth: usize) -> (Embedder, Vec<(Tensor<B, 4>, Tensor<B, 1>)>, Tensor<B, 4>, ChaCha8Rng) {
@@ -92,6 +102,24 @@ fn the_gradient_of_the_matching_loss_is_its_finite_difference() {
         let h = 1e-5;
         let scale = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(scale > 1e-6, "a gradient of zero checks nothing");
+        // The engine's form, every class in one batch: the same loss and gradient as the
+        // class-by-class composition above (and the same targets, for plain embeddings).
+        let inner: Vec<(Tensor<NdArray<f64>, 4>, Tensor<NdArray<f64>, 1>)> = params.iter().map(|(w, b)| (w.clone().inner(), b.clone().inner())).collect();
+        let reals: Vec<Tensor<NdArray<f64>, 4>> = (0..2).map(|c| real_of(&real, c, aug)).collect();
+        let targets: Vec<Tensor<NdArray<f64>, 1>> = reals.iter().map(|x| if unit { e.embed_unit(&inner, x.clone()) } else { e.embed(&inner, x.clone()) }.mean_dim(0).squeeze::<1>()).collect();
+        if !unit {
+            for (a, b) in class_means(&e, &inner, &reals).into_iter().zip(&targets) {
+                let gap: f64 = (a - b.clone()).abs().max().into_scalar();
+                assert!(gap < 1e-12, "class_means, in one batch, is {gap} from the class-by-class means");
+            }
+        }
+        let (batched, g_batched) = image_gradient(&e, &inner, &at(&x0).inner(), &[vec![0, 1], vec![2, 3]], &targets, unit, aug);
+        let (l0, l1): (f64, f64) = (value(&x0), batched.into_scalar());
+        assert!((l0 - l1).abs() <= 1e-12 * l0.abs(), "unit {unit}: image_gradient's loss {l1} against {l0}");
+        let g_batched: Vec<f64> = g_batched.into_data().to_vec().unwrap();
+        for (i, (a, b)) in g_batched.iter().zip(&g).enumerate() {
+            assert!((a - b).abs() <= 1e-9 * scale.max(1.0), "unit {unit}, augmented {}, pixel {i}: image_gradient {a} vs {b}", aug.is_some());
+        }
         for i in (0..x0.len()).step_by(7) {
             let (mut up, mut down) = (x0.clone(), x0.clone());
             up[i] += h;

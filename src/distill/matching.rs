@@ -84,16 +84,33 @@ pub fn matching_loss<B: Backend>(targets: &[Tensor<B, 1>], synthetic: &[Tensor<B
 pub type EmbedderParams<B> = Vec<(Tensor<B, 4>, Tensor<B, 1>)>;
 
 /// The mean embedding of each class's real images `real[c]` `[n_c, 1, size, size]`: the targets
-/// of one iteration (no graph).
+/// of one iteration (no graph). Every class goes through the network in one batch.
 pub fn class_means<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, real: &[Tensor<B, 4>]) -> Vec<Tensor<B, 1>> {
-    real.iter().map(|x| e.embed(params, x.clone()).mean_dim(0).squeeze::<1>()).collect()
+    let sizes: Vec<usize> = real.iter().map(|x| x.dims()[0]).collect();
+    split_means(e.embed(params, Tensor::cat(real.to_vec(), 0)), &sizes)
+}
+
+/// The means of consecutive row blocks of `x` `[Σ sizes, d]`, block c of `sizes[c]` rows (a
+/// block of no row has no mean: a zero stands in, and [`image_gradient`] leaves such a class
+/// out of the loss).
+fn split_means<B: Backend>(x: Tensor<B, 2>, sizes: &[usize]) -> Vec<Tensor<B, 1>> {
+    let d = x.dims()[1];
+    let mut at = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            at += n;
+            if n == 0 { Tensor::zeros([d], &x.device()) } else { x.clone().narrow(0, at - n, n).mean_dim(0).squeeze::<1>() }
+        })
+        .collect()
 }
 
 /// The matching loss of `images` (`members[c]` lists the images of class `c`) against
 /// `targets`, and its gradient with respect to the images; with `unit`, each image's embedding
 /// is divided by its norm first (as private matching's targets are made); with `aug`, class
 /// `c`'s images are transformed by `aug[c]` first (image `i` by its `i`-th transform, or all by
-/// the one there is), inside the graph.
+/// the one there is), inside the graph. Every class's images go through the network in one
+/// batch; a class without a distilled image adds nothing.
 pub fn image_gradient<B: Backend>(
     e: &Embedder,
     params: &EmbedderParams<B>,
@@ -106,20 +123,31 @@ pub fn image_gradient<B: Backend>(
     let device = images.device();
     let params: EmbedderParams<Autodiff<B>> = params.iter().map(|(w, b)| (Tensor::from_inner(w.clone()), Tensor::from_inner(b.clone()))).collect();
     let x = Tensor::<Autodiff<B>, 4>::from_inner(images.clone()).require_grad();
-    let synthetic: Vec<Tensor<Autodiff<B>, 2>> = members
+    let classes: Vec<usize> = (0..members.len()).filter(|&c| !members[c].is_empty()).collect();
+    let batch: Vec<Tensor<Autodiff<B>, 4>> = classes
         .iter()
-        .enumerate()
-        .map(|(c, idx)| {
-            let mut x = x.clone().select(0, indices::<Autodiff<B>>(idx, &device));
-            if let Some(aug) = aug {
-                let t = &aug[c];
-                x = augment::apply(x, if t.len() == 1 { t } else { &t[..idx.len()] });
+        .map(|&c| {
+            let idx = &members[c];
+            let x = x.clone().select(0, indices::<Autodiff<B>>(idx, &device));
+            match aug {
+                Some(aug) => {
+                    let t = &aug[c];
+                    augment::apply(x, if t.len() == 1 { t } else { &t[..idx.len()] })
+                }
+                None => x,
             }
-            if unit { e.embed_unit(&params, x) } else { e.embed(&params, x) }
         })
         .collect();
-    let targets: Vec<Tensor<Autodiff<B>, 1>> = targets.iter().map(|t| Tensor::from_inner(t.clone())).collect();
-    let loss = matching_loss(&targets, &synthetic);
+    let embedded = Tensor::cat(batch, 0);
+    let embedded = if unit { e.embed_unit(&params, embedded) } else { e.embed(&params, embedded) };
+    let sizes: Vec<usize> = classes.iter().map(|&c| members[c].len()).collect();
+    let means = split_means(embedded, &sizes);
+    let loss = classes
+        .iter()
+        .zip(means)
+        .map(|(&c, m)| (Tensor::<Autodiff<B>, 1>::from_inner(targets[c].clone()) - m).powi_scalar(2).sum())
+        .reduce(|a, b| a + b)
+        .expect("at least one class with distilled images");
     let grads = loss.backward();
     let g = x.grad(&grads).unwrap_or_else(|| images.zeros_like());
     (loss.inner(), g)
