@@ -150,7 +150,22 @@ fn load(data: &str, size: usize) -> NpzSplits {
     let bytes = std::fs::read(data).unwrap_or_else(|e| panic!("{data}: {e}"));
     // The Kermany names carry patient ids: the validation split is then by patient.
     let grouping = if data.contains("kermany") { Grouping::new(Some(KERMANY_PATIENTS), None).unwrap() } else { Grouping::default() };
-    load_npz(&bytes, Some(size), &grouping).unwrap()
+    let splits = load_npz(&bytes, Some(size), &grouping).unwrap();
+    if data != KERMANY {
+        return splits;
+    }
+    // Kermany's own train and test splits share 170 patients, which the project refuses as a
+    // test set: both are pooled and split again by patient, the test split about as large as
+    // the file's (624 of 5,840 images).
+    let (train, test) = (splits.train, splits.test.expect("Kermany's test split"));
+    let pooled = Dataset {
+        pixels: [train.pixels, test.pixels].concat(),
+        labels: [train.labels, test.labels].concat(),
+        patients: [train.patients, test.patients].concat(),
+        ..test
+    };
+    let (train, test) = pooled.split(624.0 / 5840.0, 0, false).unwrap();
+    NpzSplits { train, val: None, test: Some(test) }
 }
 
 /// Digits from a gzipped IDX image file (magic 2051, count, rows, columns, then uint8 pixels)
