@@ -17,6 +17,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod python;
+
 use std::process::Command;
 use std::time::Instant;
 
@@ -100,15 +102,7 @@ fn torch_json(net: &str, batch: usize, repeats: usize) -> Option<serde_json::Val
 }
 
 fn torch_json_on(device: &str, net: &str, batch: usize, repeats: usize) -> Option<serde_json::Value> {
-    let out = Command::new("python3")
-        .args(["bench/torch_metastep.py", "--device", device, "--net", net, "--batch", &batch.to_string(), "--repeats", &repeats.to_string()])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("PyTorch reference not run: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
+    python::json(&["bench/torch_metastep.py", "--device", device, "--net", net, "--batch", &batch.to_string(), "--repeats", &repeats.to_string()])
 }
 
 fn torch(net: &str, batch: usize, repeats: usize) -> Option<(f64, u64)> {

@@ -13,7 +13,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::process::Command;
+mod python;
+
 use std::time::Instant;
 
 use anondistill::{
@@ -46,15 +47,7 @@ fn median(d: &mut Distiller<B>, repeats: usize) -> f64 {
 /// on stderr) when it cannot run.
 fn torch(real: &[usize], per_class: usize, repeats: usize) -> Option<(f64, u64)> {
     let real = real.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
-    let out = Command::new("python3")
-        .args(["bench/torch_matching.py", "--real", &real, "--per-class", &per_class.to_string(), "--repeats", &repeats.to_string()])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("PyTorch reference not run: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let v = python::json(&["bench/torch_matching.py", "--real", &real, "--per-class", &per_class.to_string(), "--repeats", &repeats.to_string()])?;
     Some((v["median_s"].as_f64()?, v["threads"].as_u64()?))
 }
 

@@ -84,23 +84,25 @@ pub fn matching_loss<B: Backend>(targets: &[Tensor<B, 1>], synthetic: &[Tensor<B
 pub type EmbedderParams<B> = Vec<(Tensor<B, 4>, Tensor<B, 1>)>;
 
 /// The mean embedding of each class's real images `real[c]` `[n_c, 1, size, size]`: the targets
-/// of one iteration (no graph). Every class goes through the network in one batch.
+/// of one iteration (no graph). Every class goes through the network in one batch; a class of
+/// no image has no mean, and a zero stands in.
 pub fn class_means<B: Backend>(e: &Embedder, params: &EmbedderParams<B>, real: &[Tensor<B, 4>]) -> Vec<Tensor<B, 1>> {
     let sizes: Vec<usize> = real.iter().map(|x| x.dims()[0]).collect();
-    split_means(e.embed(params, Tensor::cat(real.to_vec(), 0)), &sizes)
+    let embedded = e.embed(params, Tensor::cat(real.to_vec(), 0));
+    let [_, d] = embedded.dims();
+    let device = embedded.device();
+    blocks(embedded, &sizes).into_iter().map(|b| b.map_or_else(|| Tensor::zeros([d], &device), |b| b.mean_dim(0).squeeze::<1>())).collect()
 }
 
-/// The means of consecutive row blocks of `x` `[Σ sizes, d]`, block c of `sizes[c]` rows (a
-/// block of no row has no mean: a zero stands in, and [`image_gradient`] leaves such a class
-/// out of the loss).
-fn split_means<B: Backend>(x: Tensor<B, 2>, sizes: &[usize]) -> Vec<Tensor<B, 1>> {
-    let d = x.dims()[1];
+/// The consecutive row blocks of `x` `[Σ sizes, d]`, block c of `sizes[c]` rows (`None` for a
+/// block of no row).
+fn blocks<B: Backend>(x: Tensor<B, 2>, sizes: &[usize]) -> Vec<Option<Tensor<B, 2>>> {
     let mut at = 0;
     sizes
         .iter()
         .map(|&n| {
             at += n;
-            if n == 0 { Tensor::zeros([d], &x.device()) } else { x.clone().narrow(0, at - n, n).mean_dim(0).squeeze::<1>() }
+            (n > 0).then(|| x.clone().narrow(0, at - n, n))
         })
         .collect()
 }
@@ -141,13 +143,9 @@ pub fn image_gradient<B: Backend>(
     let embedded = Tensor::cat(batch, 0);
     let embedded = if unit { e.embed_unit(&params, embedded) } else { e.embed(&params, embedded) };
     let sizes: Vec<usize> = classes.iter().map(|&c| members[c].len()).collect();
-    let means = split_means(embedded, &sizes);
-    let loss = classes
-        .iter()
-        .zip(means)
-        .map(|(&c, m)| (Tensor::<Autodiff<B>, 1>::from_inner(targets[c].clone()) - m).powi_scalar(2).sum())
-        .reduce(|a, b| a + b)
-        .expect("at least one class with distilled images");
+    let synthetic: Vec<Tensor<Autodiff<B>, 2>> = blocks(embedded, &sizes).into_iter().flatten().collect();
+    let targets: Vec<Tensor<Autodiff<B>, 1>> = classes.iter().map(|&c| Tensor::from_inner(targets[c].clone())).collect();
+    let loss = matching_loss(&targets, &synthetic);
     let grads = loss.backward();
     let g = x.grad(&grads).unwrap_or_else(|| images.zeros_like());
     (loss.inner(), g)

@@ -321,9 +321,8 @@ impl<B: Backend> Distiller<B> {
         if let Some(p) = &self.private {
             return p.plan.iterations;
         }
-        if let Some(m) = &self.matching {
-            let releases = m.private.as_ref().map_or(0, |p| p.plan.iterations);
-            return releases + self.config.matching_iterations() + self.config.label_iterations;
+        if let Some(start) = self.label_start() {
+            return start + self.config.label_iterations;
         }
         let all = self.config.epochs_outer * self.iterations_per_epoch();
         self.config.max_iterations.map_or(all, |m| m.min(all))

@@ -50,14 +50,16 @@ export const waitText = (page, sel, re, timeout = 600000) =>
   page.waitForFunction(([s, r]) => new RegExp(r).test(document.querySelector(s).textContent), [sel, re.source], { timeout });
 
 /** Opens the page with the demo patches loaded, the backend picked and the iterations set (and
- *  the networks per iteration, LeNet's width, the CPU workers and the privacy guarantee's
- *  epsilon, when given). */
-export async function demoPage(browser, url, { backend, iterations, nets, width, workers, privacy }) {
+ *  the objective, the networks per iteration, LeNet's width, the CPU workers and the privacy
+ *  guarantee's epsilon, when given). */
+export async function demoPage(browser, url, { backend, objective, iterations, nets, width, workers, privacy }) {
   const opened = await open(browser, url);
   const { page } = opened;
   await page.click('#demo-button');
   await waitText(page, '#data-status', /400 images/);
   if (backend) await page.selectOption('#settings [name=backend]', backend);
+  // Before the iterations: an objective brings its own default there.
+  if (objective) await page.selectOption('#settings [name=objective]', objective);
   await setSetting(page, 'max_iterations', iterations);
   if (nets) await setSetting(page, 'nets_per_iteration', nets);
   if (width) await setSetting(page, 'lenet_width', width);
@@ -67,19 +69,20 @@ export async function demoPage(browser, url, { backend, iterations, nets, width,
 }
 
 /** Runs the demo distillation in a fresh browser on the page served from `dist` (`dist/` when
- *  not given) until it ends; returns the backend it used and its seconds per outer iteration,
- *  over the whole run (`all`) and after the first chunk (`steady`). For the benchmarks. */
-export async function timeDemo({ backend, iterations, nets, width, workers, privacy, dist }) {
+ *  not given) until it ends; returns the backend it used, the iterations it ran and its seconds
+ *  per outer iteration, over the whole run (`all`) and after the first chunk (`steady`). For the
+ *  benchmarks. */
+export async function timeDemo({ backend, objective, iterations, nets, width, workers, privacy, dist }) {
   const server = await serve(dist);
   const browser = await launch({ webgpu: backend === 'webgpu' });
   try {
-    const { page } = await demoPage(browser, server.url, { backend, iterations, nets, width, workers, privacy });
+    const { page } = await demoPage(browser, server.url, { backend, objective, iterations, nets, width, workers, privacy });
     await page.click('#start');
     await waitText(page, '#run-status', new RegExp(`finished after ${iterations} iterations|stopped`), 1200000);
     const chunks = await page.evaluate(() => window.anondistill.chunks);
     const used = await page.getAttribute('#backend-label', 'data-backend');
     const [first, last] = [chunks[0], chunks[chunks.length - 1]];
-    return { used, all: last.elapsed / last.iterations, steady: (last.elapsed - first.elapsed) / (last.iterations - first.iterations) };
+    return { used, iterations: last.iterations, all: last.elapsed / last.iterations, steady: (last.elapsed - first.elapsed) / (last.iterations - first.iterations) };
   } finally {
     await browser.close();
     server.close();
